@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+# Each creates .venv from the pinned requirements.txt when it is missing or stale.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+
+.PHONY: venv test run bench chaos chaos-quick clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+run: $(STAMP)
+	$(BIN)/python -m aistats_hooks.launcher
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos
+
+chaos-quick: $(STAMP)
+	$(BIN)/python -m bench.chaos --quick
+
+clean:
+	rm -rf $(VENV) .data

@@ -1,0 +1,117 @@
+"""Settings read once from the environment into a frozen object.
+
+Nothing reads ``os.environ`` after start-up: each process builds one
+``Settings`` with ``Settings.from_env()`` and passes it down explicitly.
+A missing or malformed value raises ``ConfigError`` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.phaseo.app/v1"
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a whole number from {low} to {high}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"expected a whole number from {low} to {high}, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(name, f"expected 1 or 0, got {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ConfigError(name, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+    return raw.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process of aistats-hooks needs to know, read once."""
+
+    redis_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    webhook_tolerance: int = 300
+    allow_unsigned: bool = False
+    public_base_url: str | None = None
+    query_api_token: str | None = field(default=None, repr=False)
+    key_prefix: str = "aistats"
+    queue_name: str = "aistats"
+    max_body_bytes: int = MAX_BODY_BYTES
+    event_retention: int = 30 * 86400
+    stale_after: int = 300
+    upstream_timeout: int = 20
+    data_dir: str = ".data"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``), validating every value."""
+        env = os.environ if env is None else env
+        secrets = tuple(s.strip() for s in env.get("AISTATS_WEBHOOK_SECRET", "").split(",") if s.strip())
+        prefix = env.get("AISTATS_KEY_PREFIX", "aistats").strip() or "aistats"
+        if not prefix.replace("-", "").replace("_", "").replace(":", "").isalnum():
+            raise ConfigError("AISTATS_KEY_PREFIX", f"expected letters, digits, '-', '_' or ':', got {prefix!r}")
+        return cls(
+            redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
+            api_key=env.get("AISTATS_API_KEY", "").strip() or None,
+            base_url=_url(env, "AISTATS_BASE_URL", DEFAULT_BASE_URL, ("https", "http")),
+            webhook_secrets=secrets,
+            webhook_tolerance=_int(env, "AISTATS_WEBHOOK_TOLERANCE", 300, low=1, high=86400),
+            allow_unsigned=_bool(env, "AISTATS_ALLOW_UNSIGNED"),
+            public_base_url=_url(env, "PUBLIC_BASE_URL", None, ("https", "http")),
+            query_api_token=env.get("QUERY_API_TOKEN", "").strip() or None,
+            key_prefix=prefix,
+            queue_name=env.get("AISTATS_QUEUE", "").strip() or prefix,
+            max_body_bytes=_int(env, "AISTATS_MAX_BODY_BYTES", MAX_BODY_BYTES, low=1024, high=64 * MAX_BODY_BYTES),
+            # Dedupe lives on the event record, so retention must outlast the
+            # gateway's 21-minute retry span: an hour is the floor.
+            event_retention=_int(env, "AISTATS_EVENT_RETENTION", 30 * 86400, low=3600, high=366 * 86400),
+            stale_after=_int(env, "AISTATS_STALE_AFTER", 300, low=5, high=86400),
+            upstream_timeout=_int(env, "AISTATS_UPSTREAM_TIMEOUT", 20, low=1, high=600),
+            data_dir=env.get("AISTATS_DATA_DIR", "").strip() or ".data",
+        )
+
+    def replace(self, **changes) -> Settings:
+        """Return a copy with ``changes`` applied (tests and the CLI use it)."""
+        return replace(self, **changes)
+
+    def require_webhook_secret(self) -> None:
+        """Fail closed: refuse to receive webhooks with no secret unless explicitly allowed."""
+        if not self.webhook_secrets and not self.allow_unsigned:
+            raise ConfigError(
+                "AISTATS_WEBHOOK_SECRET",
+                "required (comma-separated whsec_... secrets); set AISTATS_ALLOW_UNSIGNED=1 to accept unsigned deliveries",
+            )
+
+    def require_api_key(self) -> str:
+        """Return the API key, or raise naming the variable."""
+        if not self.api_key:
+            raise ConfigError("AISTATS_API_KEY", "required to call the AI Stats gateway")
+        return self.api_key

