@@ -1,0 +1,136 @@
+"""Read models of the query API: batch listings and billing summaries.
+
+Both answer from indexes, so their cost depends on the page asked for, not
+on how many batches are stored.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, timedelta
+
+from .reconcile import BatchStatus, nanos_to_usd
+from .store import Store
+
+GROUPS = ("day", "session_id", "model", "provider")
+MAX_LIMIT = 500
+MAX_DAYS = 3660
+
+
+def encode_cursor(score: int, member: str) -> str:
+    """Encode a listing position as an opaque cursor."""
+    return base64.urlsafe_b64encode(f"{score}:{member}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Decode a cursor, or raise ValueError."""
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    score, _, member = raw.partition(":")
+    if not member:
+        raise ValueError("bad cursor")
+    return int(score), member
+
+
+def list_batches(
+    store: Store,
+    *,
+    status: str | None = None,
+    session_id: str | None = None,
+    model: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> dict:
+    """Return a page of records, newest first, and the cursor of the next page."""
+    if session_id:
+        index = store.key("idx", "session", session_id)
+    elif model:
+        index = store.key("idx", "model", model)
+    elif status:
+        index = store.key("idx", "status", BatchStatus(status).value)
+    else:
+        index = store.key("idx", "all")
+    offset = _offset_after(store, index, cursor) if cursor else 0
+    page: list[tuple[int, str, dict]] = []
+    step = limit + 1
+    for _ in range(20):  # bounded work when filters are sparse
+        chunk = store.redis.zrevrange(index, offset, offset + step - 1, withscores=True)
+        records = store.get_many([store._str(m) for m, _ in chunk])
+        for (member, score), record in zip(chunk, records):
+            if record is not None and _matches(record, status, session_id, model):
+                page.append((int(score), store._str(member), record))
+        offset += len(chunk)
+        if len(page) > limit or len(chunk) < step:
+            break
+        step = min(step * 2, MAX_LIMIT * 4)
+    more = len(page) > limit
+    page = page[:limit]
+    next_cursor = encode_cursor(page[-1][0], page[-1][1]) if more else None
+    return {"data": [record for _, _, record in page], "next_cursor": next_cursor}
+
+
+def _offset_after(store: Store, index: str, cursor: str) -> int:
+    """Return the index position just after the cursor's row."""
+    score, member = decode_cursor(cursor)
+    rank = store.redis.zrevrank(index, member)
+    if rank is not None:
+        return rank + 1
+    # The row left this index (its status changed): resume at its score.
+    return store.redis.zcount(index, f"({score}", "+inf")
+
+
+def _matches(record: dict, status: str | None, session_id: str | None, model: str | None) -> bool:
+    return (
+        (not status or record.get("status") == status)
+        and (not session_id or record.get("session_id") == session_id)
+        and (not model or record.get("model") == model)
+    )
+
+
+def billing_summary(store: Store, group_by: str, since: date | None = None, until: date | None = None) -> dict:
+    """Return ledger totals grouped by ``group_by`` between ``since`` and ``until`` (inclusive days)."""
+    if group_by not in GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
+    totals: dict[str, int] = {}
+    if since is None and until is None:
+        for key, value in store.redis.hgetall(store.key("ledger", group_by)).items():
+            totals[store._str(key)] = int(value)
+    else:
+        start = since or _first_day(store, until)
+        end = until or date.today() + timedelta(days=1)
+        days = [(start + timedelta(days=i)).isoformat() for i in range(min((end - start).days + 1, MAX_DAYS))]
+        pipe = store.redis.pipeline(transaction=False)
+        if group_by == "day":
+            pipe.hmget(store.key("ledger", "day"), days) if days else None
+        else:
+            for day in days:
+                pipe.hgetall(store.key("ledger", group_by, day))
+        results = pipe.execute() if days else []
+        if group_by == "day" and results:
+            totals = {d: int(v) for d, v in zip(days, results[0]) if v is not None}
+        else:
+            for part in results:
+                for key, value in part.items():
+                    totals[store._str(key)] = totals.get(store._str(key), 0) + int(value)
+    groups = [
+        {"key": key, "total_nanos": nanos, "total_usd": nanos_to_usd(nanos)}
+        for key, nanos in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]) if group_by != "day" else (kv[0],))
+        if nanos
+    ]
+    total = sum(totals.values())
+    return {
+        "group_by": group_by,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "currency": "usd",
+        "total_nanos": total,
+        "total_usd": nanos_to_usd(total),
+        "groups": groups,
+    }
+
+
+def _first_day(store: Store, until: date | None) -> date:
+    days = sorted(store._str(d) for d in store.redis.hkeys(store.key("ledger", "day")) if store._str(d)[:1].isdigit())
+    try:
+        return date.fromisoformat(days[0]) if days else (until or date.today())
+    except ValueError:
+        return until or date.today()

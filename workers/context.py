@@ -1,0 +1,38 @@
+"""The per-process resources a job needs, built once on first use.
+
+Nothing is created at import time: the worker process imports this module,
+and the first job builds settings, the Redis client, the store and the SDK
+client from the environment, then reuses them for every later job.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from aistats_hooks.config import Settings
+from aistats_hooks.redis_conn import connect
+from aistats_hooks.sdk import AIStats
+from aistats_hooks.store import Store
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a job works with."""
+
+    settings: Settings
+    store: Store
+    client: AIStats
+
+
+def build(settings: Settings) -> Context:
+    """Build a context for ``settings``."""
+    redis = connect(settings)
+    client = AIStats(settings.require_api_key(), settings.base_url, timeout=settings.upstream_timeout)
+    return Context(settings=settings, store=Store(redis, settings), client=client)
+
+
+@functools.lru_cache(maxsize=1)
+def current() -> Context:
+    """Return this process's context, built from the environment on first use."""
+    return build(Settings.from_env())

@@ -1,0 +1,75 @@
+"""RQ job functions. Thin and idempotent: they take ids and call the library.
+
+Retries use RQ's own mechanism (each job is enqueued with ``Retry``); these
+functions only adjust it: a 429 waits for its Retry-After, an auth error is
+not retried, and the last failed attempt applies the webhook payload as a
+marked fallback before failing visibly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from rq import get_current_job
+
+from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
+from aistats_hooks.sync import Outcome, apply_fallback, sync_batch
+
+from . import context
+
+log = logging.getLogger("workers.jobs")
+
+
+def reconcile_batch(batch_id: str, force: bool = False) -> str:
+    """Reconcile one batch with the gateway's truth."""
+    ctx = context.current()
+    job = get_current_job()
+    if job is not None:
+        ctx.store.release_pending(batch_id, job.id)
+    try:
+        return sync_batch(ctx.store, ctx.client, batch_id, force=force).value
+    except AuthenticationError:
+        # A bad API key will not fix itself: fail now, into the failed registry.
+        ctx.store.incr("upstream", "auth_failed")
+        if job is not None:
+            job.retries_left = 0
+        raise
+    except RateLimitError as exc:
+        if job is not None and exc.retry_after is not None:
+            _wait_at_least(job, exc.retry_after)
+        _fallback_if_last(ctx, job, batch_id)
+        raise
+    except AIStatsError as exc:
+        if exc.retryable:
+            _fallback_if_last(ctx, job, batch_id)
+        raise
+
+
+def sweep(limit: int = 500) -> int:
+    """Queue a reconcile of every open batch not reconciled for a while."""
+    ctx = context.current()
+    due = ctx.store.due_for_sweep(time.time() - ctx.settings.stale_after, limit=limit)
+    queued = sum(ctx.store.request_reconcile(batch_id) == "queued" for batch_id in due)
+    ctx.store.incr("sweep", "queued", queued)
+    return queued
+
+
+def _wait_at_least(job, seconds: float) -> None:
+    """Make RQ's next retry of ``job`` wait at least ``seconds``."""
+    intervals = list(job.retry_intervals or [0])
+    left = job.retries_left or 0
+    index = max(len(intervals) - left, 0)
+    if index < len(intervals):
+        intervals[index] = max(intervals[index], math.ceil(seconds))
+        job.retry_intervals = intervals
+
+
+def _fallback_if_last(ctx: context.Context, job, batch_id: str) -> None:
+    """On the last attempt, keep the payload's state (marked) rather than nothing."""
+    if job is None or not job.retries_left:
+        outcome = apply_fallback(ctx.store, batch_id)
+        log.warning("retrieve kept failing for %s; fallback: %s", batch_id, outcome.value)
+        if outcome == Outcome.FALLBACK:
+            ctx.store.incr("upstream", "fallback")
