@@ -1,0 +1,65 @@
+"""Command line: ``python -m aistats_hooks.sandbox --port 8787 --api-key KEY --speed 60``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import click
+
+from .faults import parse_fault_rates
+from .server import SandboxServer
+
+
+def _faults(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, float]:
+    """Parse --faults into rates, as a usage error when malformed."""
+    try:
+        return parse_fault_rates(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--api-key", required=True, envvar="AISTATS_SANDBOX_API_KEY",
+              help="The Bearer key every request must carry (or AISTATS_SANDBOX_API_KEY).")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Simulated seconds per real second: 60 makes a simulated minute pass in one second.")
+@click.option("--seed", type=int, default=None, help="Seed outcomes, durations and faults for reproducible runs.")
+@click.option("--faults", callback=_faults, default=None, metavar="NAME=RATE,...",
+              help="Assign faults to new batches at these probabilities, e.g. drop=0.1,duplicate=0.3. "
+                   "Names: duplicate, out_of_order, drop, bad_signature, delay, replay, "
+                   "retrieve_500, retrieve_429, retrieve_slow.")
+@click.option("--delivery-workers", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Threads sending webhooks.")
+@click.option("--slow-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Real seconds a retrieve_slow GET sleeps.")
+@click.option("--log-requests", is_flag=True, help="Print an access-log line per request.")
+def main(port, host, api_key, speed, seed, faults, delivery_workers, slow_seconds, log_requests) -> None:
+    """Run the sandbox AI Stats gateway until interrupted."""
+    server = SandboxServer(api_key=api_key, speed=speed, seed=seed, faults=faults, host=host, port=port,
+                           delivery_workers=delivery_workers, slow_seconds=slow_seconds,
+                           log_requests=log_requests)
+    try:
+        server.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    click.echo(f"sandbox gateway on {server.base_url} (speed {speed:g}x, seed {seed}, faults {faults or 'none'})",
+               err=True)
+    sys.stdout.flush()
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Run the sandbox gateway on a real port: HTTP, clock and delivery threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from .app import create_app
+from .delivery import Deliverer
+from .state import Gateway
+
+# Real seconds between clock ticks; a heap makes each tick cheap.
+TICK_SECONDS = 0.025
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """Serve without an access-log line per request (benchmarks make thousands)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Log nothing for a served request; errors still reach the log."""
+
+
+class SandboxServer:
+    """The sandbox gateway on a loopback port, in background threads."""
+
+    def __init__(
+        self,
+        api_key: str,
+        speed: float = 1.0,
+        seed: int | None = None,
+        faults: str | Mapping[str, float] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        delivery_workers: int = 8,
+        slow_seconds: float = 2.0,
+        delivery_timeout: float = 10.0,
+        tick_seconds: float = TICK_SECONDS,
+        log_requests: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.tick_seconds = tick_seconds
+        self.log_requests = log_requests
+        self.gateway = Gateway(api_key, speed=speed, seed=seed, faults=faults, slow_seconds=slow_seconds)
+        self.deliverer = Deliverer(self.gateway, workers=delivery_workers, timeout=delivery_timeout)
+        self.gateway.on_events = self.deliverer.submit
+        self.app = create_app(self.gateway)
+        self._http: BaseWSGIServer | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        """Return the root URL, e.g. http://127.0.0.1:PORT."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """Return the API base URL an SDK is pointed at."""
+        return self.url + "/v1"
+
+    def start(self) -> SandboxServer:
+        """Bind the port and start the HTTP, clock and delivery threads."""
+        if self._http is not None:
+            raise RuntimeError("SandboxServer is already started")
+        handler = WSGIRequestHandler if self.log_requests else QuietRequestHandler
+        self._http = make_server(self.host, self.port, self.app, threaded=True, request_handler=handler)
+        self.port = self._http.server_port
+        self.gateway.public_url = self.url
+        self._stop.clear()
+        self.deliverer.start()
+        self._spawn("sandbox-http", self._http.serve_forever)
+        self._spawn("sandbox-clock", self._run_clock)
+        return self
+
+    def stop(self) -> None:
+        """Stop every thread and release the port."""
+        self._stop.set()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+        self.deliverer.stop()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start() if self._http is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, target) -> None:
+        """Start a daemon thread and keep it for stop()."""
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _run_clock(self) -> None:
+        """Tick the gateway until stopped."""
+        while not self._stop.wait(self.tick_seconds):
+            self.gateway.tick()
