@@ -12,8 +12,9 @@ from .validation import CreateRequest
 
 OUTCOME_WEIGHTS = (85, 7, 4, 4)  # completed, failed, expired, cancelled: mostly completed
 PROGRESS_STEPS = 10
-# Share of the duration spent validating before requests start running.
+# Validation takes a tenth of the duration, at most a simulated minute.
 VALIDATING_SHARE = 0.1
+VALIDATING_MAX = 60.0
 
 
 def new_id(prefix: str) -> str:
@@ -31,7 +32,7 @@ def make_plan(
     faults.update(name for name, rate in sorted(fault_rates.items()) if rng.random() < rate)
     share_failed = 0.0 if rng.random() < 0.75 else rng.uniform(0.01, 0.1)
     final_failed = int(total * share_failed)
-    run_at, end_at = now + duration * VALIDATING_SHARE, now + duration
+    run_at, end_at = now + min(duration * VALIDATING_SHARE, VALIDATING_MAX), now + duration
     stop = 1.0 if outcome == "completed" else rng.uniform(0.2, 0.8)
     cancel_at = run_at + stop * (end_at - run_at) if outcome == "cancelled" else None
     return Plan(outcome, now, run_at, end_at, stop, total - final_failed, final_failed, cancel_at, frozenset(faults))

@@ -73,7 +73,9 @@ class SandboxServer:
         self.gateway.public_url = self.url
         self._stop.clear()
         self.deliverer.start()
-        self._spawn("sandbox-http", self._http.serve_forever)
+        http = self._http
+        # A short poll interval makes stop() quick: tests start many servers.
+        self._spawn("sandbox-http", lambda: http.serve_forever(poll_interval=0.05))
         self._spawn("sandbox-clock", self._run_clock)
         return self
 

@@ -195,7 +195,8 @@ class Gateway:
                     raise ApiError(409, f"batch {batch_id} is already {batch.status}", code="batch_not_cancellable")
                 if batch.status != "cancelling":
                     batch.plan.end_at = min(batch.plan.end_at, now + CANCEL_SECONDS)
-                    self._begin_cancel(batch, now)
+                    begin_cancel(batch, now)
+                    self._remember(batch)
                     self._schedule(batch, batch.plan.end_at)
                 return batch.to_dict()
             finally:
