@@ -382,21 +382,23 @@ def test_same_seed_same_plans(sandbox_factory):
         with AIStats(API_KEY, srv.base_url) as client:
             ids = [client.create_batch({"endpoint": "responses", "input_file_id": "file_demo"})["id"]
                    for _ in range(5)]
-        plans.append([(t["model"], t["request_counts"]["total"], t["sandbox"]["outcome"], t["sandbox"]["end_at"][:0])
+        plans.append([(t["model"], t["request_counts"]["total"], t["sandbox"]["outcome"])
                       for t in (truth(srv, i) for i in ids)])
     assert plans[0] == plans[1]
     assert len({p[0] for p in plans[0]}) > 1 or len({p[1] for p in plans[0]}) > 1
 
 
-def test_two_thousand_concurrent_batches(sandbox_factory):
+def test_two_thousand_concurrent_batches_cost_little_cpu(sandbox_factory):
     srv = sandbox_factory(speed=2000.0)
     gateway = srv.gateway
-    ids = [gateway.create_batch(validate_create(request(duration=100 + i % 50)), "req_bulk")["id"]
-           for i in range(2000)]
     started = time.process_time()
-    wait_for(lambda: gateway.batches_by_status() == {"completed": 2000}, timeout=10)
-    assert time.process_time() - started < 5
-    assert all(truth(srv, i)["billing"]["state"] == "settled" for i in ids[:20])
+    ids = [gateway.create_batch(validate_create(request(duration=2000 + i % 500, prompts=list(range(50)))),
+                                "req_bulk")["id"] for i in range(2000)]
+    assert sum(gateway.batches_by_status().get(s, 0) for s in ("pending", "in_progress")) == 2000
+    wait_for(lambda: gateway.batches_by_status() == {"completed": 2000}, timeout=15, interval=0.1)
+    # About 1.25 s of real time with 2,000 live batches: the clock must mostly sleep.
+    assert time.process_time() - started < 3
+    assert all(truth(srv, i)["billing"]["total_nanos"] > 0 for i in ids[::100])
 
 
 # -- webhooks -------------------------------------------------------------------
@@ -420,7 +422,7 @@ def test_default_subscription_gets_only_the_signed_terminal_event(client, srv, r
     summary = wait_for(lambda: (t := truth(srv, batch["id"]))["webhook"]["delivery"]["total_attempts"] and t)
     assert summary["webhook"]["delivery"]["delivered_events"] == 1
     assert summary["webhook"]["delivery"]["last_response_status"] == 200
-    time.sleep(0.05)
+    wait_for(srv.deliverer.idle)
     assert [d.event["type"] for d in receiver.of(batch["id"])] == ["batch.completed"]
 
 
@@ -463,7 +465,8 @@ def test_retry_after_500_then_200(client, srv, receiver):
     assert second.sim_at - first.sim_at >= 59  # one simulated minute
     delivery = wait_for(lambda: (s := truth(srv, batch["id"])["webhook"]["delivery"])["total_attempts"] == 2 and s)
     assert (delivery["delivered_events"], delivery["last_response_status"], delivery["pending_retries"]) == (1, 200, 0)
-    time.sleep(900 / srv.gateway.clock.speed)
+    assert delivery["next_retry_at"] is None
+    wait_for(srv.deliverer.idle)
     assert len(receiver.of(batch["id"])) == 2
 
 
@@ -479,16 +482,23 @@ def test_redirect_is_a_failed_attempt_and_not_followed(client, receiver):
     assert receiver.of(batch["id"], path="/elsewhere") == []
 
 
-def test_four_failures_fail_the_delivery_permanently(client, srv, receiver):
+def test_four_failures_fail_the_delivery_permanently(sandbox_factory, receiver):
+    srv = sandbox_factory(speed=3000.0)
+    receiver.clock = srv.gateway.clock
     receiver.policy = lambda d, r: 503
-    batch = client.create_batch(request(hook=hook(receiver)))
+    with AIStats(API_KEY, srv.base_url) as client:
+        batch = client.create_batch(request(hook=hook(receiver)))
     wait_for(lambda: srv.gateway.stats.get("deliveries", "permanently_failed") == 1)
     deliveries = receiver.of(batch["id"])
     assert [d.attempt for d in deliveries] == [1, 2, 3, 4]
-    gaps = [round(b.sim_at - a.sim_at, -1) for a, b in zip(deliveries, deliveries[1:])]
-    assert [g >= e - 10 for g, e in zip(gaps, (60, 300, 900))] == [True] * 3
-    time.sleep(0.1)
+    assert len({d.event["id"] for d in deliveries}) == 1
+    gaps = [b.sim_at - a.sim_at for a, b in zip(deliveries, deliveries[1:])]
+    assert all(gap >= expected - 1 for gap, expected in zip(gaps, (60, 300, 900))), gaps
+    wait_for(srv.deliverer.idle)
     assert len(receiver.of(batch["id"])) == 4
+    summary = truth(srv, batch["id"])["webhook"]["delivery"]
+    assert (summary["total_attempts"], summary["delivered_events"], summary["pending_retries"]) == (4, 0, 0)
+    assert summary["last_error_message"] == "HTTP 503"
     stats = srv.gateway.stats.snapshot()["deliveries"]
     assert stats["by_status"]["503"] == 4 and stats["failed"] == 4 and stats["succeeded"] == 0
 
@@ -527,7 +537,8 @@ def test_fault_drop(client, srv, receiver):
     batch = client.create_batch(request(faults="drop", hook=hook(receiver, events=events)))
     wait_for(lambda: srv.gateway.stats.get("faults_injected", "drop") == 1)
     assert truth(srv, batch["id"])["status"] == "completed"
-    time.sleep(120 / srv.gateway.clock.speed)
+    wait_for(lambda: receiver.of(batch["id"]))
+    wait_for(srv.deliverer.idle)
     assert [d.event["type"] for d in receiver.of(batch["id"])] == ["batch.created"]
 
 
@@ -541,9 +552,13 @@ def test_fault_bad_signature(client, srv, receiver):
     assert srv.gateway.stats.get("faults_injected", "bad_signature") == 1
 
 
-def test_fault_delay(client, srv, receiver):
-    plain = client.create_batch(request(hook=hook(receiver)))
-    held = client.create_batch(request(faults="delay", hook=hook(receiver)))
+def test_fault_delay(sandbox_factory, receiver):
+    # Slower, so the undelayed delivery's latency stays far below the delay.
+    srv = sandbox_factory(speed=300.0)
+    receiver.clock = srv.gateway.clock
+    with AIStats(API_KEY, srv.base_url) as client:
+        plain = client.create_batch(request(hook=hook(receiver)))
+        held = client.create_batch(request(faults="delay", hook=hook(receiver)))
     on_time = wait_for(lambda: receiver.of(plain["id"]))[0]
     late = wait_for(lambda: receiver.of(held["id"]))[0]
     assert on_time.sim_at - on_time.event["created_at"] < 60

@@ -112,6 +112,22 @@ class Batch:
         """Advance updated_at to ``now``, strictly past its previous value."""
         self.updated_ms = max(int(now * 1000), self.updated_ms + 1)
 
+    def truth(self) -> dict[str, Any]:
+        """Return the batch object plus a ``sandbox`` block describing its plan."""
+        plan = self.plan
+        return dict(
+            self.to_dict(),
+            sandbox={
+                "outcome": plan.outcome,
+                "faults": sorted(plan.faults),
+                "created_at": iso(plan.created),
+                "run_at": iso(plan.run_at),
+                "end_at": iso(plan.end_at),
+                "retrieves": self.retrieves,
+                "webhook_secret_set": bool(self.webhook and self.webhook.secret),
+            },
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Return the batch object in the gateway's shape (a fresh copy)."""
         url = f"{self.base_url}/v1/batches/{self.id}"

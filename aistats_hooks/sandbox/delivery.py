@@ -179,7 +179,8 @@ class Deliverer:
             if ok and event.terminal and "replay" in event.faults:
                 # Replay what the receiver accepted, byte for byte, timestamp and all.
                 self._push(now + REPLAY_SECONDS, event, attempt, "replay", body, dict(headers))
-        self.gateway.record_attempt(event, attempt, ok=ok, status=status, error=error, retry_at=retry_at)
+        self.gateway.record_attempt(event, attempt, ok=ok, status=status, error=error, retry_at=retry_at,
+                                    was_retry=send.kind == "event" and attempt > 1)
 
     def _after_first(self, event: Event, now: float) -> None:
         """Queue the duplicate and the followers of an event's first attempt."""

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batch import Batch
+
 MAX_ATTEMPTS = 4
 EVENT_KINDS = ("created", "progress", "completed", "failed", "cancelled", "expired")
 KNOWN_EVENTS = frozenset(f"{family}.{kind}" for family in ("batch", "job") for kind in EVENT_KINDS)
@@ -69,3 +71,23 @@ class Event:
             "data": self.data,
         }
         return json.dumps(envelope, separators=(",", ":")).encode("utf-8")
+
+
+def batch_event(batch: Batch, event_type: str, key: str, now: float) -> Event | None:
+    """Return the event for the batch's webhook now, or None when it does not subscribe."""
+    hook = batch.webhook
+    if hook is None or not hook.url or not subscribed(hook.events, event_type):
+        return None
+    if event_type == "batch.progress":
+        batch.progress_sent.add(int(key.rsplit(":", 1)[1]))
+    return Event(batch.id, event_type, key, int(now), batch.to_dict(), hook.url, hook.secret, batch.plan.faults)
+
+
+def stale_progress(batch: Batch, now: float) -> Event:
+    """Build the out_of_order fault's progress event: an older snapshot, sent after the end."""
+    # Prefer a bucket never sent, so the stale event's id is new to the receiver.
+    unsent = [b for b in batch.snapshots if b not in batch.progress_sent]
+    bucket = max(unsent or batch.snapshots)
+    hook = batch.webhook
+    return Event(batch.id, "batch.progress", f"batch.progress:{bucket}", int(now), batch.snapshots[bucket],
+                 hook.url, hook.secret, batch.plan.faults, stale=True)

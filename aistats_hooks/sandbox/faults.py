@@ -58,3 +58,16 @@ def parse_fault_rates(raw: str | Mapping[str, float] | None) -> dict[str, float]
             raise ValueError(f"rate of {name} must be a number from 0 to 1, got {rate!r}")
         rates[name] = value
     return rates
+
+
+def retrieve_fault(faults: frozenset[str], nth: int) -> str | None:
+    """Return the error fault the ``nth`` GET of a batch suffers, if any."""
+    # retrieve_429 takes the first GET; retrieve_500 the next two (or the first two).
+    first_500 = 1
+    if "retrieve_429" in faults:
+        if nth == 1:
+            return "retrieve_429"
+        first_500 = 2
+    if "retrieve_500" in faults and first_500 <= nth < first_500 + RETRIEVE_500_COUNT:
+        return "retrieve_500"
+    return None

@@ -6,9 +6,10 @@ import math
 import random
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 from .batch import OUTCOMES, Batch, Plan, settle, void
-from .validation import CreateRequest
+from .validation import ApiError, CreateRequest
 
 OUTCOME_WEIGHTS = (85, 7, 4, 4)  # completed, failed, expired, cancelled: mostly completed
 PROGRESS_STEPS = 10
@@ -20,6 +21,19 @@ VALIDATING_MAX = 60.0
 def new_id(prefix: str) -> str:
     """Return a random id; ids are never seeded, so restarts never reuse one."""
     return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def request_total(req: CreateRequest, files: Mapping[str, dict[str, Any]], rng: random.Random) -> int:
+    """Return the request count of the batch's input."""
+    if req.inline_total is not None:
+        return req.inline_total
+    known = files.get(req.input_file_id or "")
+    if known is None:
+        # Demos use made-up file ids: accept them with a plausible size.
+        return rng.randint(1, 20)
+    if not known["lines"]:
+        raise ApiError(400, f"input file {req.input_file_id} has no requests", code="empty_input_file")
+    return known["lines"]
 
 
 def make_plan(

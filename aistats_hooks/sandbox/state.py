@@ -12,9 +12,9 @@ from typing import Any
 
 from .batch import Batch, iso, pending_billing
 from .clock import SimClock
-from .events import Event, progress_bucket, subscribed
-from .faults import RETRIEVE_500_COUNT, parse_fault_rates
-from .lifecycle import begin_cancel, finish, make_plan, new_id, next_step, raise_counts
+from .events import Event, batch_event, progress_bucket, stale_progress
+from .faults import parse_fault_rates, retrieve_fault
+from .lifecycle import begin_cancel, finish, make_plan, new_id, next_step, raise_counts, request_total
 from .stats import Stats
 from .validation import ApiError, CreateRequest
 from .webhook import Webhook
@@ -80,7 +80,7 @@ class Gateway:
             now = self.clock.now()
             n = next(self._created)
             rng = random.Random(f"{self.seed}:{n}") if self.seed is not None else random.Random()
-            total = self._total(req, rng)
+            total = request_total(req, self._files, rng)
             model = str(req.model) if req.model else rng.choice(MODELS)
             plan = make_plan(req, rng, now, total, self.fault_rates)
             webhook = None
@@ -127,15 +127,13 @@ class Gateway:
         if "retrieve_slow" in faults:
             self.stats.incr("faults_injected", "retrieve_slow")
             time.sleep(self.slow_seconds)
-        first_500 = 1
-        if "retrieve_429" in faults:
-            first_500 = 2
-            if nth == 1:
-                self.stats.incr("faults_injected", "retrieve_429")
-                raise ApiError(429, "rate limited (sandbox fault)", code="rate_limited",
-                               type="rate_limit_error", headers={"Retry-After": "1"})
-        if "retrieve_500" in faults and first_500 <= nth < first_500 + RETRIEVE_500_COUNT:
-            self.stats.incr("faults_injected", "retrieve_500")
+        fault = retrieve_fault(faults, nth)
+        if fault:
+            self.stats.incr("faults_injected", fault)
+        if fault == "retrieve_429":
+            raise ApiError(429, "rate limited (sandbox fault)", code="rate_limited",
+                           type="rate_limit_error", headers={"Retry-After": "1"})
+        if fault == "retrieve_500":
             raise ApiError(500, "internal error (sandbox fault)", code="sandbox_fault", type="api_error")
         self.tick()
         with self._lock:
@@ -145,20 +143,7 @@ class Gateway:
         """Return the batch as it really is, plus its plan, with no faults applied."""
         self.tick()
         with self._lock:
-            batch = self._get(batch_id)
-            plan = batch.plan
-            return dict(
-                batch.to_dict(),
-                sandbox={
-                    "outcome": plan.outcome,
-                    "faults": sorted(plan.faults),
-                    "created_at": iso(plan.created),
-                    "run_at": iso(plan.run_at),
-                    "end_at": iso(plan.end_at),
-                    "retrieves": batch.retrieves,
-                    "webhook_secret_set": bool(batch.webhook and batch.webhook.secret),
-                },
-            )
+            return self._get(batch_id).truth()
 
     def list_batches(self, statuses: Iterable[str] = (), limit: int = 20, after: str | None = None) -> dict[str, Any]:
         """Return a page of batches, newest first, optionally filtered by status."""
@@ -240,18 +225,6 @@ class Gateway:
 
     # -- lifecycle -------------------------------------------------------
 
-    def _total(self, req: CreateRequest, rng: random.Random) -> int:
-        """Return the request count of the batch's input."""
-        if req.inline_total is not None:
-            return req.inline_total
-        known = self._files.get(req.input_file_id or "")
-        if known is None:
-            # Demos use made-up file ids: accept them with a plausible size.
-            return rng.randint(1, 20)
-        if not known["lines"]:
-            raise ApiError(400, f"input file {req.input_file_id} has no requests", code="empty_input_file")
-        return known["lines"]
-
     def _advance(self, batch: Batch, now: float) -> list[Event]:
         """Move ``batch`` to where its plan says it is at ``now``."""
         plan = batch.plan
@@ -294,7 +267,7 @@ class Gateway:
         batch.generation += 1
         events = self._emit(batch, f"batch.{outcome}", f"batch.{outcome}", now)
         if events and "out_of_order" in batch.plan.faults:
-            events[0].followups.append(self._stale_progress(batch, now))
+            events[0].followups.append(self._count_event(stale_progress(batch, now)))
         return events
 
     def _remember(self, batch: Batch) -> None:
@@ -303,31 +276,28 @@ class Gateway:
         batch.snapshots[bucket] = batch.to_dict()
 
     def _emit(self, batch: Batch, event_type: str, key: str, now: float) -> list[Event]:
-        """Return the event for the batch's webhook, if it subscribes to it."""
-        hook = batch.webhook
-        if hook is None or not hook.url or not subscribed(hook.events, event_type):
-            return []
-        if event_type == "batch.progress":
-            batch.progress_sent.add(int(key.rsplit(":", 1)[1]))
-        self.stats.incr("events_generated", "total")
-        self.stats.incr("events_generated", "by_type", event_type)
-        return [Event(batch.id, event_type, key, int(now), batch.to_dict(), hook.url, hook.secret, batch.plan.faults)]
+        """Return the event for the batch's webhook (if subscribed), counted."""
+        event = batch_event(batch, event_type, key, now)
+        return [self._count_event(event)] if event else []
 
-    def _stale_progress(self, batch: Batch, now: float) -> Event:
-        """Build the stale progress event the out_of_order fault sends after the end."""
-        # Prefer a bucket never sent, so the stale event's id is new to the receiver.
-        unsent = [b for b in batch.snapshots if b not in batch.progress_sent]
-        bucket = max(unsent or batch.snapshots)
+    def _count_event(self, event: Event) -> Event:
+        """Count a generated event in the stats and return it."""
         self.stats.incr("events_generated", "total")
-        self.stats.incr("events_generated", "by_type", "batch.progress")
-        hook = batch.webhook
-        return Event(batch.id, "batch.progress", f"batch.progress:{bucket}", int(now),
-                     batch.snapshots[bucket], hook.url, hook.secret, batch.plan.faults, stale=True)
+        self.stats.incr("events_generated", "by_type", event.type)
+        return event
 
     # -- deliveries ------------------------------------------------------
 
     def record_attempt(
-        self, event: Event, attempt: int, *, ok: bool, status: int | None, error: str | None, retry_at: float | None
+        self,
+        event: Event,
+        attempt: int,
+        *,
+        ok: bool,
+        status: int | None,
+        error: str | None,
+        retry_at: float | None,
+        was_retry: bool,
     ) -> None:
         """Fold one delivery attempt into the batch's webhook.delivery summary."""
         with self._lock:
@@ -339,6 +309,7 @@ class Gateway:
                 event_id=event.id,
                 event_type=event.type,
                 attempt=attempt,
+                was_retry=was_retry,
                 ok=ok,
                 status=status,
                 error=error,

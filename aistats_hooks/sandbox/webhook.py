@@ -55,6 +55,7 @@ class Webhook:
         event_id: str,
         event_type: str,
         attempt: int,
+        was_retry: bool,
         ok: bool,
         status: int | None,
         error: str | None,
@@ -67,7 +68,7 @@ class Webhook:
         summary["last_attempt_at"] = at
         summary["last_attempt_status"] = "succeeded" if ok else "failed"
         summary["last_response_status"] = status
-        if attempt > 1:
+        if was_retry:
             summary["pending_retries"] = max(0, summary["pending_retries"] - 1)
         if ok:
             summary["last_delivered_at"] = at
