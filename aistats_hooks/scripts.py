@@ -142,3 +142,21 @@ apply(new, 1)
 redis.call('HSET', KEYS[1], batch, new)
 return {old or '', new}
 """
+
+MARK_EVENTS = """
+-- Settle the outcome of a batch's events still waiting on a reconcile.
+-- KEYS[1] batch events zset {p}:be:{batch_id}
+-- ARGV[1] key prefix, ARGV[2] received-until (ms), ARGV[3] outcome, ARGV[4] now (ms).
+-- Only events whose outcome is 'queued' or 'coalesced' change; an expired
+-- event is not resurrected. Returns how many changed.
+local changed = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])) do
+  local key = ARGV[1] .. ':e:' .. id
+  local outcome = redis.call('HGET', key, 'outcome')
+  if outcome == 'queued' or outcome == 'coalesced' then
+    redis.call('HSET', key, 'outcome', ARGV[3], 'reconciled_at', ARGV[4])
+    changed = changed + 1
+  end
+end
+return changed
+"""

@@ -51,6 +51,7 @@ class Store:
         self._request = redis.register_script(scripts.REQUEST)
         self._release = redis.register_script(scripts.RELEASE_PENDING)
         self._ledger = redis.register_script(scripts.LEDGER)
+        self._mark = redis.register_script(scripts.MARK_EVENTS)
 
     # -- keys ---------------------------------------------------------------
     def key(self, *parts: str) -> str:
@@ -158,16 +159,12 @@ class Store:
             pipe.execute()
 
     def mark_events(self, batch_id: str, outcome: str, *, until_ms: int, pipeline: Pipeline | None = None) -> None:
-        """Set the outcome of the batch's events received up to ``until_ms``."""
-        ids = self.redis.zrangebyscore(self.key("be", batch_id), "-inf", until_ms)
-        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=False)
-        for event_id in ids:
-            # HSET on an expired event would resurrect it without a TTL; only touch live ones.
-            pipe.hsetnx(self.key("e", self._str(event_id)), "reconciled_at", str(int(time.time() * 1000)))
-            pipe.hset(self.key("e", self._str(event_id)), "outcome", outcome)
-            pipe.expire(self.key("e", self._str(event_id)), self.settings.event_retention)
-        if pipeline is None:
-            pipe.execute()
+        """Settle the outcome of the batch's waiting events received up to ``until_ms``."""
+        self._mark(
+            keys=[self.key("be", batch_id)],
+            args=[self.p, until_ms, outcome, int(time.time() * 1000)],
+            client=pipeline if pipeline is not None else self.redis,
+        )
 
     def track(self, batch: dict, *, pipeline: Pipeline | None = None) -> dict:
         """Record a batch we created ourselves, before any webhook arrives."""

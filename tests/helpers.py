@@ -90,5 +90,7 @@ def spawn_worker(queue_name: str, env: dict, *, burst: bool = True):
     args = [sys.executable, "-m", "rq.cli", "worker", "--url", env["REDIS_URL"], "--logging_level", "WARNING"]
     if burst:
         args.append("--burst")
+    else:
+        args.append("--with-scheduler")  # RQ retries with intervals need the scheduler
     full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.Popen(args + [queue_name], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -1,0 +1,144 @@
+"""End to end over real HTTP: sandbox gateway -> receiver -> RQ worker -> query API.
+
+The sandbox delivers signed webhooks to the Flask app served on a loopback
+port; a stock ``rq worker`` process reconciles through the SDK against the
+sandbox; the query API must then equal the sandbox's truth.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from aistats_hooks.sandbox import SandboxServer
+from aistats_hooks.sdk import AIStats
+from aistats_hooks.web import create_app
+from tests.helpers import Served, spawn_worker, wait_for
+
+EVENTS = ["batch.created", "batch.progress", "batch.completed", "batch.failed", "batch.cancelled", "batch.expired"]
+
+
+@pytest.fixture
+def stack(settings):
+    """Start the sandbox, the receiver and a worker process; yield handles to all three."""
+    sandbox = SandboxServer(api_key=settings.api_key, speed=600.0, seed=11).start()
+    app = create_app(settings)
+    served = Served(app)
+    env = {
+        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
+        "AISTATS_BASE_URL": sandbox.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
+        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": settings.webhook_secrets[0],
+    }
+    worker = spawn_worker(settings.queue_name, env, burst=False)
+    sdk = AIStats(settings.api_key, sandbox.base_url)
+    query = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {settings.query_api_token}"})
+    yield {"sandbox": sandbox, "app": app, "url": served.url, "sdk": sdk, "query": query}
+    worker.terminate()
+    worker.wait(10)
+    query.close()
+    sdk.close()
+    served.stop()
+    sandbox.stop()
+
+
+def create(stack, outcome: str, *, faults: str = "", session: str = "e2e", duration: int = 120, events=EVENTS) -> str:
+    """Create a sandbox batch whose webhooks point at our receiver."""
+    metadata = {"sandbox_outcome": outcome, "sandbox_duration_s": str(duration)}
+    if faults:
+        metadata["sandbox_faults"] = faults
+    batch = stack["sdk"].create_batch({
+        "endpoint": "/v1/responses",
+        "input_file_id": "file_e2e",
+        "session_id": session,
+        "metadata": metadata,
+        "webhook": {"url": stack["url"] + "/webhooks/aistats", "events": events, "secret": "whsec_test_secret"},
+    })
+    return batch["id"]
+
+
+def matches(stack, batch_id: str, real: dict) -> bool:
+    resp = stack["query"].get(f"/batches/{batch_id}")
+    if resp.status_code != 200:
+        return False
+    ours = resp.json()
+    status = {"canceled": "cancelled"}.get(real["status"], real["status"])
+    return (
+        ours["status"] == status
+        and ours["billing"]["state"] == real["billing"]["state"]
+        and ours["billing"]["total_nanos"] == real["billing"]["total_nanos"]
+        and ours["request_counts"] == real["request_counts"]
+        and ours["source"] == "retrieve"
+    )
+
+
+def sandbox_truth(stack, settings, batch_id: str) -> dict:
+    resp = httpx.get(f"{stack['sandbox'].url}/_sandbox/batches/{batch_id}",
+                     headers={"Authorization": f"Bearer {settings.api_key}"})
+    resp.raise_for_status()
+    return resp.json()
+
+
+def settle(stack, settings, ids, timeout=45.0):
+    """Wait until every batch is terminal in the sandbox and equal to it in the query API."""
+    def done():
+        truths = {b: sandbox_truth(stack, settings, b) for b in ids}
+        if any(t["status"] not in ("completed", "failed", "cancelled", "expired") for t in truths.values()):
+            return False
+        return all(matches(stack, b, truths[b]) for b in ids) and truths
+    try:
+        return wait_for(done, timeout=timeout, interval=0.25)
+    except AssertionError:
+        for b in ids:  # say which batch differs, and how
+            real, ours = sandbox_truth(stack, settings, b), stack["query"].get(f"/batches/{b}").json()
+            keep = ("status", "billing", "request_counts", "source", "updated_at", "reconcile_count")
+            print(b, {k: real.get(k) for k in keep}, {k: ours.get(k) for k in keep},
+                  [(e["type"], e.get("outcome")) for e in stack["query"].get(f"/batches/{b}/events").json()["data"]])
+        raise
+
+
+def test_every_outcome_reconciles_to_the_truth(stack, settings):
+    ids = {outcome: create(stack, outcome) for outcome in ("completed", "failed", "cancelled", "expired")}
+    truths = settle(stack, settings, ids.values())
+    summary = stack["query"].get("/billing/summary", params={"group_by": "session_id"}).json()
+    expected = sum(t["billing"]["total_nanos"] for t in truths.values() if t["billing"]["state"] == "settled")
+    assert expected > 0
+    assert summary["total_nanos"] == expected
+    assert summary["groups"] == [{"key": "e2e", "total_nanos": expected, "total_usd": summary["total_usd"]}]
+    for outcome, batch_id in ids.items():
+        events = stack["query"].get(f"/batches/{batch_id}/events").json()["data"]
+        assert any(e["type"] == f"batch.{outcome}" for e in events), outcome
+    assert truths[ids["failed"]]["billing"]["state"] == "void"
+
+
+def test_faulty_deliveries_still_converge_and_bill_once(stack, settings):
+    ids = [
+        create(stack, "completed", faults="duplicate", session="faults"),
+        create(stack, "completed", faults="out_of_order", session="faults"),
+        create(stack, "completed", faults="bad_signature", session="faults"),
+        create(stack, "completed", faults="retrieve_500", session="faults"),
+    ]
+    truths = settle(stack, settings, ids, timeout=60)
+    summary = stack["query"].get("/billing/summary", params={"group_by": "session_id"}).json()
+    assert summary["total_nanos"] == sum(t["billing"]["total_nanos"] for t in truths.values())
+    dup_events = stack["query"].get(f"/batches/{ids[0]}/events").json()["data"]
+    assert any(e.get("duplicates") for e in dup_events)
+
+
+def test_dropped_terminal_delivery_is_recovered_by_the_sweep(stack, settings):
+    store = stack["app"].extensions["aistats"]
+    # Subscribed to the terminal event only, and that delivery is dropped:
+    # no webhook ever arrives. The CLI tracks batches it creates; so do we.
+    batch_id = create(stack, "completed", faults="drop", session="dropped", events=["batch.completed"])
+    store.track(stack["sdk"].retrieve_batch(batch_id))
+    wait_for(lambda: sandbox_truth(stack, settings, batch_id)["status"] == "completed", timeout=30)
+    time.sleep(0.5)
+    assert stack["query"].get(f"/batches/{batch_id}").json()["source"] == "tracked"
+    assert stack["query"].get(f"/batches/{batch_id}/events").json()["data"] == []
+    # What the cron process does every interval: re-queue open, stale batches.
+    due = store.due_for_sweep(time.time() + 1)
+    assert batch_id in due
+    for stale in due:
+        store.request_reconcile(stale)
+    settle(stack, settings, [batch_id])
