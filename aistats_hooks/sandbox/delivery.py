@@ -86,8 +86,10 @@ class Deliverer:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        # One shared deadline: a send in flight ends within the client timeout.
+        deadline = time.monotonic() + self.timeout + 1
         for thread in self._threads:
-            thread.join(timeout=self.timeout + 1)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads.clear()
         if self._client is not None:
             self._client.close()
