@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .batch import Batch, iso, pending_billing
+from .batch import Batch, iso, lifecycle_of, pending_billing
 from .clock import SimClock
 from .events import Event, batch_event, progress_bucket, stale_progress
 from .faults import parse_fault_rates, retrieve_fault
@@ -157,7 +157,7 @@ class Gateway:
                 ids = ids[ids.index(after) + 1 :]
             matching = (self._batches[i] for i in ids)
             if wanted:
-                matching = (b for b in matching if b.status in wanted or b.to_dict()["lifecycle_status"] in wanted)
+                matching = (b for b in matching if b.status in wanted or lifecycle_of(b.status) in wanted)
             page = list(itertools.islice(matching, limit + 1))
             data = [b.to_dict() for b in page[:limit]]
         return {
