@@ -26,47 +26,41 @@ end
 INGEST = (
     """
 -- Record a verified delivery, deduplicated on its event id, and queue its batch.
--- KEYS[1] event hash        {p}:e:{event_id}
--- KEYS[2] batch events zset {p}:be:{batch_id}
--- KEYS[3] batch record hash {p}:b:{batch_id}
--- KEYS[4] pending job key   {p}:pending:{batch_id}
--- KEYS[5] RQ job hash       rq:job:{job_id}
--- KEYS[6] RQ queue list     rq:queue:{queue}
--- KEYS[7] delivery counters {p}:m:deliveries
--- ARGV[1] event id, ARGV[2] received at (ms), ARGV[3] retention (s),
--- ARGV[4] pending ttl (s), ARGV[5] job id, ARGV[6] 'batch' or 'ignore',
--- ARGV[7] n = number of event field/value items, ARGV[8..8+n-1] event fields,
--- then the RQ job field/value items.
+-- KEYS[1] batch events hash   {p}:ev:{batch_id}  (event field -> packed headers+body)
+-- KEYS[2] batch outcomes hash {p}:eo:{batch_id}  (event field -> "outcome:received_ms")
+-- KEYS[3] batch record hash   {p}:b:{batch_id}
+-- KEYS[4] pending job key     {p}:pending:{batch_id}
+-- KEYS[5] RQ job hash         rq:job:{job_id}
+-- KEYS[6] RQ queue list       rq:queue:{queue}
+-- KEYS[7] delivery counters   {p}:m:deliveries
+-- ARGV[1] event field, ARGV[2] packed event, ARGV[3] received at (ms), ARGV[4] retention (s),
+-- ARGV[5] pending ttl (s), ARGV[6] job id, ARGV[7] 'batch' or 'ignore',
+-- ARGV[8..] the RQ job's field/value items.
 -- Returns 'duplicate', 'ignored', 'final', 'coalesced' or 'queued'.
 local pending_key, job_key, queue_key = KEYS[4], KEYS[5], KEYS[6]
-local job_id, pending_ttl = ARGV[5], ARGV[4]
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
+local job_id, pending_ttl = ARGV[6], ARGV[5]
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[1] .. '#d', 1)
   redis.call('HINCRBY', KEYS[7], 'duplicate', 1)
   return 'duplicate'
 end
-local n = tonumber(ARGV[7])
-local event_fields = {}
-for i = 8, 7 + n do event_fields[#event_fields + 1] = ARGV[i] end
 local job_fields = {}
-for i = 8 + n, #ARGV do job_fields[#job_fields + 1] = ARGV[i] end
+for i = 8, #ARGV do job_fields[#job_fields + 1] = ARGV[i] end
 """
     + _ENQUEUE
     + """
 local outcome
-if ARGV[6] == 'ignore' then
+if ARGV[7] == 'ignore' then
   outcome = 'ignored'
 elseif redis.call('HGET', KEYS[3], 'final') == '1' then
   outcome = 'final'
 else
   outcome = enqueue()
 end
-redis.call('HSET', KEYS[1], 'outcome', outcome, unpack(event_fields))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if ARGV[6] ~= 'ignore' then
-  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], outcome .. ':' .. ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('HINCRBY', KEYS[7], outcome, 1)
 return outcome
 """
@@ -145,17 +139,21 @@ return {old or '', new}
 
 MARK_EVENTS = """
 -- Settle the outcome of a batch's events still waiting on a reconcile.
--- KEYS[1] batch events zset {p}:be:{batch_id}
--- ARGV[1] key prefix, ARGV[2] received-until (ms), ARGV[3] outcome, ARGV[4] now (ms).
--- Only events whose outcome is 'queued' or 'coalesced' change; an expired
--- event is not resurrected. Returns how many changed.
+-- KEYS[1] batch outcomes hash {p}:eo:{batch_id}
+-- ARGV[1] received-until (ms), ARGV[2] outcome.
+-- Only events marked 'queued' or 'coalesced' and received by ARGV[1] change:
+-- one that arrived during the run is left for the follow-up run.
+local flat = redis.call('HGETALL', KEYS[1])
 local changed = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])) do
-  local key = ARGV[1] .. ':e:' .. id
-  local outcome = redis.call('HGET', key, 'outcome')
-  if outcome == 'queued' or outcome == 'coalesced' then
-    redis.call('HSET', key, 'outcome', ARGV[3], 'reconciled_at', ARGV[4])
-    changed = changed + 1
+for i = 1, #flat, 2 do
+  local field, value = flat[i], flat[i + 1]
+  local sep = string.find(value, ':', 1, true)
+  if sep then
+    local outcome, at = string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
+    if (outcome == 'queued' or outcome == 'coalesced') and tonumber(at) <= tonumber(ARGV[1]) then
+      redis.call('HSET', KEYS[1], field, ARGV[2] .. ':' .. at)
+      changed = changed + 1
+    end
   end
 end
 return changed

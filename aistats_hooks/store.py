@@ -2,15 +2,19 @@
 
 Key layout (``{p}`` is the configured key prefix)::
 
-    {p}:e:{event_id}        hash   one received event (dedupe marker, audit), TTL = retention
-    {p}:be:{batch_id}       zset   the batch's event ids by received time (ms), TTL = retention
-    {p}:b:{batch_id}        hash   doc (the record as JSON), status, final ("1"/"0")
+    {p}:ev:{batch_id}       hash   event field -> packed headers + raw body (dedupe, audit), TTL = retention
+    {p}:eo:{batch_id}       hash   event field -> "outcome:received_ms" (+ "{field}#d": duplicates seen)
+    {p}:b:{batch_id}        hash   doc (the packed record JSON), status, final ("1"/"0")
     {p}:pending:{batch_id}  string id of the batch's queued, not yet started job
     {p}:lock:{batch_id}     lock   held while a worker reconciles the batch
     {p}:open                zset   batches not final, by last reconcile time (the sweep reads it)
     {p}:idx:all|status:{s}|session:{id}|model:{m}   zsets by created time (the query API)
     {p}:ledger:*            the billing ledger (see scripts.LEDGER)
     {p}:m:*                 counters shared by every process (metrics)
+
+An event's field is its id with the redundant ``evt_batch_{batch_id}_`` prefix
+cut to ``~`` (ids repeat the batch id); bodies and records are packed with
+``codec`` so a batch and its events stay within a few KiB.
 
 Writes take ``pipeline=None`` so callers can compose them into one round trip.
 """
@@ -19,14 +23,13 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
 from collections.abc import Mapping
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.lock import Lock
 
-from . import queueing, scripts
+from . import codec, queueing, scripts
 from .config import Settings
 from .events import Event, phaseo_headers
 from .reconcile import Source, contribution, is_final, parse_time
@@ -63,19 +66,16 @@ class Store:
         """Record a verified event and queue its batch in one atomic step; return the outcome."""
         job_id = queueing.new_job_id(self.settings)
         job = queueing.reconcile_job(self.queue, event.batch_id, job_id)
-        event_fields = [
-            "batch", event.batch_id,
-            "type", event.type,
-            "attempt", str(event.attempt),
-            "key", event.delivery_key or "",
-            "received_at", str(int(time.time() * 1000)),
-            "headers", json.dumps(phaseo_headers(headers), separators=(",", ":")),
-            "body", zlib.compress(body, 1),
-        ]
+        received = int(time.time() * 1000)
+        meta = {"t": event.type, "k": event.delivery_key, "a": event.attempt, "r": received}
+        derived = _derived_headers(event.id, meta)
+        # Headers that merely repeat the payload are rebuilt on read, not stored.
+        meta["h"] = {k: v for k, v in phaseo_headers(headers).items() if derived.get(k) != v}
+        packed = codec.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body)
         return self._str(self._ingest(
             keys=[
-                self.key("e", event.id),
-                self.key("be", event.batch_id),
+                self.key("ev", event.batch_id),
+                self.key("eo", event.batch_id),
                 self.key("b", event.batch_id),
                 self.key("pending", event.batch_id),
                 job.key,
@@ -83,9 +83,8 @@ class Store:
                 self.key("m", "deliveries"),
             ],
             args=[
-                event.id, int(time.time() * 1000), self.settings.event_retention, PENDING_TTL, job_id,
-                "ignore" if ignore else "batch", len(event_fields), *event_fields,
-                *queueing.job_fields(job),
+                event_field(event.id, event.batch_id), packed, received, self.settings.event_retention,
+                PENDING_TTL, job_id, "ignore" if ignore else "batch", *queueing.job_fields(job),
             ],
         ))
 
@@ -114,14 +113,14 @@ class Store:
     def get(self, batch_id: str) -> dict | None:
         """Return the reconciled record of ``batch_id``, or None."""
         doc = self.redis.hget(self.key("b", batch_id), "doc")
-        return json.loads(doc) if doc else None
+        return json.loads(codec.unpack(doc)) if doc else None
 
     def get_many(self, batch_ids: list[str]) -> list[dict | None]:
         """Return the records of ``batch_ids`` in order (None where unknown)."""
         pipe = self.redis.pipeline(transaction=False)
         for batch_id in batch_ids:
             pipe.hget(self.key("b", batch_id), "doc")
-        return [json.loads(doc) if doc else None for doc in pipe.execute()]
+        return [json.loads(codec.unpack(doc)) if doc else None for doc in pipe.execute()]
 
     def save(self, record: dict, previous: dict | None = None, *, pipeline: Pipeline | None = None) -> None:
         """Write a record, its indexes and its ledger contribution atomically."""
@@ -129,7 +128,7 @@ class Store:
         batch_id = record["id"]
         final = is_final(record)
         pipe.hset(self.key("b", batch_id), mapping={
-            "doc": json.dumps(record, separators=(",", ":"), sort_keys=True),
+            "doc": codec.pack(json.dumps(record, separators=(",", ":"), sort_keys=True).encode()),
             "status": record["status"],
             "final": "1" if final else "0",
         })
@@ -161,8 +160,8 @@ class Store:
     def mark_events(self, batch_id: str, outcome: str, *, until_ms: int, pipeline: Pipeline | None = None) -> None:
         """Settle the outcome of the batch's waiting events received up to ``until_ms``."""
         self._mark(
-            keys=[self.key("be", batch_id)],
-            args=[self.p, until_ms, outcome, int(time.time() * 1000)],
+            keys=[self.key("eo", batch_id)],
+            args=[until_ms, outcome],
             client=pipeline if pipeline is not None else self.redis,
         )
 
@@ -179,27 +178,42 @@ class Store:
         return record
 
     # -- events -------------------------------------------------------------
-    def event(self, event_id: str) -> dict | None:
-        """Return one stored event with its decoded body, or None."""
-        raw = self.redis.hgetall(self.key("e", event_id))
-        return self._decode_event(event_id, raw) if raw else None
-
-    def events(self, batch_id: str, *, limit: int = 500) -> list[dict]:
-        """Return the batch's stored events, oldest first."""
-        ids = [self._str(i) for i in self.redis.zrange(self.key("be", batch_id), 0, limit - 1)]
+    def events(self, batch_id: str) -> list[dict]:
+        """Return the batch's stored events with their decoded bodies, oldest first."""
         pipe = self.redis.pipeline(transaction=False)
-        for event_id in ids:
-            pipe.hgetall(self.key("e", event_id))
-        return [self._decode_event(i, raw) for i, raw in zip(ids, pipe.execute()) if raw]
+        pipe.hgetall(self.key("ev", batch_id))
+        pipe.hgetall(self.key("eo", batch_id))
+        packed, states = pipe.execute()
+        states = {self._str(k): self._str(v) for k, v in states.items()}
+        events = [self._decode_event(batch_id, self._str(f), blob, states) for f, blob in packed.items()]
+        return sorted(events, key=lambda e: (e["received_at"], e["id"]))
+
+    def event(self, event_id: str, batch_id: str | None = None) -> dict | None:
+        """Return one stored event (its batch inferred from the id when not given), or None."""
+        candidates = [batch_id] if batch_id else self._batches_of(event_id)
+        for candidate in candidates:
+            found = next((e for e in self.events(candidate) if e["id"] == event_id), None)
+            if found:
+                found["batch_id"] = candidate
+                return found
+        return None
+
+    def _batches_of(self, event_id: str) -> list[str]:
+        """Return the stored batches an ``evt_batch_{batch}_{key}`` id may belong to."""
+        rest = event_id.removeprefix("evt_batch_")
+        cuts = [i for i, c in enumerate(rest) if c == "_"]
+        candidates = [rest[:i] for i in cuts] or [rest]
+        pipe = self.redis.pipeline(transaction=False)
+        for candidate in candidates:
+            pipe.exists(self.key("ev", candidate))
+        return [c for c, hit in zip(candidates, pipe.execute()) if hit]
 
     def latest_payload(self, batch_id: str) -> tuple[dict | None, dict | None]:
         """Return the newest stored event of the batch and its ``data`` object."""
-        for event_id in self.redis.zrevrange(self.key("be", batch_id), 0, 4):
-            event = self.event(self._str(event_id))
-            if event and isinstance(event.get("payload"), dict):
-                data = event["payload"].get("data")
-                if isinstance(data, dict):
-                    return event, data
+        for event in reversed(self.events(batch_id)):
+            data = (event.get("payload") or {}).get("data") if isinstance(event.get("payload"), dict) else None
+            if isinstance(data, dict):
+                return event, data
         return None, None
 
     def due_for_sweep(self, older_than: float, *, limit: int = 500) -> list[str]:
@@ -218,20 +232,47 @@ class Store:
     def _str(value: bytes | str) -> str:
         return value.decode() if isinstance(value, bytes) else value
 
-    def _decode_event(self, event_id: str, raw: dict) -> dict:
-        fields = {self._str(k): v for k, v in raw.items()}
-        body = fields.pop("body", b"")
+    @staticmethod
+    def _decode_event(batch_id: str, field: str, blob: bytes, states: dict[str, str]) -> dict:
+        meta_line, _, body = codec.unpack(blob).partition(b"\n")
+        meta = json.loads(meta_line)
+        outcome, _, _ = states.get(field, "unknown:").partition(":")
+        text = body.decode("utf-8", "replace")
         try:
-            text = zlib.decompress(body).decode("utf-8", "replace") if body else ""
-            payload = json.loads(text) if text else None
-        except (zlib.error, ValueError):
-            text, payload = "", None
-        event = {k: self._str(v) for k, v in fields.items()}
-        event["id"] = event_id
-        for key in ("attempt", "received_at", "duplicates", "reconciled_at"):
-            if key in event and event[key].lstrip("-").isdigit():
-                event[key] = int(event[key])
-        event["headers"] = json.loads(event.get("headers") or "{}")
-        event["body"] = text
-        event["payload"] = payload
+            payload = json.loads(text)
+        except ValueError:
+            payload = None
+        event = {
+            "id": event_id(field, batch_id),
+            "type": meta.get("t"),
+            "key": meta.get("k"),
+            "attempt": meta.get("a"),
+            "received_at": meta.get("r"),
+            "outcome": outcome,
+            "duplicates": int(states.get(field + "#d", 0)),
+            "headers": {**_derived_headers(event_id(field, batch_id), meta), **meta.get("h", {})},
+            "body": text,
+            "payload": payload,
+        }
         return event
+
+
+def _derived_headers(event_id: str, meta: dict) -> dict[str, str]:
+    """Return the x-phaseo-* headers a delivery of this event carries by definition."""
+    derived = {"x-phaseo-event-id": event_id, "x-phaseo-event-type": meta.get("t") or ""}
+    if meta.get("k"):
+        derived["x-phaseo-delivery-key"] = meta["k"]
+    if meta.get("a") is not None:
+        derived["x-phaseo-attempt"] = str(meta["a"])
+    return derived
+
+
+def event_field(event_id: str, batch_id: str) -> str:
+    """Return the compact hash field for ``event_id`` within its batch."""
+    prefix = f"evt_batch_{batch_id}_"
+    return "~" + event_id[len(prefix):] if event_id.startswith(prefix) else event_id
+
+
+def event_id(field: str, batch_id: str) -> str:
+    """Invert ``event_field``."""
+    return f"evt_batch_{batch_id}_{field[1:]}" if field.startswith("~") else field

@@ -46,7 +46,7 @@ def batch_events(batch_id: str):
     events = _store().events(batch_id)
     if not events and _store().get(batch_id) is None:
         return error(404, "not_found", f"no batch {batch_id!r} is known here")
-    keep = ("id", "type", "key", "attempt", "received_at", "outcome", "duplicates", "reconciled_at")
+    keep = ("id", "type", "key", "attempt", "received_at", "outcome", "duplicates")
     return jsonify({"batch_id": batch_id, "data": [{k: e.get(k) for k in keep if k in e} for e in events]})
 
 
