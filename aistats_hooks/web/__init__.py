@@ -7,6 +7,7 @@ import logging
 from flask import Flask
 from redis import Redis
 
+from .. import logs
 from ..config import Settings
 from ..redis_conn import connect
 from ..store import Store
@@ -18,6 +19,8 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     """Create the app for ``settings`` (read from the environment when None)."""
     settings = settings or Settings.from_env()
     settings.require_webhook_secret()
+    # JSON lines on the root logger, unless the host (a test runner) already logs.
+    logs.configure(logs.level_from_env(), secrets=logs.secrets_of(settings), force=False)
     if not settings.webhook_secrets:
         log.warning(
             "AISTATS_ALLOW_UNSIGNED=1 and no AISTATS_WEBHOOK_SECRET: accepting UNSIGNED webhooks. "
@@ -29,10 +32,12 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.extensions["aistats"] = Store(redis if redis is not None else connect(settings), settings)
     app.extensions["aistats_settings"] = settings
 
-    from . import errors, health, query, receiver
+    from . import errors, health, metrics, query, receiver
 
     errors.init_app(app)
+    logs.init_app(app)
     app.register_blueprint(receiver.bp)
     app.register_blueprint(query.bp)
     app.register_blueprint(health.bp)
+    metrics.init_app(app, settings)
     return app

@@ -1,0 +1,244 @@
+"""``GET /metrics``: Prometheus text built per scrape from the shared Redis state.
+
+gunicorn runs several worker processes and RQ workers run elsewhere, so no
+process-local registry can see the whole service. Every counter lives in
+Redis (``Store.counters``); each scrape builds a fresh ``CollectorRegistry``
+around a collector that reads them in one pipelined round trip.
+
+The endpoint answers only with the query API's bearer token, unless
+``METRICS_PUBLIC=1``. With neither a token nor ``METRICS_PUBLIC`` it is off
+(401), like the query API: it fails closed.
+
+Reconcile durations: ``observe_reconcile(store, seconds)`` keeps a small
+histogram in Redis (one hash, fixed buckets), so any process can record into
+it and every scrape sees the sum of all of them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Iterator, Mapping
+
+from flask import Blueprint, Response, current_app, request
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+from redis.client import Pipeline
+from redis.exceptions import RedisError
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from ..config import Settings
+from ..errors import ConfigError
+from ..reconcile import BatchStatus
+from ..store import Store
+from .errors import error
+
+bp = Blueprint("metrics", __name__)
+
+DELIVERY_OUTCOMES = ("queued", "coalesced", "final", "duplicate", "ignored")
+# Seconds; a reconcile is one retrieve call plus a few Redis writes.
+RECONCILE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+HISTOGRAM_KEY = "reconcile_seconds"
+USD_NANOS = 10**9
+
+
+def metrics_public(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """Tell whether /metrics is open without a token (``METRICS_PUBLIC=1``).
+
+    Read from ``settings.metrics_public`` when config.py has the field, else
+    from the environment once at app creation.
+    """
+    value = getattr(settings, "metrics_public", None)
+    if isinstance(value, bool):
+        return value
+    raw = (os.environ if env is None else env).get("METRICS_PUBLIC", "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError("METRICS_PUBLIC", f"expected 1 or 0, got {raw!r}")
+
+
+def init_app(app, settings: Settings) -> None:
+    """Register the blueprint and decide, once, whether it needs the token."""
+    app.config["METRICS_PUBLIC"] = metrics_public(settings)
+    app.register_blueprint(bp)
+
+
+# -- recording (any process) ---------------------------------------------------
+
+def observe_reconcile(store: Store, seconds: float, *, pipeline: Pipeline | None = None) -> None:
+    """Add one reconcile duration to the shared histogram.
+
+    Buckets are stored non-cumulatively (``le:<bound>`` fields, plus ``le:+Inf``
+    for the overflow); the collector accumulates them at scrape time.
+    """
+    seconds = max(0.0, float(seconds))
+    bound = next((b for b in RECONCILE_BUCKETS if seconds <= b), None)
+    field = "le:+Inf" if bound is None else f"le:{bound:g}"
+    key = store.key("m", HISTOGRAM_KEY)
+    pipe = pipeline if pipeline is not None else store.redis.pipeline(transaction=False)
+    pipe.hincrby(key, field, 1)
+    pipe.hincrby(key, "count", 1)
+    pipe.hincrbyfloat(key, "sum", seconds)
+    if pipeline is None:
+        pipe.execute()
+
+
+# -- the exposition -------------------------------------------------------------
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ints(raw: Mapping) -> dict[str, int]:
+    out = {}
+    for key, value in (raw or {}).items():
+        try:
+            out[_text(key)] = int(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+class StoreCollector(Collector):
+    """Read the service's shared counters from Redis on each ``collect``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _read(self) -> dict:
+        store, redis = self.store, self.store.redis
+        queue = store.queue
+        statuses = [s.value for s in BatchStatus]
+        pipe = redis.pipeline(transaction=False)
+        for name in ("deliveries", "rejected", "upstream", "sweep", HISTOGRAM_KEY):
+            pipe.hgetall(store.key("m", name))
+        pipe.llen(queue.key)
+        pipe.zcard(ScheduledJobRegistry(queue=queue).key)
+        pipe.zcard(StartedJobRegistry(queue=queue).key)
+        pipe.zcard(FailedJobRegistry(queue=queue).key)
+        pipe.zcard(store.key("open"))
+        for status in statuses:
+            pipe.zcard(store.key("idx", "status", status))
+        pipe.get(store.key("ledger", "total"))
+        pipe.hgetall(store.key("ledger", "provider"))
+        values = pipe.execute()
+        out = dict(zip(("deliveries", "rejected", "upstream", "sweep", "histogram"), values[:5]))
+        out["queued"], out["scheduled"], out["started"], out["failed"], out["open"] = values[5:10]
+        out["statuses"] = dict(zip(statuses, values[10 : 10 + len(statuses)]))
+        out["ledger_total"], out["ledger_provider"] = values[10 + len(statuses) :]
+        return out
+
+    def collect(self) -> Iterator:
+        data = self._read()
+
+        deliveries = _ints(data["deliveries"])
+        family = CounterMetricFamily(
+            "aistats_webhook_deliveries", "Verified webhook deliveries, by ingest outcome.", labels=["outcome"]
+        )
+        for outcome in sorted(set(DELIVERY_OUTCOMES) | set(deliveries)):
+            family.add_metric([outcome], deliveries.get(outcome, 0))
+        yield family
+
+        family = CounterMetricFamily(
+            "aistats_webhook_rejected", "Refused webhook deliveries, by reason.", labels=["reason"]
+        )
+        for reason, count in sorted(_ints(data["rejected"]).items()):
+            family.add_metric([reason], count)
+        yield family
+
+        family = GaugeMetricFamily("aistats_queue_depth", "Reconcile jobs waiting in the RQ queue.")
+        family.add_metric([], int(data["queued"]))
+        yield family
+
+        family = GaugeMetricFamily("aistats_queue_jobs", "RQ jobs of the reconcile queue, by state.", labels=["state"])
+        for state in ("queued", "scheduled", "started", "failed"):
+            family.add_metric([state], int(data[state]))
+        yield family
+
+        upstream = _ints(data["upstream"])
+        family = CounterMetricFamily("aistats_upstream_retrieves", "retrieve_batch calls made to the gateway.")
+        family.add_metric([], upstream.pop("retrieve", 0))
+        yield family
+        family = CounterMetricFamily(
+            "aistats_upstream_calls",
+            "Gateway call results, by HTTP status or error (auth_failed, fallback, exception names).",
+            labels=["status"],
+        )
+        for status, count in sorted(upstream.items()):
+            family.add_metric([status], count)
+        yield family
+
+        family = CounterMetricFamily("aistats_sweep_queued", "Reconciles queued by the polling sweep.")
+        family.add_metric([], _ints(data["sweep"]).get("queued", 0))
+        yield family
+
+        family = GaugeMetricFamily("aistats_open_batches", "Batches not final yet (what the sweep watches).")
+        family.add_metric([], int(data["open"]))
+        yield family
+
+        family = GaugeMetricFamily("aistats_batches", "Reconciled batches, by status.", labels=["status"])
+        for status, count in data["statuses"].items():
+            family.add_metric([status], int(count))
+        yield family
+
+        total = int(data["ledger_total"] or 0)
+        family = GaugeMetricFamily("aistats_billing_nanos", "Billed total in nanos (1e-9 USD), from the ledger.")
+        family.add_metric([], total)
+        yield family
+        family = GaugeMetricFamily("aistats_billing_usd", "Billed total in USD, from the ledger.")
+        family.add_metric([], total / USD_NANOS)
+        yield family
+        family = GaugeMetricFamily(
+            "aistats_billing_provider_nanos", "Billed total in nanos, by provider.", labels=["provider"]
+        )
+        for provider, nanos in sorted(_ints(data["ledger_provider"]).items()):
+            family.add_metric([provider], nanos)
+        yield family
+
+        yield self._histogram(data["histogram"] or {})
+
+    @staticmethod
+    def _histogram(raw: Mapping) -> HistogramMetricFamily:
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        buckets, running = [], 0
+        for bound in RECONCILE_BUCKETS:
+            running += int(fields.get(f"le:{bound:g}", 0))
+            buckets.append((floatToGoString(bound), running))
+        running += int(fields.get("le:+Inf", 0))
+        buckets.append(("+Inf", running))
+        return HistogramMetricFamily(
+            "aistats_reconcile_duration_seconds",
+            "Time one reconcile job took, retrieve included.",
+            buckets=buckets,
+            sum_value=float(fields.get("sum", 0) or 0),
+        )
+
+
+def render(store: Store) -> bytes:
+    """Return the exposition text for ``store`` (a fresh registry each call)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(store))
+    return generate_latest(registry)
+
+
+@bp.get("/metrics")
+def metrics():
+    """Answer the Prometheus text exposition."""
+    settings = current_app.extensions["aistats_settings"]
+    if not current_app.config.get("METRICS_PUBLIC"):
+        token = settings.query_api_token
+        if not token:
+            return error(401, "unauthorized", "/metrics needs QUERY_API_TOKEN (or METRICS_PUBLIC=1)")
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return error(401, "unauthorized", "missing or wrong bearer token")
+    try:
+        body = render(current_app.extensions["aistats"])
+    except RedisError as exc:
+        return error(503, "store_unavailable", f"redis: {type(exc).__name__}")
+    return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})

@@ -1,0 +1,327 @@
+"""The CLI, command by command, against a real Redis and a real sandbox gateway on loopback.
+
+Each command runs through click's CliRunner with the environment a user
+would export; the receiver is the real app served on a loopback port, so
+`create-batch` webhooks and `trigger` deliveries travel over HTTP and are
+verified with the configured secret. Error paths must print exactly one
+line on stderr and exit non-zero (2 for configuration errors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from aistats_hooks.cli import cli
+from aistats_hooks.sandbox import SandboxServer
+from aistats_hooks.web import create_app
+from tests.helpers import Served, run_worker, wait_for
+from workers import context
+
+ROOT = Path(__file__).resolve().parents[1]
+# Variables the CLI reads; cleared so the developer's own environment cannot leak in.
+CLEARED = (
+    "REDIS_URL", "AISTATS_API_KEY", "AISTATS_BASE_URL", "AISTATS_WEBHOOK_SECRET", "AISTATS_WEBHOOK_TOLERANCE",
+    "AISTATS_ALLOW_UNSIGNED", "PUBLIC_BASE_URL", "QUERY_API_TOKEN", "AISTATS_KEY_PREFIX", "AISTATS_QUEUE",
+    "AISTATS_UPSTREAM_TIMEOUT", "AISTATS_DATA_DIR", "PORT", "LOG_LEVEL",
+)
+
+
+@pytest.fixture
+def sandbox(settings):
+    server = SandboxServer(api_key=settings.api_key, speed=600.0, seed=7).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver(settings):
+    app = create_app(settings)
+    served = Served(app)
+    yield served, app.extensions["aistats"]
+    served.stop()
+
+
+@pytest.fixture
+def env(settings, sandbox, receiver, monkeypatch):
+    """The environment of an operator's shell pointed at this test's Redis, sandbox and receiver."""
+    for name in CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    values = {
+        "REDIS_URL": settings.redis_url,
+        "AISTATS_API_KEY": settings.api_key,
+        "AISTATS_BASE_URL": sandbox.base_url,
+        "AISTATS_WEBHOOK_SECRET": ",".join(settings.webhook_secrets + ("whsec_old_rotated",)),
+        "QUERY_API_TOKEN": settings.query_api_token,
+        "AISTATS_KEY_PREFIX": settings.key_prefix,
+        "AISTATS_QUEUE": settings.queue_name,
+        "PUBLIC_BASE_URL": receiver[0].url,
+    }
+    # The in-process RQ worker of some tests builds its context from os.environ too.
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    context.current.cache_clear()
+    yield values
+    context.current.cache_clear()
+
+
+@pytest.fixture
+def store(receiver):
+    return receiver[1]
+
+
+def run(env: dict, *args: str, **overrides):
+    """Invoke the CLI with ``env`` (plus overrides; None removes a variable)."""
+    full = {**env, **overrides}
+    result = CliRunner().invoke(cli, list(args), env=full, catch_exceptions=False)
+    return result
+
+
+def one_line_error(result, code: int = 1) -> str:
+    """Assert the invocation failed with ``code`` and exactly one line on stderr; return it."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert lines[0].startswith("aistats-hooks: ")
+    return lines[0]
+
+
+def create(env, *extra: str, outcome: str = "completed", duration: int = 120) -> str:
+    result = run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "file_cli",
+                 "--metadata", f"sandbox_outcome={outcome}", "--metadata", f"sandbox_duration_s={duration}", *extra)
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+def sandbox_truth(sandbox, settings, batch_id: str) -> dict:
+    resp = httpx.get(f"{sandbox.url}/_sandbox/batches/{batch_id}",
+                     headers={"Authorization": f"Bearer {settings.api_key}"})
+    resp.raise_for_status()
+    return resp.json()
+
+
+# -- create-batch ----------------------------------------------------------------
+
+def test_create_batch_tracks_it_and_its_signed_webhooks_arrive(env, store, sandbox, settings):
+    batch_id = create(env, "--session-id", "cli-run", "--events", "batch.created,batch.completed",
+                      "--metadata", "team=search")
+    assert batch_id.startswith("batch_") and "\n" not in batch_id
+    record = store.get(batch_id)
+    assert record is not None and record["source"] == "tracked" and record["session_id"] == "cli-run"
+    # Tracked batches are open, so the sweep will poll them even if no webhook ever comes.
+    assert batch_id in store.due_for_sweep(float("inf"))
+    truth = sandbox_truth(sandbox, settings, batch_id)
+    assert truth["webhook"]["url"] == env["PUBLIC_BASE_URL"] + "/webhooks/aistats"
+    assert truth["webhook"]["events"] == ["batch.created", "batch.completed"]
+    assert truth["metadata"] == {"sandbox_outcome": "completed", "sandbox_duration_s": "120", "team": "search"}
+    # batch.created was signed with the first configured secret: the receiver accepted it.
+    events = wait_for(lambda: store.events(batch_id), timeout=20)
+    assert events[0]["type"] == "batch.created" and events[0]["outcome"] == "queued"
+    assert not store.counters("rejected")
+
+
+def test_create_batch_json_and_endpoint_id(env, store, sandbox, settings):
+    result = run(env, "--json", "create-batch", "--endpoint", "responses", "--input-file-id", "file_x",
+                 "--webhook-endpoint-id", "we_123")
+    assert result.exit_code == 0, result.output
+    batch = json.loads(result.stdout)
+    assert batch["id"].startswith("batch_") and batch["object"] == "batch"
+    assert store.get(batch["id"])["status"] == "pending"
+    truth = sandbox_truth(sandbox, settings, batch["id"])
+    assert truth["webhook"]["endpoint_id"] == "we_123"
+    # --json also works after the command.
+    result = run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "file_x", "--no-webhook", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["webhook"] is None
+
+
+def test_create_batch_error_paths(env):
+    line = one_line_error(run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "f",
+                              PUBLIC_BASE_URL=None), code=2)
+    assert "PUBLIC_BASE_URL" in line
+    line = one_line_error(run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "f",
+                              AISTATS_API_KEY=None), code=2)
+    assert "AISTATS_API_KEY" in line
+    line = one_line_error(run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "f",
+                              "--metadata", "novalue"))
+    assert "KEY=VALUE" in line
+    line = one_line_error(run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "f",
+                              "--events", "batch.finished"))
+    assert "batch.finished" in line
+    line = one_line_error(run(env, "create-batch", "--input-file-id", "f"))
+    assert "--endpoint" in line
+    # The gateway refuses the key: one line, exit 1, and the key never printed.
+    result = run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "f",
+                 AISTATS_API_KEY="sk_wrong_key_123456")
+    line = one_line_error(result)
+    assert "AuthenticationError" in line and "sk_wrong_key_123456" not in result.output
+
+
+# -- upload ------------------------------------------------------------------------
+
+def test_upload(env, tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text('{"custom_id": "1"}\n{"custom_id": "2"}\n')
+    result = run(env, "upload", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().startswith("file_")
+    result = run(env, "upload", str(path), "--json")
+    assert json.loads(result.stdout)["filename"] == "requests.jsonl"
+    assert "does not exist" in one_line_error(run(env, "upload", str(tmp_path / "missing.jsonl")))
+
+
+# -- status / cancel ---------------------------------------------------------------
+
+def test_status_local_remote_and_unknown(env, store):
+    batch_id = create(env)
+    result = run(env, "status", batch_id)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == f"{batch_id}  pending"
+    assert "source: tracked" in result.stdout
+    record = json.loads(run(env, "status", batch_id, "--json").stdout)
+    assert record == store.get(batch_id)
+    remote = json.loads(run(env, "--json", "status", batch_id, "--remote").stdout)
+    assert remote["id"] == batch_id and remote["object"] == "batch"
+    assert "no batch 'batch_nope'" in one_line_error(run(env, "status", "batch_nope"))
+    assert "NotFoundError" in one_line_error(run(env, "status", "batch_nope", "--remote"))
+
+
+def test_cancel_asks_the_gateway_and_queues_a_reconcile(env, store, sandbox, settings):
+    batch_id = create(env, duration=3600)
+    wait_for(lambda: sandbox_truth(sandbox, settings, batch_id)["status"] == "in_progress", timeout=20)
+    result = run(env, "cancel", batch_id)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"cancel requested for {batch_id}")
+    assert sandbox_truth(sandbox, settings, batch_id)["status"] in ("cancelling", "cancelled")
+    assert store.queue.count >= 1
+    assert "NotFoundError" in one_line_error(run(env, "cancel", "batch_nope"))
+
+
+# -- reconcile / events / replay ---------------------------------------------------
+
+def test_reconcile_queues_coalesces_and_runs_now(env, store):
+    batch_id = create(env, "--no-webhook")
+    assert run(env, "reconcile", batch_id).stdout.strip() == f"{batch_id}  queued"
+    assert run(env, "reconcile", batch_id).stdout.strip() == f"{batch_id}  coalesced"
+    result = run(env, "reconcile", batch_id, "--now")
+    assert result.exit_code == 0 and result.stdout.strip() == f"{batch_id}  reconciled"
+    assert store.get(batch_id)["source"] == "retrieve"
+    # The queued job then runs in a real RQ worker.
+    run_worker(store)
+    assert store.get(batch_id)["reconcile_count"] == 2
+
+
+def test_reconcile_all_open(env, store):
+    first, second = create(env, "--no-webhook"), create(env, "--no-webhook")
+    result = run(env, "--json", "reconcile", "--all-open", "--now")
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)["results"]
+    assert results[first] == results[second] == "reconciled"
+
+
+def test_reconcile_usage_errors(env):
+    assert "BATCH_ID or --all-open" in one_line_error(run(env, "reconcile"))
+    assert "BATCH_ID or --all-open" in one_line_error(run(env, "reconcile", "b", "--all-open"))
+    assert "--force needs --now" in one_line_error(run(env, "reconcile", "b", "--force"))
+    assert "NotFoundError" not in run(env, "reconcile", "batch_unknown").output  # queueing asks no one
+    line = one_line_error(run(env, "reconcile", "batch_unknown", "--now", AISTATS_BASE_URL="http://127.0.0.1:9/v1",
+                              AISTATS_UPSTREAM_TIMEOUT="1"))
+    assert "UpstreamUnavailable" in line
+
+
+def test_events_and_replay(env, store):
+    batch_id = create(env, "--events", "batch.created")
+    wait_for(lambda: store.events(batch_id), timeout=20)
+    result = run(env, "events", batch_id)
+    assert result.exit_code == 0
+    row = result.stdout.strip().splitlines()[0]
+    event_id = f"evt_batch_{batch_id}_batch_created"
+    assert event_id in row and "batch.created" in row and "attempt=1" in row
+    listed = json.loads(run(env, "events", batch_id, "--json").stdout)
+    assert [e["id"] for e in listed["data"]] == [event_id] and "body" not in listed["data"][0]
+    assert "payload" in json.loads(run(env, "events", batch_id, "--json", "--payload").stdout)["data"][0]
+
+    run_worker(store)  # empty the queue, so the replay queues afresh
+    result = run(env, "replay", event_id)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"1 event(s) of {batch_id}: reconcile queued"
+    assert json.loads(run(env, "replay", "--batch", batch_id, "--json").stdout) == {
+        "batch_id": batch_id, "events": [event_id], "reconcile": "coalesced",
+    }
+    assert store.queue.count == 1
+
+    assert "no batch 'batch_nope'" in one_line_error(run(env, "events", "batch_nope"))
+    assert "no stored event" in one_line_error(run(env, "replay", "evt_nope"))
+    assert "EVENT_ID or --batch" in one_line_error(run(env, "replay"))
+
+
+# -- trigger -----------------------------------------------------------------------
+
+def test_trigger_sends_a_signed_delivery(env, store, receiver):
+    result = run(env, "trigger", "batch.completed", "--batch", "batch_trig", "--url", receiver[0].url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "batch.completed evt_batch_batch_trig_batch_completed -> 202 queued"
+    event = store.event("evt_batch_batch_trig_batch_completed")
+    assert event["type"] == "batch.completed" and event["payload"]["data"]["status"] == "completed"
+    # Same event again: deduplicated by the receiver, still a success.
+    again = json.loads(run(env, "--json", "trigger", "completed", "--batch", "batch_trig").stdout)
+    assert again["status"] == 200 and again["response"]["status"] == "duplicate"
+    progress = json.loads(run(env, "--json", "trigger", "batch.progress").stdout)
+    assert progress["status"] == 202 and progress["event_id"].endswith("_batch_progress_50")
+    assert store.counters("deliveries") == {"queued": 2, "duplicate": 1}
+
+
+def test_trigger_error_paths(env, receiver):
+    # Signed with a secret the receiver does not know: it refuses, we say so in one line.
+    line = one_line_error(run(env, "trigger", "batch.failed", AISTATS_WEBHOOK_SECRET="whsec_unknown_to_receiver"))
+    assert "401" in line and "invalid_signature" in line and "whsec_unknown_to_receiver" not in line
+    line = one_line_error(run(env, "trigger", "batch.completed", "--url", "http://127.0.0.1:9/webhooks/aistats"))
+    assert "could not reach the receiver" in line
+    assert "not an event type" in one_line_error(run(env, "trigger", "batch.exploded"))
+    assert "AISTATS_WEBHOOK_SECRET" in one_line_error(run(env, "trigger", "batch.completed",
+                                                          AISTATS_WEBHOOK_SECRET=None), code=2)
+
+
+# -- configuration and infrastructure errors ----------------------------------------
+
+def test_malformed_setting_is_one_line_exit_2(env):
+    line = one_line_error(run(env, "status", "b", AISTATS_WEBHOOK_TOLERANCE="abc"), code=2)
+    assert "AISTATS_WEBHOOK_TOLERANCE" in line
+    line = one_line_error(run(env, "config", REDIS_URL="http//nope"), code=2)
+    assert "REDIS_URL" in line
+
+
+def test_redis_down_is_one_line_exit_1(env):
+    line = one_line_error(run(env, "status", "b", REDIS_URL="redis://127.0.0.1:9/0"))
+    assert "redis unavailable" in line
+
+
+def test_config_masks_secrets(env):
+    result = run(env, "config")
+    assert result.exit_code == 0
+    assert "AISTATS_WEBHOOK_SECRET=2 configured" in result.stdout
+    for secret in (env["AISTATS_API_KEY"], env["QUERY_API_TOKEN"], "whsec_test_secret"):
+        assert secret not in result.stdout
+
+
+def test_python_dash_m_entry_point(env):
+    """The real process: `python -m aistats_hooks`, exit statuses and no traceback."""
+    base = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    proc = subprocess.run([sys.executable, "-m", "aistats_hooks", "status", "b"], cwd=ROOT, capture_output=True,
+                          text=True, env={**base, **env, "AISTATS_WEBHOOK_TOLERANCE": "abc"}, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "aistats-hooks: configuration error: AISTATS_WEBHOOK_TOLERANCE: expected a whole number from 1 to 86400, "
+        "got 'abc'"
+    ]
+    proc = subprocess.run([sys.executable, "-m", "aistats_hooks", "--json", "status", "batch_nope"], cwd=ROOT,
+                          capture_output=True, text=True, env={**base, **env}, timeout=60)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

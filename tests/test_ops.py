@@ -1,0 +1,345 @@
+"""Operations: /readyz, /metrics, JSON logs with redaction, and the Procfile's processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.config
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from aistats_hooks import logs
+from aistats_hooks.web import create_app, metrics
+from tests.helpers import make_event, signed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def app(settings, monkeypatch):
+    monkeypatch.delenv("METRICS_PUBLIC", raising=False)
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["aistats"]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(client, token: str | None) -> dict[str, dict[tuple, float]]:
+    """GET /metrics and parse it: {sample name: {sorted label items: value}}."""
+    resp = client.get("/metrics", headers={"Authorization": f"Bearer {token}"} if token else {})
+    assert resp.status_code == 200, resp.data
+    assert resp.headers["Content-Type"].startswith("text/plain; version=")
+    samples: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(resp.get_data(as_text=True)):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+# -- /readyz -----------------------------------------------------------------------
+
+def test_readyz_ready_with_queue_depth(client, store):
+    store.request_reconcile("batch_r")
+    resp = client.get("/readyz")
+    assert resp.status_code == 200
+    assert resp.json == {"status": "ready", "queue_depth": 1}
+
+
+def test_readyz_503_when_redis_is_unreachable(settings):
+    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    resp = app.test_client().get("/readyz")
+    assert resp.status_code == 503
+    assert resp.json["error"] == "not_ready" and resp.json["reason"].startswith("redis: ")
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+# -- /metrics ----------------------------------------------------------------------
+
+def test_metrics_needs_the_token(client, settings):
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {settings.query_api_token}"}).status_code == 200
+
+
+def test_metrics_public_and_disabled(settings, monkeypatch):
+    monkeypatch.setenv("METRICS_PUBLIC", "1")
+    assert create_app(settings).test_client().get("/metrics").status_code == 200
+    monkeypatch.setenv("METRICS_PUBLIC", "0")
+    no_token = create_app(settings.replace(query_api_token=None)).test_client()
+    resp = no_token.get("/metrics", headers={"Authorization": "Bearer anything"})
+    assert resp.status_code == 401 and "QUERY_API_TOKEN" in resp.json["reason"]
+
+
+def test_metrics_count_deliveries_rejections_queue_and_billing(client, store, settings):
+    before = scrape(client, settings.query_api_token)
+    assert before["aistats_webhook_deliveries_total"][(("outcome", "queued"),)] == 0
+    assert before["aistats_queue_depth"][()] == 0
+
+    body, headers = signed(make_event("batch_m1"))
+    assert client.post("/webhooks/aistats", data=body, headers=headers).status_code == 202
+    body, headers = signed(make_event("batch_m1", "batch.progress", key="batch.progress:50"))
+    assert client.post("/webhooks/aistats", data=body, headers=headers).status_code == 202
+    body, headers = signed(make_event("batch_m1"), attempt=2)
+    assert client.post("/webhooks/aistats", data=body, headers=headers).status_code == 200
+    body, headers = signed(make_event("batch_m2"), secret="whsec_not_ours")
+    assert client.post("/webhooks/aistats", data=body, headers=headers).status_code == 401
+    store.redis.set(store.key("ledger", "total"), 1_500_000_000)
+    store.redis.hset(store.key("ledger", "provider"), mapping={"openai": 1_000_000_000, "anthropic": 500_000_000})
+    store.incr("upstream", "retrieve", 3)
+    store.incr("upstream", "200", 2)
+    store.incr("upstream", "429")
+
+    after = scrape(client, settings.query_api_token)
+    deliveries = after["aistats_webhook_deliveries_total"]
+    assert deliveries[(("outcome", "queued"),)] == 1
+    assert deliveries[(("outcome", "coalesced"),)] == 1
+    assert deliveries[(("outcome", "duplicate"),)] == 1
+    assert deliveries[(("outcome", "final"),)] == deliveries[(("outcome", "ignored"),)] == 0
+    assert after["aistats_webhook_rejected_total"] == {(("reason", "mismatch"),): 1}
+    assert after["aistats_queue_depth"][()] == 1
+    assert after["aistats_queue_jobs"][(("state", "queued"),)] == 1
+    assert after["aistats_billing_nanos"][()] == 1_500_000_000
+    assert after["aistats_billing_usd"][()] == 1.5
+    assert after["aistats_billing_provider_nanos"][(("provider", "anthropic"),)] == 500_000_000
+    assert after["aistats_upstream_retrieves_total"][()] == 3
+    assert after["aistats_upstream_calls_total"] == {(("status", "200"),): 2, (("status", "429"),): 1}
+
+
+def test_reconcile_duration_histogram_is_shared_through_redis(client, store, settings):
+    for seconds in (0.02, 0.3, 0.3, 7.0, 500.0):
+        metrics.observe_reconcile(store, seconds)
+    samples = scrape(client, settings.query_api_token)
+    buckets = {dict(k)["le"]: v for k, v in samples["aistats_reconcile_duration_seconds_bucket"].items()}
+    assert buckets["0.01"] == 0 and buckets["0.025"] == 1 and buckets["0.25"] == 1
+    assert buckets["0.5"] == 3 and buckets["10.0"] == 4 and buckets["120.0"] == 4 and buckets["+Inf"] == 5
+    assert samples["aistats_reconcile_duration_seconds_count"][()] == 5
+    assert samples["aistats_reconcile_duration_seconds_sum"][()] == pytest.approx(507.62)
+
+
+def test_metrics_503_when_redis_is_down(settings):
+    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    resp = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {settings.query_api_token}"})
+    assert resp.status_code == 503
+
+
+# -- JSON logs -----------------------------------------------------------------------
+
+@pytest.fixture
+def captured(settings):
+    """A JSON handler on the root logger, as gunicorn's processes have; removed afterwards."""
+    stream = io.StringIO()
+    handler = logs.make_handler("DEBUG", logs.secrets_of(settings), stream=stream)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+
+
+def lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_request_lines_carry_request_event_and_batch_ids(client, captured, settings):
+    body, headers = signed(make_event("batch_log"))
+    resp = client.post("/webhooks/aistats", data=body, headers={**headers, "X-Request-ID": "req-abc-1"})
+    assert resp.status_code == 202 and resp.headers["X-Request-ID"] == "req-abc-1"
+    client.get("/batches/batch_log", headers={"Authorization": f"Bearer {settings.query_api_token}"})
+    bad_body, bad_headers = signed(make_event("batch_bad"), secret="whsec_not_ours")
+    client.post("/webhooks/aistats", data=bad_body, headers=bad_headers)
+
+    requests = [line for line in lines(captured) if line["logger"] == "aistats_hooks.web.request"]
+    webhook, query, refused = requests
+    assert webhook["request_id"] == "req-abc-1"
+    assert webhook["event_id"] == "evt_batch_batch_log_batch_completed"
+    assert webhook["batch_id"] == "batch_log" and webhook["status"] == 202 and webhook["outcome"] == "queued"
+    # Not reconciled yet: 404, still logged with the batch it was about.
+    assert query["batch_id"] == "batch_log" and query["status"] == 404 and len(query["request_id"]) == 32
+    assert refused["status"] == 401 and refused["error"] == "invalid_signature" and refused["reason"] == "mismatch"
+    assert refused["event_id"] == "evt_batch_batch_bad_batch_completed" and "batch_id" not in refused
+    for line in requests:
+        assert {"ts", "level", "logger", "msg", "pid"} <= set(line)
+    text = captured.getvalue()
+    for secret in (settings.query_api_token, "whsec_test_secret", settings.api_key):
+        assert secret not in text
+
+
+def test_secrets_are_redacted_wherever_they_appear(settings, captured):
+    log = logging.getLogger("aistats_hooks.test")
+    secret, key, token = "whsec_test_secret", settings.api_key, settings.query_api_token
+    log.warning("signing with %s for key %s", secret, key, extra={"batch_id": "b1", "event_id": "e1", "hint": token})
+    log.info("Authorization: Bearer some-other-token-value and whsec_unconfigured_123")
+    try:
+        raise RuntimeError(f"upstream refused {key}")
+    except RuntimeError:
+        log.exception("failed", extra={"job_id": "j1"})
+    text = captured.getvalue()
+    for value in (secret, key, token, "some-other-token-value", "whsec_unconfigured_123"):
+        assert value not in text
+    first, second, third = lines(captured)
+    assert first["msg"] == "signing with [redacted] for key [redacted]"
+    assert first["batch_id"] == "b1" and first["event_id"] == "e1" and first["hint"] == "[redacted]"
+    assert second["msg"] == "Authorization: Bearer [redacted] and [redacted]"
+    assert third["job_id"] == "j1" and third["exc_type"] == "RuntimeError" and "[redacted]" in third["exc"]
+
+
+def test_configure_replaces_its_handler_and_respects_a_host(settings):
+    root = logging.getLogger()
+    before = list(root.handlers)
+    old_level = root.level
+    stream = io.StringIO()
+    try:
+        # Under pytest the root logger already has handlers: force=False leaves them alone.
+        assert logs.configure("INFO", secrets=[], stream=io.StringIO(), force=False) is None
+        first = logs.configure("INFO", secrets=["whsec_configured"], stream=io.StringIO())
+        second = logs.configure("INFO", secrets=["whsec_configured"], stream=stream)
+        assert first not in root.handlers and second in root.handlers
+        logging.getLogger("httpx").info("HTTP Request: GET ...")
+        logging.getLogger("x").info("value %s", "whsec_configured")
+        assert [line["msg"] for line in lines(stream)] == ["value [redacted]"]
+    finally:
+        root.handlers[:] = before
+        root.setLevel(old_level)
+
+
+def test_dict_config_for_rq_writes_redacted_json(settings):
+    config = logs.dict_config("INFO", logs.secrets_of(settings))
+    # Same handler, on a private logger instead of the root of this test process.
+    config["loggers"] = {"isolated": {"level": "INFO", "handlers": ["json"], "propagate": False}}
+    del config["root"]
+    stream = io.StringIO()
+    config["handlers"]["json"]["stream"] = stream
+    logging.config.dictConfig(config)
+    logging.getLogger("isolated").info("key %s", settings.api_key, extra={"batch_id": "b9"})
+    line = json.loads(stream.getvalue())
+    assert line["msg"] == "key [redacted]" and line["batch_id"] == "b9"
+
+
+def test_level_from_env():
+    assert logs.level_from_env({}) == "INFO"
+    assert logs.level_from_env({"LOG_LEVEL": "warn"}) == "WARNING"
+    with pytest.raises(Exception, match="LOG_LEVEL"):
+        logs.level_from_env({"LOG_LEVEL": "loud"})
+
+
+def test_gunicorn_logger_writes_json(monkeypatch):
+    from gunicorn.config import Config
+
+    monkeypatch.setenv("AISTATS_WEBHOOK_SECRET", "whsec_gunicorn_secret")
+    logger = logs.GunicornLogger(Config())
+    stream = io.StringIO()
+    for handler in logger.error_log.handlers:
+        handler.setStream(stream)
+    logger.info("Booting worker with pid: %s (secret whsec_gunicorn_secret)", 42)
+    line = json.loads(stream.getvalue())
+    assert line["logger"] == "gunicorn.error" and line["msg"] == "Booting worker with pid: 42 (secret [redacted])"
+
+
+# -- the Procfile's processes validate their settings ----------------------------------
+
+def run_process(args: list[str], **env_overrides) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AISTATS_", "REDIS_URL", "RQ_"))}
+    env.update(env_overrides)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def procfile() -> dict[str, str]:
+    from honcho.environ import parse_procfile
+
+    return dict(parse_procfile((ROOT / "Procfile").read_text()).processes)
+
+
+def test_procfile_runs_web_worker_and_cron():
+    processes = procfile()
+    assert set(processes) == {"web", "worker", "cron"}
+    assert processes["web"].startswith("gunicorn app:app ") and "${PORT:-8000}" in processes["web"]
+    assert "--preload" in processes["web"]  # a bad setting stops the master, not a crash loop
+    assert processes["worker"].startswith("rq worker -c workers.settings") and "--with-scheduler" in processes["worker"]
+    assert processes["cron"] == "rq cron -c workers.settings workers/cron_config.py"
+
+
+@pytest.mark.parametrize("name", ["worker", "cron", "web"])
+def test_each_process_refuses_a_malformed_setting(name, redis_url):
+    command = procfile()[name].replace("${PORT:-8000}", str(closed_port()))
+    proc = subprocess.run(
+        ["sh", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AISTATS_", "REDIS_URL"))},
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            "REDIS_URL": redis_url, "AISTATS_API_KEY": "sk_x_123456", "AISTATS_WEBHOOK_SECRET": "whsec_x_123456",
+            "AISTATS_WEBHOOK_TOLERANCE": "abc",
+        },
+    )
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.strip().splitlines() == [
+        "aistats-hooks: configuration error: AISTATS_WEBHOOK_TOLERANCE: expected a whole number from 1 to 86400, "
+        "got 'abc'"
+    ]
+
+
+def test_worker_without_api_key_and_cron_with_bad_interval_exit_2(redis_url):
+    proc = run_process(["rq", "worker", "-c", "workers.settings", "--burst"], REDIS_URL=redis_url,
+                       AISTATS_WEBHOOK_SECRET="whsec_x_123456")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "aistats-hooks: configuration error: AISTATS_API_KEY: required to call the AI Stats gateway"
+    ]
+    proc = run_process(["rq", "cron", "-c", "workers.settings", "workers/cron_config.py"], REDIS_URL=redis_url,
+                       AISTATS_API_KEY="sk_x_123456", AISTATS_SWEEP_INTERVAL="often")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "aistats-hooks: configuration error: AISTATS_SWEEP_INTERVAL: expected a whole number from 5 to 3600, "
+        "got 'often'"
+    ]
+
+
+def test_cron_config_registers_the_sweep_on_the_project_queue(redis_url, prefix):
+    code = (
+        "from redis import Redis\n"
+        "from rq.cron import CronScheduler\n"
+        "import os\n"
+        "cron = CronScheduler(connection=Redis.from_url(os.environ['REDIS_URL']))\n"
+        "cron.load_config_from_file('workers/cron_config.py')\n"
+        "import workers.settings as s\n"
+        "print([(j.func_name, j.queue_name, j.interval) for j in cron.get_jobs()], s.QUEUES, s.REDIS_URL)\n"
+    )
+    proc = run_process([sys.executable, "-c", code], REDIS_URL=redis_url, AISTATS_API_KEY="sk_x_123456",
+                       AISTATS_KEY_PREFIX=prefix, AISTATS_SWEEP_INTERVAL="45")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"[('workers.jobs.sweep', '{prefix}', 45)] ['{prefix}'] {redis_url}"
+
+
+def test_every_setting_is_documented_in_env_example():
+    import re
+
+    documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    sources = ["aistats_hooks/config.py", "aistats_hooks/logs.py", "aistats_hooks/web/metrics.py",
+               "aistats_hooks/launcher.py", "workers/settings.py", "Procfile"]
+    read = set()
+    for source in sources:
+        text = (ROOT / source).read_text()
+        read |= set(re.findall(r"""["'{]((?:AISTATS|REDIS|PUBLIC|QUERY|METRICS|LOG|WEB|BIND)_[A-Z_]+|PORT)["'}:]""", text))
+    read -= {"AISTATS_SANDBOX_API_KEY"}  # internal: the launcher hands the sandbox its key
+    assert read and not read - documented, sorted(read - documented)

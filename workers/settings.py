@@ -1,0 +1,67 @@
+"""RQ settings module: ``rq worker -c workers.settings`` and ``rq cron -c workers.settings``.
+
+RQ imports this module by name and reads its UPPERCASE names. Importing it
+validates every setting first: a missing or malformed one prints one line
+naming the variable and exits with status 2, before RQ starts anything.
+
+- ``REDIS_URL``: the service's Redis (the embedded one under ``.data/``
+  when ``REDIS_URL`` is unset, as every process of aistats-hooks does);
+- ``QUEUES``: the project's reconcile queue (``AISTATS_QUEUE``, default the
+  key prefix, default ``aistats``);
+- ``DICT_CONFIG``: JSON log lines with secrets redacted (``LOG_LEVEL``);
+- ``SWEEP_INTERVAL``: seconds between sweeps (``AISTATS_SWEEP_INTERVAL``,
+  5 to 3600, default 30), read by ``workers/cron_config.py``.
+
+A worker without ``AISTATS_API_KEY`` could only fail every job, so it is
+refused at start too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from aistats_hooks import logs
+from aistats_hooks.config import Settings
+from aistats_hooks.errors import ConfigError
+
+
+DEFAULT_SWEEP_INTERVAL = 30
+
+
+def sweep_interval(settings: Settings, env=None) -> int:
+    """Return ``AISTATS_SWEEP_INTERVAL`` in seconds, or raise ``ConfigError`` naming it."""
+    configured = getattr(settings, "sweep_interval", None)  # once config.py has the field
+    if isinstance(configured, int):
+        return configured
+    raw = (os.environ if env is None else env).get("AISTATS_SWEEP_INTERVAL", "").strip()
+    if not raw:
+        return DEFAULT_SWEEP_INTERVAL
+    if not raw.isdigit() or not 5 <= int(raw) <= 3600:
+        raise ConfigError("AISTATS_SWEEP_INTERVAL", f"expected a whole number from 5 to 3600, got {raw!r}")
+    return int(raw)
+
+
+def _load() -> tuple[Settings, str, int]:
+    # Everything is checked here, before RQ configures logging or connects:
+    # a bad setting is the only line the process prints.
+    try:
+        settings = Settings.from_env()
+        settings.require_api_key()
+        return settings, logs.level_from_env(), sweep_interval(settings)
+    except ConfigError as exc:
+        print(f"aistats-hooks: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+SETTINGS, LOG_LEVEL, SWEEP_INTERVAL = _load()
+
+if SETTINGS.redis_url:
+    REDIS_URL = SETTINGS.redis_url
+else:  # pragma: no cover - the launcher and PaaS set REDIS_URL
+    from aistats_hooks.redis_conn import start_embedded
+
+    REDIS_URL = start_embedded(SETTINGS.data_dir)
+
+QUEUES = [SETTINGS.queue_name]
+DICT_CONFIG = logs.dict_config(LOG_LEVEL, logs.secrets_of(SETTINGS))
