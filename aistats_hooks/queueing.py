@@ -58,7 +58,9 @@ def job_fields(job: Job) -> list:
     """Flatten a job to the field/value list of its RQ hash (as RQ's own Lua does)."""
     fields: list = []
     for key, value in job.to_dict().items():
-        if value is None:
+        # Empty fields (no callbacks, not started...) restore as None anyway;
+        # skipping them halves the arguments of the ingest round trip.
+        if value is None or value == "":
             continue
         fields.append(key)
         fields.append(value if isinstance(value, (bytes, str)) else str(value))
