@@ -33,9 +33,10 @@ INGEST = (
 -- KEYS[5] RQ job hash         rq:job:{job_id}
 -- KEYS[6] RQ queue list       rq:queue:{queue}
 -- KEYS[7] delivery counters   {p}:m:deliveries
+-- KEYS[8] open batches zset    {p}:open (so the sweep finds the batch even if its job dies)
 -- ARGV[1] event field, ARGV[2] packed event, ARGV[3] received at (ms), ARGV[4] retention (s),
--- ARGV[5] pending ttl (s), ARGV[6] job id, ARGV[7] 'batch' or 'ignore',
--- ARGV[8..] the RQ job's field/value items.
+-- ARGV[5] pending ttl (s), ARGV[6] job id, ARGV[7] 'batch' or 'ignore', ARGV[8] batch id,
+-- ARGV[9..] the RQ job's field/value items.
 -- Returns 'duplicate', 'ignored', 'final', 'coalesced' or 'queued'.
 local pending_key, job_key, queue_key = KEYS[4], KEYS[5], KEYS[6]
 local job_id, pending_ttl = ARGV[6], ARGV[5]
@@ -45,7 +46,7 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   return 'duplicate'
 end
 local job_fields = {}
-for i = 8, #ARGV do job_fields[#job_fields + 1] = ARGV[i] end
+for i = 9, #ARGV do job_fields[#job_fields + 1] = ARGV[i] end
 """
     + _ENQUEUE
     + """
@@ -56,6 +57,8 @@ elseif redis.call('HGET', KEYS[3], 'final') == '1' then
   outcome = 'final'
 else
   outcome = enqueue()
+  -- NX: a known open batch keeps its last-reconciled score.
+  redis.call('ZADD', KEYS[8], 'NX', math.floor(tonumber(ARGV[3]) / 1000), ARGV[8])
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], outcome .. ':' .. ARGV[3])

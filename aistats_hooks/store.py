@@ -81,10 +81,11 @@ class Store:
                 job.key,
                 self.queue.key,
                 self.key("m", "deliveries"),
+                self.key("open"),
             ],
             args=[
                 event_field(event.id, event.batch_id), packed, received, self.settings.event_retention,
-                PENDING_TTL, job_id, "ignore" if ignore else "batch", *queueing.job_fields(job),
+                PENDING_TTL, job_id, "ignore" if ignore else "batch", event.batch_id, *queueing.job_fields(job),
             ],
         ))
 

@@ -185,3 +185,11 @@ def test_errors_are_json_everywhere(client):
     resp = client.get("/webhooks/aistats")
     assert resp.status_code == 405 and resp.json["error"] == "method_not_allowed"
     assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_acknowledged_batch_is_visible_to_the_sweep_even_if_its_job_is_lost(client, store):
+    body, headers = signed(make_event("batch_lost"))
+    assert post(client, body, headers).status_code == 202
+    # A worker SIGKILLed before saving anything: the job and its slot are gone.
+    store.redis.delete(store.queue.key, store.key("pending", "batch_lost"))
+    assert "batch_lost" in store.due_for_sweep(time.time() + 1)
