@@ -69,6 +69,8 @@ class Settings:
     stale_after: int = 300
     upstream_timeout: int = 20
     data_dir: str = ".data"
+    metrics_public: bool = False
+    sweep_interval: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +98,8 @@ class Settings:
             stale_after=_int(env, "AISTATS_STALE_AFTER", 300, low=5, high=86400),
             upstream_timeout=_int(env, "AISTATS_UPSTREAM_TIMEOUT", 20, low=1, high=600),
             data_dir=env.get("AISTATS_DATA_DIR", "").strip() or ".data",
+            metrics_public=_bool(env, "METRICS_PUBLIC"),
+            sweep_interval=_int(env, "AISTATS_SWEEP_INTERVAL", 30, low=5, high=3600),
         )
 
     def replace(self, **changes) -> Settings:

@@ -64,13 +64,10 @@ def _int_env(env: Mapping[str, str], name: str, default: int, low: int, high: in
 def validate(env: Mapping[str, str]) -> tuple[Settings, int]:
     """Check every setting any process will read; return the settings and the port."""
     from . import logs
-    from .web import metrics
 
     settings = Settings.from_env(env)
     logs.level_from_env(env)
-    metrics.metrics_public(None, env)
     port = _int_env(env, "PORT", DEFAULT_PORT, 1, 65535)
-    _int_env(env, "AISTATS_SWEEP_INTERVAL", 30, 5, 3600)
     _int_env(env, "AISTATS_DEMO_BATCHES", 0, 0, 50)
     _int_env(env, "WEB_CONCURRENCY", 2, 1, 64)
     return settings, port

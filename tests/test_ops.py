@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aistats_hooks import logs
-from aistats_hooks.web import create_app, metrics
+from aistats_hooks import logs, telemetry
+from aistats_hooks.web import create_app
 from tests.helpers import make_event, signed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,9 +82,7 @@ def test_metrics_needs_the_token(client, settings):
 
 
 def test_metrics_public_and_disabled(settings, monkeypatch):
-    monkeypatch.setenv("METRICS_PUBLIC", "1")
-    assert create_app(settings).test_client().get("/metrics").status_code == 200
-    monkeypatch.setenv("METRICS_PUBLIC", "0")
+    assert create_app(settings.replace(metrics_public=True)).test_client().get("/metrics").status_code == 200
     no_token = create_app(settings.replace(query_api_token=None)).test_client()
     resp = no_token.get("/metrics", headers={"Authorization": "Bearer anything"})
     assert resp.status_code == 401 and "QUERY_API_TOKEN" in resp.json["reason"]
@@ -127,7 +125,7 @@ def test_metrics_count_deliveries_rejections_queue_and_billing(client, store, se
 
 def test_reconcile_duration_histogram_is_shared_through_redis(client, store, settings):
     for seconds in (0.02, 0.3, 0.3, 7.0, 500.0):
-        metrics.observe_reconcile(store, seconds)
+        telemetry.observe_reconcile(store, seconds)
     samples = scrape(client, settings.query_api_token)
     buckets = {dict(k)["le"]: v for k, v in samples["aistats_reconcile_duration_seconds_bucket"].items()}
     assert buckets["0.01"] == 0 and buckets["0.025"] == 1 and buckets["0.25"] == 1

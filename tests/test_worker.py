@@ -66,6 +66,7 @@ def test_delivery_is_reconciled_from_retrieve(app, store, upstream):
     assert record["last_event"]["id"] == "evt_batch_b1_batch_progress_50"
     assert store.events("b1")[0]["outcome"] == "reconciled"
     assert upstream.calls["b1"] == 1
+    assert store.redis.hget(store.key("m", "reconcile_seconds"), "count") == b"1"  # for /metrics
 
 
 def test_final_batch_skips_the_upstream_call(app, store, upstream):

@@ -8,12 +8,15 @@ marked fallback before failing visibly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 
+from redis.exceptions import RedisError
 from rq import get_current_job
 
+from aistats_hooks import telemetry
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks.sync import Outcome, apply_fallback, sync_batch
 
@@ -26,6 +29,7 @@ def reconcile_batch(batch_id: str, force: bool = False) -> str:
     """Reconcile one batch with the gateway's truth."""
     ctx = context.current()
     job = get_current_job()
+    started = time.monotonic()
     if job is not None:
         ctx.store.release_pending(batch_id, job.id)
     try:
@@ -45,6 +49,9 @@ def reconcile_batch(batch_id: str, force: bool = False) -> str:
         if exc.retryable:
             _fallback_if_last(ctx, job, batch_id)
         raise
+    finally:
+        with contextlib.suppress(RedisError):  # a metric must not fail the job
+            telemetry.observe_reconcile(ctx.store, time.monotonic() - started)
 
 
 def sweep(limit: int = 500) -> int:

@@ -26,29 +26,13 @@ from aistats_hooks.config import Settings
 from aistats_hooks.errors import ConfigError
 
 
-DEFAULT_SWEEP_INTERVAL = 30
-
-
-def sweep_interval(settings: Settings, env=None) -> int:
-    """Return ``AISTATS_SWEEP_INTERVAL`` in seconds, or raise ``ConfigError`` naming it."""
-    configured = getattr(settings, "sweep_interval", None)  # once config.py has the field
-    if isinstance(configured, int):
-        return configured
-    raw = (os.environ if env is None else env).get("AISTATS_SWEEP_INTERVAL", "").strip()
-    if not raw:
-        return DEFAULT_SWEEP_INTERVAL
-    if not raw.isdigit() or not 5 <= int(raw) <= 3600:
-        raise ConfigError("AISTATS_SWEEP_INTERVAL", f"expected a whole number from 5 to 3600, got {raw!r}")
-    return int(raw)
-
-
 def _load() -> tuple[Settings, str, int]:
     # Everything is checked here, before RQ configures logging or connects:
     # a bad setting is the only line the process prints.
     try:
         settings = Settings.from_env()
         settings.require_api_key()
-        return settings, logs.level_from_env(), sweep_interval(settings)
+        return settings, logs.level_from_env(), settings.sweep_interval
     except ConfigError as exc:
         print(f"aistats-hooks: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -9,9 +9,8 @@ The endpoint answers only with the query API's bearer token, unless
 ``METRICS_PUBLIC=1``. With neither a token nor ``METRICS_PUBLIC`` it is off
 (401), like the query API: it fails closed.
 
-Reconcile durations: ``observe_reconcile(store, seconds)`` keeps a small
-histogram in Redis (one hash, fixed buckets), so any process can record into
-it and every scrape sees the sum of all of them.
+Reconcile durations come from ``telemetry.observe_reconcile``, which workers
+call; the histogram lives in one Redis hash, so every scrape sees them all.
 """
 
 from __future__ import annotations
@@ -34,58 +33,19 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..reconcile import BatchStatus
 from ..store import Store
+from ..telemetry import HISTOGRAM_KEY, RECONCILE_BUCKETS
 from .errors import error
 
 bp = Blueprint("metrics", __name__)
 
 DELIVERY_OUTCOMES = ("queued", "coalesced", "final", "duplicate", "ignored")
-# Seconds; a reconcile is one retrieve call plus a few Redis writes.
-RECONCILE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-HISTOGRAM_KEY = "reconcile_seconds"
 USD_NANOS = 10**9
-
-
-def metrics_public(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> bool:
-    """Tell whether /metrics is open without a token (``METRICS_PUBLIC=1``).
-
-    Read from ``settings.metrics_public`` when config.py has the field, else
-    from the environment once at app creation.
-    """
-    value = getattr(settings, "metrics_public", None)
-    if isinstance(value, bool):
-        return value
-    raw = (os.environ if env is None else env).get("METRICS_PUBLIC", "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise ConfigError("METRICS_PUBLIC", f"expected 1 or 0, got {raw!r}")
 
 
 def init_app(app, settings: Settings) -> None:
     """Register the blueprint and decide, once, whether it needs the token."""
-    app.config["METRICS_PUBLIC"] = metrics_public(settings)
+    app.config["METRICS_PUBLIC"] = settings.metrics_public
     app.register_blueprint(bp)
-
-
-# -- recording (any process) ---------------------------------------------------
-
-def observe_reconcile(store: Store, seconds: float, *, pipeline: Pipeline | None = None) -> None:
-    """Add one reconcile duration to the shared histogram.
-
-    Buckets are stored non-cumulatively (``le:<bound>`` fields, plus ``le:+Inf``
-    for the overflow); the collector accumulates them at scrape time.
-    """
-    seconds = max(0.0, float(seconds))
-    bound = next((b for b in RECONCILE_BUCKETS if seconds <= b), None)
-    field = "le:+Inf" if bound is None else f"le:{bound:g}"
-    key = store.key("m", HISTOGRAM_KEY)
-    pipe = pipeline if pipeline is not None else store.redis.pipeline(transaction=False)
-    pipe.hincrby(key, field, 1)
-    pipe.hincrby(key, "count", 1)
-    pipe.hincrbyfloat(key, "sum", seconds)
-    if pipeline is None:
-        pipe.execute()
 
 
 # -- the exposition -------------------------------------------------------------
