@@ -40,4 +40,5 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.register_blueprint(query.bp)
     app.register_blueprint(health.bp)
     metrics.init_app(app, settings)
+    app.register_blueprint(__import__(f"{__name__}.openapi", fromlist=["bp"]).bp)  # GET /openapi.json, public
     return app

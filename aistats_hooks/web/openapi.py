@@ -1,0 +1,176 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 description of the HTTP surface, public.
+
+It covers the webhook receiver, the query API (bearer token), health and
+metrics. tests/test_fuzz.py feeds it to schemathesis, so every documented
+status code and shape here is checked against the running app.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from ..reconcile import BatchStatus, Source
+from ..signatures import MAX_SIGNATURE_HEADER
+
+bp = Blueprint("openapi", __name__)
+
+_NULLABLE_STR = {"type": ["string", "null"]}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(description: str, ref: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+UNAUTHORIZED = _error("Missing or wrong bearer token (or QUERY_API_TOKEN unset: the API is off)")
+UNAVAILABLE = _error("Redis did not answer; retry later")
+BAD_REQUEST = _error("A parameter is malformed or unknown")
+
+_HEADERS = [
+    ("x-phaseo-signature", "Lowercase hex HMAC-SHA256 of `{timestamp}.{raw body}`, bare or `v1=<hex>`; "
+                           "several may be listed (secret rotation)", {"type": "string", "maxLength": MAX_SIGNATURE_HEADER}),
+    ("x-phaseo-timestamp", "Unix seconds at signing", {"type": "string", "pattern": "^[0-9]{1,16}$"}),
+    ("x-phaseo-event-id", "Stable id of the event; must equal the body's `id`", {"type": "string"}),
+    ("x-phaseo-event-type", "e.g. `batch.completed`", {"type": "string"}),
+    ("x-phaseo-delivery-key", "e.g. `batch.progress:50`", {"type": "string"}),
+    ("x-phaseo-attempt", "1-based attempt number", {"type": "string"}),
+    ("x-phaseo-max-attempts", "Maximum attempts (4)", {"type": "string"}),
+]
+
+SPEC: dict = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "aistats-hooks",
+        "version": "1",
+        "description": "Receives signed AI Stats (Phaseo) batch webhooks, reconciles each batch with the gateway "
+                       "and serves the reconciled state, its events and a billing ledger. The query API needs "
+                       "`Authorization: Bearer $QUERY_API_TOKEN`; the webhook is authenticated by its signature.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"],
+                      "properties": {"error": {"type": "string"}, "reason": {"type": "string"}}},
+            "Counts": {"type": "object", "properties": {k: {"type": "integer", "minimum": 0}
+                                                        for k in ("total", "completed", "failed")}},
+            "Billing": {"type": ["object", "null"], "properties": {
+                "state": {"type": "string"}, "total_nanos": {"type": "integer", "minimum": 0},
+                "currency": _NULLABLE_STR, "billable": {"type": ["boolean", "null"]},
+                "charged": {"type": ["boolean", "null"]}, "charge_reason": _NULLABLE_STR, "billed_at": _NULLABLE_STR,
+                "settled_provider_cost": {"type": "string"}, "settled_user_cost": {"type": "string"}}},
+            "Batch": {"type": "object", "required": ["id", "status"], "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": [s.value for s in BatchStatus]},
+                "source": {"enum": [s.value for s in Source]},
+                "request_counts": {"$ref": "#/components/schemas/Counts"},
+                "billing": {"$ref": "#/components/schemas/Billing"},
+                "pricing_lines": {"type": "array"},
+                "session_id": _NULLABLE_STR, "model": _NULLABLE_STR, "provider": _NULLABLE_STR,
+                "created_at": _NULLABLE_STR, "updated_at": _NULLABLE_STR, "finalized_at": _NULLABLE_STR,
+                "reconcile_count": {"type": "integer"}, "reconciled_at": _NULLABLE_STR}},
+            "BatchPage": {"type": "object", "required": ["data", "next_cursor"], "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/components/schemas/Batch"}},
+                "next_cursor": _NULLABLE_STR}},
+            "Event": {"type": "object", "required": ["id"], "properties": {
+                "id": {"type": "string"}, "type": _NULLABLE_STR, "key": _NULLABLE_STR,
+                "attempt": {"type": ["integer", "null"]}, "received_at": {"type": ["integer", "null"]},
+                "outcome": {"type": "string"}, "duplicates": {"type": "integer", "minimum": 0}}},
+            "EventList": {"type": "object", "required": ["batch_id", "data"], "properties": {
+                "batch_id": {"type": "string"}, "data": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}},
+            "Summary": {"type": "object", "required": ["group_by", "total_nanos", "total_usd", "groups"], "properties": {
+                "group_by": {"enum": ["day", "session_id", "model", "provider"]},
+                "since": _NULLABLE_STR, "until": _NULLABLE_STR, "currency": {"const": "usd"},
+                "total_nanos": {"type": "integer"}, "total_usd": {"type": "string"},
+                "groups": {"type": "array", "items": {"type": "object", "required": ["key", "total_nanos", "total_usd"],
+                                                       "properties": {"key": {"type": "string"},
+                                                                      "total_nanos": {"type": "integer"},
+                                                                      "total_usd": {"type": "string"}}}}}},
+            "Delivery": {"type": "object", "required": ["id", "type", "data"], "properties": {
+                "id": {"type": "string"}, "type": {"type": "string"}, "created_at": {},
+                "delivery": {"type": "object", "properties": {"key": {"type": "string"}, "attempt": {"type": "integer"},
+                                                              "max_attempts": {"type": "integer"}}},
+                "data": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}}},
+            "Accepted": {"type": "object", "required": ["status", "event_id"], "properties": {
+                "status": {"enum": ["queued", "ignored", "duplicate"]}, "event_id": {"type": "string"},
+                "batch_id": {"type": "string"}, "job": {"type": "string"}}},
+        },
+    },
+    "paths": {
+        "/webhooks/aistats": {"post": {
+            "summary": "Receive one signed delivery from the gateway",
+            "description": "Verified over the raw body, recorded and queued atomically before any 2xx.",
+            "security": [],
+            "parameters": [{"name": n, "in": "header", "required": False, "description": d, "schema": s}
+                           for n, d, s in _HEADERS],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Delivery"}}}},
+            "responses": {
+                "200": _json("The event id was already recorded (a repeated delivery)", "Accepted"),
+                "202": _json("Recorded and queued for reconciliation (or ignored: not a batch event)", "Accepted"),
+                "400": _error("Signed, but not a delivery body (invalid_json, missing_data, event_id_mismatch...)"),
+                "401": _error("Signature missing, malformed, stale or matching no configured secret"),
+                "413": _error("Body larger than AISTATS_MAX_BODY_BYTES"),
+                "503": UNAVAILABLE,
+            },
+        }},
+        "/batches": {"get": {
+            "summary": "List reconciled batches, newest first",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "status", "in": "query", "schema": {"enum": [s.value for s in BatchStatus]}},
+                {"name": "session_id", "in": "query", "schema": {"type": "string"}},
+                {"name": "model", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {"200": _json("One page", "BatchPage"), "400": BAD_REQUEST, "401": UNAUTHORIZED,
+                          "503": UNAVAILABLE},
+        }},
+        "/batches/{batch_id}": {"get": {
+            "summary": "One reconciled batch",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json("The record", "Batch"), "401": UNAUTHORIZED,
+                          "404": _error("No such batch here"), "503": UNAVAILABLE},
+        }},
+        "/batches/{batch_id}/events": {"get": {
+            "summary": "The deliveries received for one batch, oldest first",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json("The events", "EventList"), "401": UNAUTHORIZED,
+                          "404": _error("No such batch here"), "503": UNAVAILABLE},
+        }},
+        "/billing/summary": {"get": {
+            "summary": "Ledger totals in integer nanos (1e-9 USD) and exact USD strings",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "group_by", "in": "query", "schema": {"enum": ["day", "session_id", "model", "provider"],
+                                                               "default": "day"}},
+                {"name": "since", "in": "query", "schema": {"type": "string", "format": "date"}},
+                {"name": "until", "in": "query", "schema": {"type": "string", "format": "date"}},
+            ],
+            "responses": {"200": _json("The totals", "Summary"), "400": BAD_REQUEST, "401": UNAUTHORIZED,
+                          "503": UNAVAILABLE},
+        }},
+        "/healthz": {"get": {"summary": "Liveness", "security": [],
+                             "responses": {"200": {"description": "The process is up"}}}},
+        "/readyz": {"get": {"summary": "Readiness: Redis answers and the queue is writable", "security": [],
+                            "responses": {"200": {"description": "Ready"}, "503": _error("Not ready")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (bearer token unless METRICS_PUBLIC=1)",
+                             "security": [{"bearer": []}, {}],
+                             "responses": {"200": {"description": "Prometheus text",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                           "401": UNAUTHORIZED, "503": UNAVAILABLE}}},
+        "/openapi.json": {"get": {"summary": "This document", "security": [],
+                                  "responses": {"200": {"description": "OpenAPI 3.1",
+                                                        "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    },
+}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """Serve the description (public: it holds no secret)."""
+    return jsonify(SPEC)

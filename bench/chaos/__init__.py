@@ -1,0 +1,1 @@
+"""Chaos run of the whole stack: see ``python -m bench.chaos --help``."""

