@@ -84,6 +84,7 @@ def sandbox_faults(stack) -> dict[str, int]:
 
 
 def run(opts) -> bool:
+    began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="aistats-chaos-"))
     record, stack = Record(), Stack(opts, workdir)
     proxy = creator = hostile = schedule = reader = None
@@ -125,7 +126,7 @@ def run(opts) -> bool:
         for kind, count in sandbox_faults(stack).items():
             record.fault({"replay": "replay_in_window", "bad_signature": "sandbox_bad_signature"}.get(kind, kind), count)
         verdict = final_pass(reader, stack, creator.batches, record)
-        result = build_result(opts, stack, record, creator, schedule, verdict, converge_seconds, start)
+        result = build_result(opts, stack, record, creator, schedule, verdict, converge_seconds, began)
         print_table(result)
         path = write_json(result, Path(opts.out))
         print(f"chaos: wrote {path}", flush=True)

@@ -90,6 +90,18 @@ def converge(reader: Reader, batch_ids: list[str], deadline: float, on_round=Non
     return time.monotonic()
 
 
+def _diagnose(stack, batch_id: str) -> dict:
+    """Say what holds a batch back: its pending job slot, that job's status, its lock."""
+    redis, p = stack.redis(), stack.prefix
+    pending = redis.get(f"{p}:pending:{batch_id}")
+    status = redis.hget(f"rq:job:{pending.decode()}", "status") if pending else None
+    return {"pending_job": pending.decode() if pending else None,
+            "pending_ttl": redis.ttl(f"{p}:pending:{batch_id}"),
+            "pending_job_status": status.decode() if status else None,
+            "lock_ttl_ms": redis.pttl(f"{p}:lock:{batch_id}"),
+            "open_score": redis.zscore(f"{p}:open", batch_id)}
+
+
 def final_pass(reader: Reader, stack, batches: dict, record) -> dict:
     """Read every batch, its events and its ledger share; return the comparison numbers."""
     ids = sorted(batches)
@@ -115,6 +127,7 @@ def final_pass(reader: Reader, stack, batches: dict, record) -> dict:
         out["sources"][source] = out["sources"].get(source, 0) + 1
         if not (st_ok and bill_ok):
             out["not_converged"].append({"id": batch_id, "faults": batches[batch_id].faults,
+                                         "redis": _diagnose(stack, batch_id),
                                          "truth": {"status": truth["status"], "billing": truth["billing"]["state"],
                                                    "nanos": truth["billing"]["total_nanos"],
                                                    "counts": truth["request_counts"]},
