@@ -115,10 +115,14 @@ def run(opts) -> bool:
         reader = Reader(stack)
         last = [0.0]
 
-        def progress(waiting: int) -> None:
+        def progress(waiting: set) -> None:
             if time.monotonic() - last[0] > 10:
+                if len(waiting) <= 3:
+                    killed = set(schedule.killed_mid_job)
+                    waiting = {b + (" (its job was SIGKILLed)" if b in killed else "") for b in waiting}
+                    record.note(f"waiting for {', '.join(sorted(waiting))}")
                 last[0] = time.monotonic()
-                record.note(f"{waiting} batches not yet equal to the truth")
+                record.note(f"{len(waiting)} batches not yet equal to the truth")
 
         done = converge(reader, list(creator.batches), faults_stop + opts.converge_timeout, progress)
         converge_seconds = None if done is None else round(done - faults_stop, 1)

@@ -43,7 +43,7 @@ class Schedule:
             job = worker.get_current_job()
             if worker.pid in by_pid and job is not None and job.args:
                 busy.append((by_pid[worker.pid], str(job.args[0])))
-        busy.sort(key=lambda pair: pair[1] not in slow)
+        busy.sort(key=lambda pair: (pair[1] in self.killed_mid_job, pair[1] not in slow))
         return busy[0] if busy else (None, None)
 
     def kill_worker(self) -> None:
@@ -55,7 +55,9 @@ class Schedule:
                 proc, batch_id = self._busy_worker(slow)
             except RedisError:
                 proc = None
-            if proc is not None and (batch_id in slow or deadline - time.monotonic() < 7):
+            fresh = batch_id not in self.killed_mid_job
+            if proc is not None and ((batch_id in slow and fresh) or (fresh and deadline - time.monotonic() < 7)
+                                     or deadline - time.monotonic() < 3):
                 break
             time.sleep(0.05)
         if proc is None:

@@ -53,6 +53,28 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> N
     raise RuntimeError(f"{what} did not come up within {timeout:.0f}s")
 
 
+def descendants(pid: int) -> list[int]:
+    """Return the pids below ``pid`` (Linux /proc): RQ's work-horse runs in a session of its own."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 class Proc:
     """One supervised child process in its own process group."""
 
@@ -81,12 +103,18 @@ class Proc:
         return self.popen is not None and self.popen.poll() is None
 
     def signal(self, sig: int) -> None:
-        """Signal the whole group (a forked RQ work-horse included)."""
-        if self.popen is not None:
+        """Signal the process, its group and every descendant (RQ's horse calls setsid)."""
+        if self.popen is None:
+            return
+        for pid in descendants(self.popen.pid):
             try:
-                os.killpg(self.popen.pid, sig)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the group, then SIGKILL what is left; reap."""

@@ -81,7 +81,7 @@ def converge(reader: Reader, batch_ids: list[str], deadline: float, on_round=Non
                 if done:
                     waiting.discard(batch_id)
             if on_round:
-                on_round(len(waiting))
+                on_round(waiting)
             if not waiting:
                 break
             if time.monotonic() > deadline:
