@@ -1,0 +1,121 @@
+"""Driving the pipeline from outside: deliveries over HTTP, sandbox batches, workers, visibility."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from redis import Redis
+from rq import Queue, Worker
+
+from aistats_hooks.sdk import AIStats
+
+from . import procs
+from .context import Bench
+from .deliveries import Delivery
+
+ALL_EVENTS = ["batch.created", "batch.progress", "batch.completed", "batch.failed", "batch.cancelled",
+              "batch.expired"]
+
+
+def send_all(url: str, items: Sequence[Delivery], *, threads: int = 8) -> list[tuple[float, int]]:
+    """POST every delivery (``threads`` at a time); return (acknowledged at, status) in order."""
+    local = threading.local()
+
+    def one(item: Delivery) -> tuple[float, int]:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=30)
+        body, headers = item
+        status = client.post(url, content=body, headers=headers).status_code
+        return time.time(), status
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, items))
+
+
+def create_batches(base_url: str, api_key: str, count: int, *, duration_s: float, webhook: dict | None = None,
+                   outcome: str = "completed", threads: int = 4) -> list[str]:
+    """Create ``count`` batches in the sandbox; return their ids."""
+    sdk = AIStats(api_key, base_url)
+    spec = {"endpoint": "/v1/responses", "input_file_id": "file_bench", "completion_window": "24h",
+            "model": "openai/gpt-5-mini", "session_id": "bench",
+            "metadata": {"sandbox_outcome": outcome, "sandbox_duration_s": duration_s}}
+    if webhook:
+        spec["webhook"] = webhook
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return [b["id"] for b in pool.map(lambda _: sdk.create_batch(spec), range(count))]
+    finally:
+        sdk.close()
+
+
+def sandbox_json(base_url: str, api_key: str, path: str, method: str = "GET") -> dict:
+    """Call a /_sandbox endpoint of the sandbox at ``base_url`` (…/v1)."""
+    root = base_url.rsplit("/v1", 1)[0]
+    response = httpx.request(method, root + path, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def final_ids(client: Redis, prefix: str, ids: Sequence[str]) -> set[str]:
+    """Return the ids whose reconciled record is final (``{p}:b:{id}`` field ``final``)."""
+    pipe = client.pipeline(transaction=False)
+    for batch_id in ids:
+        pipe.hget(f"{prefix}:b:{batch_id}", "final")
+    return {b for b, final in zip(ids, pipe.execute()) if final == b"1"}
+
+
+def wait_final(client: Redis, prefix: str, ids: Sequence[str], *, timeout: float, interval: float = 0.05) -> float:
+    """Wait until every id is final; return the time the last one was seen (or raise)."""
+    waiting = list(ids)
+    deadline = time.monotonic() + timeout
+    while waiting:
+        waiting = [b for b in waiting if b not in final_ids(client, prefix, waiting)]
+        if not waiting:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(waiting)} of {len(ids)} batches not final after {timeout}s")
+        time.sleep(interval)
+    return time.time()
+
+
+def start_workers(bench: Bench, count: int, base_url: str, *, worker_class: str | None = None,
+                  tag: str = "w") -> list[procs.Proc]:
+    """Start ``count`` stock ``rq worker`` processes and wait until they are registered."""
+    env = bench.env(base_url)
+    workers = [procs.rq_worker(f"rq-{tag}-{i}", bench.queue, env, bench.folder, worker_class=worker_class)
+               for i in range(count)]
+    queue = Queue(bench.queue, connection=bench.client())
+    deadline = time.monotonic() + 30
+    while len(Worker.all(queue=queue)) < count:
+        for w in workers:
+            if not w.alive():
+                raise RuntimeError(f"{w.name} exited:\n{w.log_tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("rq workers did not register")
+        time.sleep(0.05)
+    return workers
+
+
+def stop_workers(workers: list[procs.Proc]) -> None:
+    """Stop the workers this bench started."""
+    for w in workers:
+        w.stop()
+
+
+def wait_drained(bench: Bench, *, timeout: float) -> None:
+    """Wait until the queue is empty and no job is running (and none is scheduled soon)."""
+    client = bench.client()
+    queue = Queue(bench.queue, connection=client)
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 3:
+        busy = queue.count + queue.started_job_registry.count + len(queue.intermediate_queue.get_job_ids())
+        quiet = 0 if busy else quiet + 1
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"queue not drained after {timeout}s ({busy} jobs)")
+        time.sleep(0.1)

@@ -1,0 +1,137 @@
+"""Phase 3, upstream economy: retrieve calls per delivered event, and per batch lifecycle.
+
+Storm: ten progress events for each of many in-progress sandbox batches,
+posted as fast as the receiver takes them while two workers reconcile;
+retrieve calls counted by the sandbox. Lifecycles: the sandbox drives real
+10-minute batches (all six event types subscribed) at a high --speed and
+delivers every event to the receiver; retrieve calls per batch are set
+beside a 5 s polling loop over the same 10 minutes (600 / 5 = 120 calls).
+The lifecycle run also gives Redis memory per tracked batch with its events.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import deliveries, drive, procs
+from .context import Bench, Row
+
+TARGET_PER_EVENT = 0.3
+LIFECYCLE_S = 600
+POLL_INTERVAL_S = 5
+MEMORY_TARGET = 4096
+
+
+def _storm(bench: Bench, base_url: str, app_url: str, batches: int) -> dict:
+    ids = drive.create_batches(base_url, bench.api_key, batches, duration_s=10**7)
+    interleave = 8
+    templates = deliveries.Templates()
+    items = []
+    for start in range(0, batches, interleave):
+        group = ids[start:start + interleave]
+        for key in deliveries.STORM_KEYS:
+            items.extend(templates.signed(bench.secret, b, "batch.progress", key) for b in group)
+    workers = drive.start_workers(bench, 2, base_url, worker_class="rq.SimpleWorker", tag="storm")
+    try:
+        drive.sandbox_json(base_url, bench.api_key, "/_sandbox/reset-stats", "POST")
+        acks = drive.send_all(app_url, items, threads=16)
+        drive.wait_drained(bench, timeout=120)
+    finally:
+        drive.stop_workers(workers)
+    stats = drive.sandbox_json(base_url, bench.api_key, "/_sandbox/stats")
+    ok = sum(1 for _, s in acks if 200 <= s < 300)
+    client = bench.client()
+    outcomes = {k.decode(): int(v) for k, v in client.hgetall(f"{bench.prefix}:m:deliveries").items()}
+    return {"events": ok, "retrieves": stats["retrieve_calls"]["total"], "batches": batches, "outcomes": outcomes}
+
+
+def _lifecycles(bench: Bench, batches: int, speed: float) -> dict:
+    sandbox, base_url = procs.sandbox(bench.api_key, speed=speed, seed=7, env=procs.service_env(),
+                                      log_dir=bench.folder)
+    port = procs.free_port()
+    app = procs.gunicorn("gunicorn-lifecycle", "app:app", port, bench.env(base_url), bench.folder)
+    workers = drive.start_workers(bench, 2, base_url, worker_class="rq.SimpleWorker", tag="life")
+    try:
+        time.sleep(0.5)
+        before = bench.redis.info_memory()
+        hook = {"url": f"http://127.0.0.1:{port}/webhooks/aistats", "events": drive.ALL_EVENTS,
+                "secret": bench.secret}
+        ids = drive.create_batches(base_url, bench.api_key, batches, duration_s=LIFECYCLE_S, webhook=hook)
+        drive.wait_final(bench.client(), bench.prefix, ids, timeout=LIFECYCLE_S / speed + 120, interval=0.2)
+        deadline = time.monotonic() + 60
+        while True:  # every webhook out, every job done
+            stats = drive.sandbox_json(base_url, bench.api_key, "/_sandbox/stats")
+            sent = stats["deliveries"]["succeeded"] + stats["deliveries"]["failed"]
+            if sent >= stats["events_generated"]["total"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        drive.wait_drained(bench, timeout=60)
+        after = bench.redis.info_memory()
+        client = bench.client()
+        transient = [k for k in client.scan_iter(match="rq:*", count=5000)
+                     if not k.startswith((b"rq:workers", b"rq:worker:", b"rq:queues"))]
+        for start in range(0, len(transient), 500):
+            client.delete(*transient[start:start + 500])
+        steady = bench.redis.info_memory()
+        families = memory_by_family(client, bench.prefix)
+    finally:
+        drive.stop_workers(workers)
+        app.stop()
+        sandbox.stop()
+    return {"batches": batches, "retrieves": stats["retrieve_calls"]["total"],
+            "events": stats["events_generated"]["total"], "delivered": stats["deliveries"]["succeeded"],
+            "failed": stats["deliveries"]["failed"], "mem_total": after - before, "mem_steady": steady - before,
+            "families": families}
+
+
+def memory_by_family(client, prefix: str) -> dict[str, int]:
+    """Sum MEMORY USAGE of the service's keys by family (``{p}:{family}:...``)."""
+    sizes: dict[str, int] = {}
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+    for key, size in zip(keys, pipe.execute()):
+        family = key.decode().split(":")[1]
+        sizes[family] = sizes.get(family, 0) + int(size or 0)
+    return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
+
+
+def run(bench: Bench, *, storm_batches: int = 200, lifecycle_batches: int = 60, speed: float = 60) -> dict:
+    """Run the storm and the lifecycles; add the rows; return the numbers."""
+    bench.flush()
+    sandbox, base_url = procs.sandbox(bench.api_key, speed=1, seed=8, env=procs.service_env(), log_dir=bench.folder)
+    port = procs.free_port()
+    app = procs.gunicorn("gunicorn-storm", "app:app", port, bench.env(base_url), bench.folder)
+    try:
+        storm = _storm(bench, base_url, f"http://127.0.0.1:{port}/webhooks/aistats", storm_batches)
+    finally:
+        app.stop()
+        sandbox.stop()
+    bench.flush()
+    life = _lifecycles(bench, lifecycle_batches, speed)
+    _rows(bench, storm, life, speed)
+    return {"storm": storm, "lifecycles": life}
+
+
+def _rows(bench: Bench, storm: dict, life: dict, speed: float) -> None:
+    per_event = storm["retrieves"] / max(storm["events"], 1)
+    per_batch = life["retrieves"] / life["batches"]
+    polling = LIFECYCLE_S // POLL_INTERVAL_S
+    steady = life["mem_steady"] / life["batches"]
+    total = life["mem_total"] / life["batches"]
+    bench.add(
+        Row("economy", "storm: retrieve calls per delivered event", f"{per_event:.3f}",
+            f"<= {TARGET_PER_EVENT}", per_event <= TARGET_PER_EVENT,
+            f"{storm['retrieves']:,} retrieves for {storm['events']:,} events of {storm['batches']} batches, "
+            f"2 SimpleWorkers; ingest outcomes {storm['outcomes']}"),
+        Row("economy", "10-min lifecycle: retrieve calls per batch", f"{per_batch:.1f} vs polling {polling}",
+            f"< {polling} (5 s polling)", per_batch < polling,
+            f"{life['batches']} batches at --speed {speed:g}, {life['events'] / life['batches']:.1f} events each, "
+            f"{life['failed']} failed deliveries"),
+        Row("scale", "Redis memory per tracked batch with its events", f"{steady:,.0f} B",
+            f"<= {MEMORY_TARGET:,} B", steady <= MEMORY_TARGET,
+            f"used_memory delta / {life['batches']} lifecycles once RQ's job/result keys expire; "
+            f"{total:,.0f} B while they live; MEMORY USAGE per batch by key family: "
+            + ", ".join(f"{k} {v / life['batches']:,.0f} B" for k, v in list(life["families"].items())[:5])),
+    )
