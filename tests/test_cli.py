@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from aistats_hooks.cli import cli
+from aistats_hooks.cli.trigger import _headers as trigger_headers, sample_event
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.web import create_app
 from tests.helpers import Served, run_worker, wait_for
@@ -288,6 +289,23 @@ def test_trigger_error_paths(env, receiver):
     assert "not an event type" in one_line_error(run(env, "trigger", "batch.exploded"))
     assert "AISTATS_WEBHOOK_SECRET" in one_line_error(run(env, "trigger", "batch.completed",
                                                           AISTATS_WEBHOOK_SECRET=None), code=2)
+
+
+def test_trigger_unsigned_when_the_receiver_allows_it(env, settings):
+    unsigned = settings.replace(webhook_secrets=(), allow_unsigned=True)
+    served = Served(create_app(unsigned))
+    try:
+        result = run(env, "--json", "trigger", "batch.created", "--batch", "batch_unsigned", "--url", served.url,
+                     AISTATS_WEBHOOK_SECRET=None, AISTATS_ALLOW_UNSIGNED="1")
+    finally:
+        served.stop()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["response"]["status"] == "queued"
+    # The same headers as a signed delivery, less the signature and its timestamp.
+    event = sample_event("batch.created", "batch_unsigned")
+    headers = trigger_headers(unsigned, event, b"{}")
+    assert "x-phaseo-signature" not in headers and "x-phaseo-timestamp" not in headers
+    assert headers["x-phaseo-event-id"] == event["id"] and headers["x-phaseo-max-attempts"] == "4"
 
 
 # -- configuration and infrastructure errors ----------------------------------------

@@ -7,6 +7,7 @@ import json
 import logging
 import logging.config
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -142,22 +143,37 @@ def test_metrics_503_when_redis_is_down(settings):
 
 # -- JSON logs -----------------------------------------------------------------------
 
-@pytest.fixture
-def captured(settings):
-    """A JSON handler on the root logger, as gunicorn's processes have; removed afterwards."""
+def _capture(settings, level: str):
+    """Put a JSON handler at ``level`` on the root logger, as gunicorn's processes have; yield its stream."""
     stream = io.StringIO()
-    handler = logs.make_handler("DEBUG", logs.secrets_of(settings), stream=stream)
+    handler = logs.make_handler(level, logs.secrets_of(settings), stream=stream)
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
+    root.setLevel(level)
     yield stream
     root.removeHandler(handler)
     root.setLevel(old_level)
 
 
+@pytest.fixture
+def captured(settings):
+    """Every line, as with LOG_LEVEL=DEBUG."""
+    yield from _capture(settings, "DEBUG")
+
+
+@pytest.fixture
+def captured_info(settings):
+    """The lines of the default LOG_LEVEL=INFO."""
+    yield from _capture(settings, "INFO")
+
+
 def lines(stream: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def request_lines(stream: io.StringIO) -> list[dict]:
+    return [line for line in lines(stream) if line["logger"] == logs.REQUEST_LOGGER]
 
 
 def test_request_lines_carry_request_event_and_batch_ids(client, captured, settings):
@@ -168,8 +184,9 @@ def test_request_lines_carry_request_event_and_batch_ids(client, captured, setti
     bad_body, bad_headers = signed(make_event("batch_bad"), secret="whsec_not_ours")
     client.post("/webhooks/aistats", data=bad_body, headers=bad_headers)
 
-    requests = [line for line in lines(captured) if line["logger"] == "aistats_hooks.web.request"]
+    requests = request_lines(captured)
     webhook, query, refused = requests
+    assert [line["level"] for line in requests] == ["debug", "info", "info"]
     assert webhook["request_id"] == "req-abc-1"
     assert webhook["event_id"] == "evt_batch_batch_log_batch_completed"
     assert webhook["batch_id"] == "batch_log" and webhook["status"] == 202 and webhook["outcome"] == "queued"
@@ -182,6 +199,39 @@ def test_request_lines_carry_request_event_and_batch_ids(client, captured, setti
     text = captured.getvalue()
     for secret in (settings.query_api_token, "whsec_test_secret", settings.api_key):
         assert secret not in text
+
+
+def test_at_info_successes_cost_only_a_level_check(client, captured_info, settings, monkeypatch):
+    built = []
+    fields = logs._request_fields
+    monkeypatch.setattr(logs, "_request_fields", lambda *args: built.append(args[2]) or fields(*args))
+    body, headers = signed(make_event("batch_quiet"))
+    ack = client.post("/webhooks/aistats", data=body, headers={**headers, "X-Request-ID": "req-quiet"})
+    assert ack.status_code == 202 and ack.headers["X-Request-ID"] == "req-quiet"
+    read = client.get("/batches", headers={"Authorization": f"Bearer {settings.query_api_token}"})
+    assert read.status_code == 200 and len(read.headers["X-Request-ID"]) == 32
+    insane = client.get("/healthz", headers={"X-Request-ID": "no spaces allowed"})
+    assert re.fullmatch(r"[0-9a-f]{32}", insane.headers["X-Request-ID"])
+    assert built == [] and request_lines(captured_info) == []
+    # A refusal is still worth a line at INFO.
+    bad_body, bad_headers = signed(make_event("batch_bad"), secret="whsec_not_ours")
+    refused = client.post("/webhooks/aistats", data=bad_body, headers=bad_headers)
+    [line] = request_lines(captured_info)
+    assert line["level"] == "info" and line["status"] == 401 and line["request_id"] == refused.headers["X-Request-ID"]
+    assert built == [line["request_id"]]
+
+
+def test_server_errors_log_at_error(settings, captured_info):
+    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    assert app.test_client().get("/readyz").status_code == 503
+    [line] = request_lines(captured_info)
+    assert line["level"] == "error" and line["status"] == 503 and line["path"] == "/readyz"
+
+
+def test_request_level_by_status():
+    levels = {status: logs.request_level(status) for status in (200, 202, 304, 400, 401, 413, 500, 503)}
+    assert levels == {200: logging.DEBUG, 202: logging.DEBUG, 304: logging.DEBUG, 400: logging.INFO,
+                      401: logging.INFO, 413: logging.INFO, 500: logging.ERROR, 503: logging.ERROR}
 
 
 def test_secrets_are_redacted_wherever_they_appear(settings, captured):
@@ -330,11 +380,10 @@ def test_cron_config_registers_the_sweep_on_the_project_queue(redis_url, prefix)
 
 
 def test_every_setting_is_documented_in_env_example():
-    import re
-
     documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     sources = ["aistats_hooks/config.py", "aistats_hooks/logs.py", "aistats_hooks/web/metrics.py",
-               "aistats_hooks/launcher.py", "workers/settings.py", "Procfile"]
+               "workers/settings.py", "Procfile"]
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "aistats_hooks" / "launcher").glob("*.py"))
     read = set()
     for source in sources:
         text = (ROOT / source).read_text()

@@ -1,0 +1,153 @@
+"""Batch commands: ``create-batch``, ``upload``, ``status`` and ``cancel``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from redis.exceptions import RedisError
+
+from ..config import Settings
+from ..reconcile import nanos_to_usd
+from .core import CommandError, Resources, emit, event_type, json_option, pass_res, webhook_url
+
+
+def _key_values(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
+    """Parse repeated ``KEY=VALUE`` options into a dict."""
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _event_list(ctx, param, values: tuple[str, ...]) -> list[str]:
+    """Parse repeated, comma-separated event types, each checked."""
+    events = [e.strip() for value in values for e in value.split(",") if e.strip()]
+    for event in events:
+        event_type(event)
+    return events
+
+
+def _webhook(settings: Settings, events: list[str]) -> dict[str, Any]:
+    """Return the ``webhook`` of a batch request: our URL, signed with our first secret."""
+    webhook: dict[str, Any] = {"url": webhook_url(settings)}
+    settings.require_webhook_secret()
+    if events:
+        webhook["events"] = events
+    if settings.webhook_secrets:
+        # The first secret signs; the others only verify (rotation).
+        webhook["secret"] = settings.webhook_secrets[0]
+    return webhook
+
+
+@click.command("create-batch")
+@click.option("--endpoint", required=True, help="Target endpoint of the rows, e.g. responses.")
+@click.option("--input-file-id", required=True, help="The uploaded JSONL file (see `upload`).")
+@click.option("--completion-window", default="24h", show_default=True)
+@click.option("--session-id", default=None, help="Optional grouping id.")
+@click.option("--metadata", "metadata", multiple=True, callback=_key_values, metavar="KEY=VALUE",
+              help="Metadata to persist with the batch (repeatable).")
+@click.option("--events", "events", multiple=True, callback=_event_list, metavar="TYPE[,TYPE]",
+              help="Webhook events to subscribe to (repeatable; default: the gateway's terminal events).")
+@click.option("--webhook-endpoint-id", default=None, help="Use a webhook endpoint managed in the gateway (we_...).")
+@click.option("--no-webhook", is_flag=True, help="Create without a webhook; the sweep polls it.")
+@json_option
+@pass_res
+def create_batch(res: Resources, endpoint, input_file_id, completion_window, session_id, metadata, events,
+                 webhook_endpoint_id, no_webhook) -> None:
+    """Create a batch upstream with our webhook, and track it here.
+
+    Prints the batch id (the whole batch object with --json).
+    """
+    settings = res.settings  # a malformed setting fails first, before any usage check
+    request: dict[str, Any] = {"endpoint": endpoint, "input_file_id": input_file_id,
+                               "completion_window": completion_window}
+    if session_id:
+        request["session_id"] = session_id
+    if metadata:
+        request["metadata"] = metadata
+    if webhook_endpoint_id:
+        if no_webhook:
+            raise click.UsageError("--webhook-endpoint-id and --no-webhook exclude each other")
+        request["webhook_endpoint_id"] = webhook_endpoint_id
+    elif not no_webhook:
+        request["webhook"] = _webhook(settings, events)
+    store = res.store
+    store.redis.ping()  # fail before creating anything upstream we could not track
+    batch = res.client.create_batch(request)
+    try:
+        store.track(batch)
+    except RedisError as exc:
+        raise CommandError(
+            f"created {batch.get('id')} upstream but could not track it ({type(exc).__name__}); "
+            f"run `reconcile {batch.get('id')}` once Redis is back"
+        ) from None
+    emit(res, batch, str(batch.get("id")))
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--purpose", default="batch", show_default=True)
+@json_option
+@pass_res
+def upload(res: Resources, file: str, purpose: str) -> None:
+    """Upload a JSONL file of requests; print its file id."""
+    uploaded = res.client.upload_file(file, purpose)
+    emit(res, uploaded, str(uploaded.get("id")))
+
+
+def _describe(record: dict) -> list[str]:
+    """Return a batch record as a headline and indented details."""
+    counts = record.get("request_counts") or {}
+    billing = record.get("billing") or {}
+    lines = [f"{record.get('id')}  {record.get('status')}"]
+    details = [
+        ("requests", f"{counts.get('completed', 0)}/{counts.get('total', 0)} completed, {counts.get('failed', 0)} failed"
+         if counts else None),
+        ("model", record.get("model")),
+        ("session", record.get("session_id")),
+        ("billing", f"{billing.get('state')} {nanos_to_usd(int(billing.get('total_nanos') or 0))} USD"
+         if billing else None),
+        ("source", record.get("source")),
+        ("reconciled", f"{record.get('reconciled_at')} ({record.get('reconcile_count', 0)}x)"
+         if record.get("reconciled_at") else None),
+        ("last event", (record.get("last_event") or {}).get("type")),
+        ("updated", record.get("updated_at")),
+    ]
+    lines += [f"  {name}: {value}" for name, value in details if value not in (None, "")]
+    return lines
+
+
+@click.command()
+@click.argument("batch_id")
+@click.option("--remote", is_flag=True, help="Retrieve the batch from the gateway instead.")
+@json_option
+@pass_res
+def status(res: Resources, batch_id: str, remote: bool) -> None:
+    """Show a batch's reconciled record (or, with --remote, the gateway's view)."""
+    if remote:
+        batch = res.client.retrieve_batch(batch_id)
+        emit(res, batch, [f"{batch.get('id')}  {batch.get('status')}  (from the gateway)"] + _describe(batch)[1:])
+        return
+    record = res.store.get(batch_id)
+    if record is None:
+        raise CommandError(f"no batch {batch_id!r} is known here (try --remote)")
+    emit(res, record, _describe(record))
+
+
+@click.command()
+@click.argument("batch_id")
+@json_option
+@pass_res
+def cancel(res: Resources, batch_id: str) -> None:
+    """Ask the gateway to cancel a batch, then queue a reconcile of it."""
+    batch = res.client.cancel_batch(batch_id)
+    outcome = res.store.request_reconcile(batch_id)
+    emit(res, {"batch": batch, "reconcile": outcome},
+         f"cancel requested for {batch_id} (status: {batch.get('status')}); reconcile {outcome}")
+
+
+COMMANDS = (create_batch, upload, status, cancel)

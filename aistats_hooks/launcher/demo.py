@@ -1,0 +1,100 @@
+"""The ``demo`` process: a few short sandbox batches, created through the CLI, for something to watch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+
+from .environ import DEFAULT_PORT
+
+SANDBOX_SPEED = 60
+# (outcome, simulated seconds): at speed 60 each ends 10 to 30 real seconds after creation.
+DEMO_PLANS = (("completed", 600), ("completed", 1200), ("failed", 900), ("cancelled", 1500), ("expired", 1800))
+DEMO_EVENTS = "batch.created,batch.progress,batch.completed,batch.failed,batch.cancelled,batch.expired"
+
+
+def _wait_http(url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> bool:
+    """Poll ``url`` until it answers 200; tell whether it did in time."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, headers=dict(headers or {}), timeout=2.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def _stack_ready(env: Mapping[str, str], web: str) -> bool:
+    """Wait for the web process and the gateway; say which one did not come up."""
+    if not _wait_http(f"{web}/readyz"):
+        print(f"demo: {web}/readyz did not answer 200 within 60 s; no demo batches", flush=True)
+        return False
+    base = env.get("AISTATS_BASE_URL", "").rstrip("/")
+    auth = {"Authorization": f"Bearer {env.get('AISTATS_API_KEY', '')}"}
+    if not _wait_http(f"{base}/batches?limit=1", headers=auth, timeout=30):
+        print(f"demo: the gateway at {base} did not answer; no demo batches", flush=True)
+        return False
+    return True
+
+
+def _create(env: Mapping[str, str], n: int) -> str | None:
+    """Create the ``n``-th demo batch with the CLI; return its id, or None when that failed."""
+    outcome, duration = DEMO_PLANS[n % len(DEMO_PLANS)]
+    command = [
+        sys.executable, "-m", "aistats_hooks", "create-batch",
+        "--endpoint", "responses", "--input-file-id", f"file_demo_{n + 1}",
+        "--session-id", "demo", "--events", DEMO_EVENTS,
+        "--metadata", f"sandbox_outcome={outcome}", "--metadata", f"sandbox_duration_s={duration}",
+        "--metadata", "demo=1",
+    ]
+    result = subprocess.run(command, env=dict(env), capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        print(f"demo: create-batch failed: {(result.stderr or result.stdout).strip()}", flush=True)
+        return None
+    batch_id = result.stdout.strip()
+    print(f"demo: created {batch_id}: {outcome} in about {duration // SANDBOX_SPEED} s", flush=True)
+    return batch_id
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Create a few short sandbox batches through the CLI, then idle until stopped."""
+    stop = {"now": False}
+
+    def _stop(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    env = dict(os.environ)
+    web = f"http://127.0.0.1:{env.get('PORT', str(DEFAULT_PORT))}"
+    if not _stack_ready(env, web):
+        return _idle(stop)
+    created = []
+    for n in range(int(env.get("AISTATS_DEMO_BATCHES") or len(DEMO_PLANS))):
+        if stop["now"]:
+            return 0
+        batch_id = _create(env, n)
+        if batch_id is not None:
+            created.append(batch_id)
+    if created:
+        print(f"demo: follow them: python -m aistats_hooks status {created[0]}  |  "
+              f"curl -H \"Authorization: Bearer $QUERY_API_TOKEN\" {web}/batches?session_id=demo  |  {web}/metrics",
+              flush=True)
+    return _idle(stop)
+
+
+def _idle(stop: dict) -> int:
+    """Stay up until told to stop."""
+    # honcho stops everything when one process exits.
+    while not stop["now"]:
+        time.sleep(0.2)
+    return 0

@@ -1,0 +1,102 @@
+"""What a fresh machine lacks, checked and filled in: settings, ``.env``, secrets, a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PORT = 8000
+SECRETS_FILE = "secrets.json"
+# The secrets the launcher makes up when the environment has none, kept for the next start.
+GENERATED = {
+    "AISTATS_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_hex(24),
+    "QUERY_API_TOKEN": lambda: "qt_" + secrets.token_urlsafe(24),
+}
+
+
+def int_env(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """Return a whole-number setting, or raise ``ConfigError`` naming it."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(name, f"expected a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
+
+
+def validate(env: Mapping[str, str]) -> tuple[Settings, int]:
+    """Check every setting any process will read; return the settings and the port."""
+    from .. import logs
+
+    settings = Settings.from_env(env)
+    logs.level_from_env(env)
+    port = int_env(env, "PORT", DEFAULT_PORT, 1, 65535)
+    int_env(env, "AISTATS_DEMO_BATCHES", 0, 0, 50)
+    int_env(env, "WEB_CONCURRENCY", 2, 1, 64)
+    return settings, port
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Read a ``.env`` file (KEY=value lines) the way honcho does."""
+    from honcho.environ import parse
+
+    try:
+        return parse(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Tell whether ``host:port`` cannot be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def load_or_create_secrets(data_dir: Path, env: dict[str, str]) -> list[str]:
+    """Fill in the webhook secret and query token from ``.data`` or fresh; return what was generated."""
+    path = data_dir / SECRETS_FILE
+    try:
+        kept = json.loads(path.read_text())
+        kept = kept if isinstance(kept, dict) else {}
+    except (FileNotFoundError, ValueError):
+        kept = {}
+    generated = []
+    for name, make in GENERATED.items():
+        if env.get(name, "").strip():
+            continue
+        if not isinstance(kept.get(name), str) or not kept[name]:
+            kept[name] = make()
+            generated.append(name)
+        env[name] = kept[name]
+    if generated:
+        write_private(path, json.dumps(kept, indent=2) + "\n")
+    return generated
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)

