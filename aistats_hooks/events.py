@@ -51,7 +51,8 @@ def parse_event(body: bytes, headers: Mapping[str, str] | None = None) -> Event:
     """Parse a webhook body, or raise ``PayloadError`` naming what is wrong."""
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: deeply nested arrays ("[[[[...") exhaust the parser.
         raise PayloadError("invalid_json") from None
     if not isinstance(payload, dict):
         raise PayloadError("not_an_object")

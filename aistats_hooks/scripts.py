@@ -8,12 +8,17 @@ script returned can never lose an event.
 from __future__ import annotations
 
 # Shared tail of INGEST and REQUEST: queue one reconcile job for the batch
-# unless one is already waiting (coalescing). It expects locals `pending_key`,
+# unless one is already waiting (coalescing). It reads the waiting job's RQ
+# hash by name (rq:job:{id}), one more reason these scripts need a single Redis. It expects locals `pending_key`,
 # `job_key`, `queue_key`, `job_id`, `pending_ttl` and `job_fields` (a table of
 # field, value pairs of the RQ job hash, built by RQ's own Job.to_dict()).
 _ENQUEUE = """
 local function enqueue()
-  if redis.call('EXISTS', pending_key) == 1 then
+  -- The slot holds only while its job still waits in the queue: a job that
+  -- started releases the slot itself, so a slot naming a started, failed or
+  -- vanished job was left by a worker killed mid-job, and is taken over.
+  local waiting = redis.call('GET', pending_key)
+  if waiting and redis.call('HGET', 'rq:job:' .. waiting, 'status') == 'queued' then
     return 'coalesced'
   end
   redis.call('SET', pending_key, job_id, 'EX', pending_ttl)

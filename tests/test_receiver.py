@@ -132,6 +132,8 @@ def test_oversize_body_is_refused_without_reading_it(client, store, settings):
     (b"not json", "invalid_json"),
     (b"[1, 2]", "not_an_object"),
     (b"\xff\xfe", "invalid_json"),
+    (b"[" * 5000, "invalid_json"),
+    (b'{"id":' + b"1" * 5000 + b"}", "invalid_json"),
     (json.dumps({"type": "batch.completed", "data": {"id": "b"}}).encode(), "missing_id"),
     (json.dumps({"id": "evt_1", "data": {"id": "b"}}).encode(), "missing_type"),
     (json.dumps({"id": "evt_1", "type": "batch.completed"}).encode(), "missing_data"),
@@ -193,3 +195,16 @@ def test_acknowledged_batch_is_visible_to_the_sweep_even_if_its_job_is_lost(clie
     # A worker SIGKILLed before saving anything: the job and its slot are gone.
     store.redis.delete(store.queue.key, store.key("pending", "batch_lost"))
     assert "batch_lost" in store.due_for_sweep(time.time() + 1)
+
+
+def test_a_slot_left_by_a_killed_job_does_not_block_new_work(client, store):
+    body, headers = signed(make_event("batch_k"))
+    assert post(client, body, headers).json["job"] == "queued"
+    # The worker marked the job started, then died before freeing the slot.
+    (job_id,) = store.queue.job_ids
+    store.redis.hset(f"rq:job:{job_id}", "status", "started")
+    store.redis.delete(store.queue.key)
+    body, headers = signed(make_event("batch_k", "batch.progress", key="batch.progress:90"))
+    assert post(client, body, headers).json["job"] == "queued"
+    assert store.request_reconcile("batch_k") == "coalesced"
+    assert store.queue.count == 1
