@@ -70,7 +70,8 @@ def parse_event(body: bytes, headers: Mapping[str, str] | None = None) -> Event:
     attempt = delivery.get("attempt")
     if not isinstance(attempt, int) or isinstance(attempt, bool):
         raw = (headers or {}).get("x-phaseo-attempt", "")
-        attempt = int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 6 else 1
+        # isascii: "²".isdigit() is true, but int("²") raises.
+        attempt = int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 6 else 1
     key = delivery.get("key")
     return Event(
         id=event_id,

@@ -89,7 +89,7 @@ def parse_time(value: Any) -> float | None:
         seconds = float(value)
     elif isinstance(value, str) and value.strip():
         text = value.strip()
-        if text.replace(".", "", 1).isdigit():
+        if text.isascii() and text.replace(".", "", 1).isdigit():
             seconds = float(text)
         else:
             try:
@@ -117,7 +117,7 @@ def _int(value: Any) -> int:
         return 0
     if isinstance(value, int):
         return max(value, 0)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     if isinstance(value, float) and value >= 0:
         return int(value)

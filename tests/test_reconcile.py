@@ -126,3 +126,9 @@ def test_openai_style_unix_timestamps():
                                        (-5, "-0.000000005")])
 def test_nanos_to_usd_is_exact(nanos, usd):
     assert nanos_to_usd(nanos) == usd
+
+
+def test_unicode_digits_are_not_numbers():
+    # "²".isdigit() is true, yet int() and float() refuse it.
+    assert parse_time("²") is None
+    assert merge(None, {"id": "b", "request_counts": {"total": "²"}})["request_counts"]["total"] == 0

@@ -27,7 +27,7 @@ def int_env(env: Mapping[str, str], name: str, default: int, low: int, high: int
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ConfigError(name, f"expected a whole number from {low} to {high}, got {raw!r}")
     return int(raw)
 

@@ -25,7 +25,7 @@ def _limit(raw: str | None) -> int:
     """Parse the list ``limit`` query parameter."""
     if raw is None or raw == "":
         return 20
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIST_LIMIT:
         raise invalid(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}", "invalid_limit")
     return int(raw)
 

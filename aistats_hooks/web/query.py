@@ -61,7 +61,7 @@ def list_batches():
     if status and status not in _STATUSES:
         return error(400, "bad_request", f"status must be one of {', '.join(sorted(_STATUSES))}")
     raw_limit = args.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= queries.MAX_LIMIT:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= queries.MAX_LIMIT:
         return error(400, "bad_request", f"limit must be a whole number from 1 to {queries.MAX_LIMIT}")
     cursor = args.get("cursor") or None
     if cursor:
