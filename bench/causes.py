@@ -53,20 +53,22 @@ CAUSES: dict[str, str] = {
     ),
     "storm: retrieve calls": (
         "Cause, measured: the pending slot is released when a job starts, so each event arriving while a job "
-        "runs (or after it) queues one more run: ~4.8 retrieves per batch of 10 events (ingest outcomes in the "
-        "note: 'queued' ~ retrieves). Proposed (scripts.py INGEST/_ENQUEUE, sync.py): debounce follow-ups: "
+        "runs (or after it) queues one more run: 3.4-4.8 retrieves per batch of 10 events over the runs (the "
+        "note's ingest outcomes: every 'queued' became one retrieve, only 'coalesced' saved one). Proposed (scripts.py INGEST/_ENQUEUE, sync.py): debounce follow-ups: "
         "the worker sets `{p}:recent:{batch}` (PX 1000) when it retrieves; INGEST, finding it, puts the one "
         "pending job in RQ's scheduled registry at its expiry (ZADD rq:scheduled:{queue}) instead of the "
         "queue; the Procfile's worker already runs --with-scheduler. A storm then costs <= 2 retrieves per "
         "batch (<= 0.2 per event) and a quiet batch's first event is not delayed."
     ),
     "Redis memory per tracked batch": (
-        "Cause, measured (MEMORY USAGE by key family, in the note): the packed event bodies (`ev`) are ~60% "
+        "Cause, measured (MEMORY USAGE by key family, in the note): the packed event bodies (`ev`) are about half "
         "of a batch: ~450-500 B per event, because real payloads carry webhook.delivery and attempts[] that "
         "the codec's dictionary cannot predict. Proposed (scripts.py MARK_EVENTS, store.py): once an event is "
         "reconciled, replace its packed body by its metadata (keep the field: it is the dedupe marker), "
         "keeping the full body of the newest event only (the fallback reads only that one); estimated from "
-        "the breakdown: ev ~4.1 KB -> ~1 KB, ~3.5 KB per batch in all."
+        "the breakdown: ev ~4.1 KB -> ~1 KB, ~3.5 KB per batch in all. Also: while RQ's keys live (10 "
+        "minutes, queueing.RESULT_TTL) a batch costs ~50 KB, ~5 KB per job run; reconcile jobs could be "
+        "enqueued with result_ttl=0 (the store is their result)."
     ),
     "scale: GET": (
         "Both sizes are asked alternately under one Redis, so a miss here is the shared machine's noise "
