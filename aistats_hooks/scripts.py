@@ -9,10 +9,12 @@ from __future__ import annotations
 
 # Shared tail of INGEST and REQUEST: queue one reconcile job for the batch
 # unless one is already waiting (coalescing). It reads the waiting job's RQ
-# hash by name (rq:job:{id}), one more reason these scripts need a single Redis. It expects locals `pending_key`,
-# `job_key`, `queue_key`, `job_id`, `pending_ttl` and `job_fields` (a table of
-# field, value pairs of the RQ job hash, built by RQ's own Job.to_dict()).
+# hash by name (rq:job:{id}), one more reason these scripts need a single Redis.
+# It expects locals `pending_key`, `job_key`, `queue_key`, `job_id`,
+# `pending_ttl` and `created_at`, `data`, `description` (the varying fields of
+# the RQ job hash; the constant ones are baked in as JOB_CONSTANT).
 _ENQUEUE = """
+local JOB_CONSTANT = {%(job_constant)s}
 local function enqueue()
   -- The slot holds only while its job still waits in the queue: a job that
   -- started releases the slot itself, so a slot naming a started, failed or
@@ -22,13 +24,14 @@ local function enqueue()
     return 'coalesced'
   end
   redis.call('SET', pending_key, job_id, 'EX', pending_ttl)
-  redis.call('HSET', job_key, unpack(job_fields))
+  redis.call('HSET', job_key, 'created_at', created_at, 'enqueued_at', created_at, 'data', data,
+             'description', description, 'status', 'queued', unpack(JOB_CONSTANT))
   redis.call('RPUSH', queue_key, job_id)
   return 'queued'
 end
 """
 
-INGEST = (
+_INGEST = (
     """
 -- Record a verified delivery, deduplicated on its event id, and queue its batch.
 -- KEYS[1] batch events hash   {p}:ev:{batch_id}  (event field -> packed headers+body)
@@ -38,20 +41,19 @@ INGEST = (
 -- KEYS[5] RQ job hash         rq:job:{job_id}
 -- KEYS[6] RQ queue list       rq:queue:{queue}
 -- KEYS[7] delivery counters   {p}:m:deliveries
--- KEYS[8] open batches zset    {p}:open (so the sweep finds the batch even if its job dies)
+-- KEYS[8] open batches zset   {p}:open (so the sweep finds the batch even if its job dies)
 -- ARGV[1] event field, ARGV[2] packed event, ARGV[3] received at (ms), ARGV[4] retention (s),
 -- ARGV[5] pending ttl (s), ARGV[6] job id, ARGV[7] 'batch' or 'ignore', ARGV[8] batch id,
--- ARGV[9..] the RQ job's field/value items.
+-- ARGV[9] job created_at, ARGV[10] job data, ARGV[11] job description.
 -- Returns 'duplicate', 'ignored', 'final', 'coalesced' or 'queued'.
 local pending_key, job_key, queue_key = KEYS[4], KEYS[5], KEYS[6]
 local job_id, pending_ttl = ARGV[6], ARGV[5]
+local created_at, data, description = ARGV[9], ARGV[10], ARGV[11]
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[2], ARGV[1] .. '#d', 1)
   redis.call('HINCRBY', KEYS[7], 'duplicate', 1)
   return 'duplicate'
 end
-local job_fields = {}
-for i = 9, #ARGV do job_fields[#job_fields + 1] = ARGV[i] end
 """
     + _ENQUEUE
     + """
@@ -74,24 +76,34 @@ return outcome
 """
 )
 
-REQUEST = (
+_REQUEST = (
     """
 -- Queue a reconcile of one batch with no event (sweep, CLI, replay, follow-up).
 -- KEYS[1] pending job key {p}:pending:{batch_id}
 -- KEYS[2] RQ job hash     rq:job:{job_id}
 -- KEYS[3] RQ queue list   rq:queue:{queue}
--- ARGV[1] pending ttl (s), ARGV[2] job id, ARGV[3..] RQ job field/value items.
--- Returns 'coalesced' or 'queued'.
+-- ARGV[1] pending ttl (s), ARGV[2] job id, ARGV[3] job created_at, ARGV[4] job data,
+-- ARGV[5] job description. Returns 'coalesced' or 'queued'.
 local pending_key, job_key, queue_key = KEYS[1], KEYS[2], KEYS[3]
 local pending_ttl, job_id = ARGV[1], ARGV[2]
-local job_fields = {}
-for i = 3, #ARGV do job_fields[#job_fields + 1] = ARGV[i] end
+local created_at, data, description = ARGV[3], ARGV[4], ARGV[5]
 """
     + _ENQUEUE
     + """
 return enqueue()
 """
 )
+
+
+def ingest(job_constant: str) -> str:
+    """Return the INGEST script with the constant RQ job fields baked in."""
+    return _INGEST.replace("%(job_constant)s", job_constant)
+
+
+def request(job_constant: str) -> str:
+    """Return the REQUEST script with the constant RQ job fields baked in."""
+    return _REQUEST.replace("%(job_constant)s", job_constant)
+
 
 RELEASE_PENDING = """
 -- A job starts: free the batch's pending slot if it is ours, so that an event

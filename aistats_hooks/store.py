@@ -35,6 +35,7 @@ from .events import Event, phaseo_headers
 from .reconcile import Source, contribution, is_final, parse_time
 
 PENDING_TTL = 900
+JOB_KEY = "rq:job:"
 
 
 def _clean(value: str) -> str:
@@ -50,8 +51,10 @@ class Store:
         self.settings = settings
         self.p = settings.key_prefix
         self.queue = queueing.make_queue(redis, settings)
-        self._ingest = redis.register_script(scripts.INGEST)
-        self._request = redis.register_script(scripts.REQUEST)
+        self.jobs = queueing.JobTemplate(self.queue)
+        constant = self.jobs.lua_fields()
+        self._ingest = redis.register_script(scripts.ingest(constant))
+        self._request = redis.register_script(scripts.request(constant))
         self._release = redis.register_script(scripts.RELEASE_PENDING)
         self._ledger = redis.register_script(scripts.LEDGER)
         self._mark = redis.register_script(scripts.MARK_EVENTS)
@@ -65,7 +68,6 @@ class Store:
     def ingest(self, event: Event, body: bytes, headers: Mapping[str, str], *, ignore: bool = False) -> str:
         """Record a verified event and queue its batch in one atomic step; return the outcome."""
         job_id = queueing.new_job_id(self.settings)
-        job = queueing.reconcile_job(self.queue, event.batch_id, job_id)
         received = int(time.time() * 1000)
         meta = {"t": event.type, "k": event.delivery_key, "a": event.attempt, "r": received}
         derived = _derived_headers(event.id, meta)
@@ -78,24 +80,24 @@ class Store:
                 self.key("eo", event.batch_id),
                 self.key("b", event.batch_id),
                 self.key("pending", event.batch_id),
-                job.key,
+                JOB_KEY + job_id,
                 self.queue.key,
                 self.key("m", "deliveries"),
                 self.key("open"),
             ],
             args=[
                 event_field(event.id, event.batch_id), packed, received, self.settings.event_retention,
-                PENDING_TTL, job_id, "ignore" if ignore else "batch", event.batch_id, *queueing.job_fields(job),
+                PENDING_TTL, job_id, "ignore" if ignore else "batch", event.batch_id,
+                *self.jobs.varying(event.batch_id),
             ],
         ))
 
     def request_reconcile(self, batch_id: str) -> str:
         """Queue a reconcile of ``batch_id`` unless one is waiting; return 'queued' or 'coalesced'."""
         job_id = queueing.new_job_id(self.settings)
-        job = queueing.reconcile_job(self.queue, batch_id, job_id)
         return self._str(self._request(
-            keys=[self.key("pending", batch_id), job.key, self.queue.key],
-            args=[PENDING_TTL, job_id, *queueing.job_fields(job)],
+            keys=[self.key("pending", batch_id), JOB_KEY + job_id, self.queue.key],
+            args=[PENDING_TTL, job_id, *self.jobs.varying(batch_id)],
         ))
 
     def count_rejection(self, reason: str) -> None:
