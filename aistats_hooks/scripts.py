@@ -105,28 +105,64 @@ def request(job_constant: str) -> str:
     return _REQUEST.replace("%(job_constant)s", job_constant)
 
 
-RELEASE_PENDING = """
--- A job starts: free the batch's pending slot if it is ours, so that an event
--- arriving from now on queues exactly one follow-up run.
--- KEYS[1] pending job key; ARGV[1] the starting job's id. Returns 1 if freed.
+BEGIN = """
+-- A reconcile starts: free the batch's pending slot if this job holds it (so an
+-- event arriving from now on queues exactly one follow-up), take the batch's
+-- lock, and read what the reconcile needs, in one round trip.
+-- KEYS[1] pending job key {p}:pending:{batch_id}
+-- KEYS[2] lock key        {p}:lock:{batch_id}
+-- KEYS[3] record hash     {p}:b:{batch_id}
+-- KEYS[4] outcomes hash   {p}:eo:{batch_id}
+-- KEYS[5] events hash     {p}:ev:{batch_id}
+-- ARGV[1] job id ('' when run outside RQ), ARGV[2] lock token, ARGV[3] lock ttl (ms).
+-- Returns {0} when another worker holds the lock, else
+-- {1, record doc or false, newest event field or false, its packed event or false}.
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return {0}
+end
+local newest, newest_at = false, -1
+local flat = redis.call('HGETALL', KEYS[4])
+for i = 1, #flat, 2 do
+  local sep = string.find(flat[i + 1], ':', 1, true)
+  if sep and not string.find(flat[i], '#', 1, true) then
+    local at = tonumber(string.sub(flat[i + 1], sep + 1)) or 0
+    if at > newest_at then newest, newest_at = flat[i], at end
+  end
+end
+local blob = false
+if newest then blob = redis.call('HGET', KEYS[5], newest) end
+return {1, redis.call('HGET', KEYS[3], 'doc'), newest, blob}
+"""
+
+UNLOCK = """
+-- Release a batch's lock if this token still holds it.
+-- KEYS[1] lock key; ARGV[1] lock token. Returns 1 if released.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
 
-LEDGER = """
--- Set one batch's contribution to the billing ledger, adding only the difference.
--- KEYS[1] contributions hash {p}:ledger:contrib (batch id -> "nanos|day|session|model|provider")
--- ARGV[1] key prefix, ARGV[2] batch id, ARGV[3] nanos, ARGV[4] day,
--- ARGV[5] session id, ARGV[6] model, ARGV[7] provider.
--- Group hashes are derived from ARGV[1] ({p}:ledger:{dim} and {p}:ledger:{dim}:{day}),
--- so this script needs a single (non-cluster) Redis.
--- Returns {old contribution or '', new contribution}, or 0 when nothing changed.
-local p, batch = ARGV[1], ARGV[2]
-local new = table.concat({ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]}, '|')
-local old = redis.call('HGET', KEYS[1], batch)
-if old == new then return 0 end
+COMMIT = """
+-- Write a reconciled record with its indexes and ledger contribution, settle
+-- the outcome of the events it accounts for, count the upstream call, and
+-- release the lock: all or nothing, in one round trip.
+-- KEYS[1] record hash {p}:b:{id}; KEYS[2] outcomes hash {p}:eo:{id}; KEYS[3] lock {p}:lock:{id};
+-- KEYS[4] ledger contributions {p}:ledger:contrib; KEYS[5] open zset {p}:open;
+-- KEYS[6] upstream counters {p}:m:upstream
+-- ARGV[1] key prefix, ARGV[2] batch id,
+-- ARGV[3] packed doc ('' writes no record: only events, counters, lock), ARGV[4] status,
+-- ARGV[5] final '1'/'0', ARGV[6] session id, ARGV[7] model ('' = none), ARGV[8] created (ms),
+-- ARGV[9] open score ('' = not open), ARGV[10..14] ledger nanos, day, session, model, provider,
+-- ARGV[15] events received until (ms), ARGV[16] their outcome ('' = leave events),
+-- ARGV[17] lock token ('' = no lock), ARGV[18] upstream status to count ('' = none).
+-- The ledger keeps each batch's contribution ("nanos|day|session|model|provider")
+-- and adds only the difference, so no batch is ever counted twice. Index and
+-- group keys are derived from ARGV[1]: a single (non-cluster) Redis.
+local p, id = ARGV[1], ARGV[2]
 local function split(value)
   local out, start = {}, 1
   while true do
@@ -136,7 +172,7 @@ local function split(value)
     start = i + 1
   end
 end
-local function apply(value, sign)
+local function ledger(value, sign)
   local f = split(value)
   -- Nanos stay strings: Lua numbers are doubles and print large values as 1e+15.
   if f[1] == '0' then return end
@@ -146,35 +182,52 @@ local function apply(value, sign)
   redis.call('INCRBY', p .. ':ledger:total', nanos)
   redis.call('HINCRBY', p .. ':ledger:day', day, nanos)
   local dims = {session_id = f[3], model = f[4], provider = f[5]}
-  for dim, value in pairs(dims) do
-    redis.call('HINCRBY', p .. ':ledger:' .. dim, value, nanos)
-    redis.call('HINCRBY', p .. ':ledger:' .. dim .. ':' .. day, value, nanos)
+  for dim, group in pairs(dims) do
+    redis.call('HINCRBY', p .. ':ledger:' .. dim, group, nanos)
+    redis.call('HINCRBY', p .. ':ledger:' .. dim .. ':' .. day, group, nanos)
   end
 end
-if old then apply(old, -1) end
-apply(new, 1)
-redis.call('HSET', KEYS[1], batch, new)
-return {old or '', new}
-"""
-
-MARK_EVENTS = """
--- Settle the outcome of a batch's events still waiting on a reconcile.
--- KEYS[1] batch outcomes hash {p}:eo:{batch_id}
--- ARGV[1] received-until (ms), ARGV[2] outcome.
--- Only events marked 'queued' or 'coalesced' and received by ARGV[1] change:
--- one that arrived during the run is left for the follow-up run.
-local flat = redis.call('HGETALL', KEYS[1])
-local changed = 0
-for i = 1, #flat, 2 do
-  local field, value = flat[i], flat[i + 1]
-  local sep = string.find(value, ':', 1, true)
-  if sep then
-    local outcome, at = string.sub(value, 1, sep - 1), string.sub(value, sep + 1)
-    if (outcome == 'queued' or outcome == 'coalesced') and tonumber(at) <= tonumber(ARGV[1]) then
-      redis.call('HSET', KEYS[1], field, ARGV[2] .. ':' .. at)
-      changed = changed + 1
+local function reindex(name, old, new, score)
+  if old and old ~= new then redis.call('ZREM', p .. ':idx:' .. name .. ':' .. old, id) end
+  if new ~= '' then redis.call('ZADD', p .. ':idx:' .. name .. ':' .. new, score, id) end
+end
+if ARGV[3] ~= '' then
+  local old = redis.call('HMGET', KEYS[1], 'status', 'session', 'model')
+  redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'status', ARGV[4], 'final', ARGV[5],
+             'session', ARGV[6], 'model', ARGV[7])
+  redis.call('ZADD', p .. ':idx:all', ARGV[8], id)
+  reindex('status', old[1], ARGV[4], ARGV[8])
+  reindex('session', old[2], ARGV[6], ARGV[8])
+  reindex('model', old[3], ARGV[7], ARGV[8])
+  if ARGV[9] == '' then redis.call('ZREM', KEYS[5], id) else redis.call('ZADD', KEYS[5], ARGV[9], id) end
+  local new = table.concat({ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]}, '|')
+  local before = redis.call('HGET', KEYS[4], id)
+  if before ~= new then
+    if before then ledger(before, -1) end
+    ledger(new, 1)
+    redis.call('HSET', KEYS[4], id, new)
+  end
+end
+if ARGV[16] ~= '' then
+  -- Only events still waiting ('queued', 'coalesced') and received by then:
+  -- one that arrived during the run is left for the follow-up run.
+  local flat = redis.call('HGETALL', KEYS[2])
+  for i = 1, #flat, 2 do
+    local sep = string.find(flat[i + 1], ':', 1, true)
+    if sep then
+      local outcome, at = string.sub(flat[i + 1], 1, sep - 1), string.sub(flat[i + 1], sep + 1)
+      if (outcome == 'queued' or outcome == 'coalesced') and tonumber(at) <= tonumber(ARGV[15]) then
+        redis.call('HSET', KEYS[2], flat[i], ARGV[16] .. ':' .. at)
+      end
     end
   end
 end
-return changed
+if ARGV[18] ~= '' then
+  redis.call('HINCRBY', KEYS[6], 'retrieve', 1)
+  redis.call('HINCRBY', KEYS[6], ARGV[18], 1)
+end
+if ARGV[17] ~= '' and redis.call('GET', KEYS[3]) == ARGV[17] then
+  redis.call('DEL', KEYS[3])
+end
+return 1
 """

@@ -4,17 +4,17 @@ Key layout (``{p}`` is the configured key prefix)::
 
     {p}:ev:{batch_id}       hash   event field -> packed headers + raw body (dedupe, audit), TTL = retention
     {p}:eo:{batch_id}       hash   event field -> "outcome:received_ms" (+ "{field}#d": duplicates seen)
-    {p}:b:{batch_id}        hash   doc (the packed record JSON), status, final ("1"/"0")
+    {p}:b:{batch_id}        hash   doc (the packed record JSON), status, final ("1"/"0"), session, model
     {p}:pending:{batch_id}  string id of the batch's queued, not yet started job
-    {p}:lock:{batch_id}     lock   held while a worker reconciles the batch
+    {p}:lock:{batch_id}     string a worker's token while it reconciles the batch
     {p}:open                zset   batches not final, by last reconcile time (the sweep reads it)
     {p}:idx:all|status:{s}|session:{id}|model:{m}   zsets by created time (the query API)
-    {p}:ledger:*            the billing ledger (see scripts.LEDGER)
+    {p}:ledger:*            the billing ledger (see scripts.COMMIT)
     {p}:m:*                 counters shared by every process (metrics)
 
-An event's field is its id with the redundant ``evt_batch_{batch_id}_`` prefix
-cut to ``~`` (ids repeat the batch id); bodies and records are packed with
-``codec`` so a batch and its events stay within a few KiB.
+Events are stored as ``eventlog`` describes; records are packed with ``codec``
+so a batch and its events stay within a few KiB. A reconcile is two round
+trips: ``begin`` (slot, lock, reads) and ``commit`` (everything else).
 
 Writes take ``pipeline=None`` so callers can compose them into one round trip.
 """
@@ -24,17 +24,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.lock import Lock
 
-from . import codec, queueing, scripts
+from . import codec, eventlog, queueing, scripts
 from .config import Settings
-from .events import Event, phaseo_headers
+from .events import Event
 from .reconcile import Source, contribution, is_final, parse_time
 
 PENDING_TTL = 900
+# Longer than a job may run (RQ's timeout), so a live reconcile keeps its lock.
+LOCK_TTL_MS = (queueing.JOB_TIMEOUT + 30) * 1000
 JOB_KEY = "rq:job:"
 
 
@@ -55,9 +57,9 @@ class Store:
         constant = self.jobs.lua_fields()
         self._ingest = redis.register_script(scripts.ingest(constant))
         self._request = redis.register_script(scripts.request(constant))
-        self._release = redis.register_script(scripts.RELEASE_PENDING)
-        self._ledger = redis.register_script(scripts.LEDGER)
-        self._mark = redis.register_script(scripts.MARK_EVENTS)
+        self._begin = redis.register_script(scripts.BEGIN)
+        self._commit = redis.register_script(scripts.COMMIT)
+        self._unlock = redis.register_script(scripts.UNLOCK)
 
     # -- keys ---------------------------------------------------------------
     def key(self, *parts: str) -> str:
@@ -69,11 +71,7 @@ class Store:
         """Record a verified event and queue its batch in one atomic step; return the outcome."""
         job_id = queueing.new_job_id(self.settings)
         received = int(time.time() * 1000)
-        meta = {"t": event.type, "k": event.delivery_key, "a": event.attempt, "r": received}
-        derived = _derived_headers(event.id, meta)
-        # Headers that merely repeat the payload are rebuilt on read, not stored.
-        meta["h"] = {k: v for k, v in phaseo_headers(headers).items() if derived.get(k) != v}
-        packed = codec.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body)
+        packed = eventlog.pack(event, body, headers, received)
         return self._str(self._ingest(
             keys=[
                 self.key("ev", event.batch_id),
@@ -86,7 +84,7 @@ class Store:
                 self.key("open"),
             ],
             args=[
-                event_field(event.id, event.batch_id), packed, received, self.settings.event_retention,
+                eventlog.field(event.id, event.batch_id), packed, received, self.settings.event_retention,
                 PENDING_TTL, job_id, "ignore" if ignore else "batch", event.batch_id,
                 *self.jobs.varying(event.batch_id),
             ],
@@ -104,15 +102,6 @@ class Store:
         """Count a refused delivery by reason (for /metrics)."""
         self.redis.hincrby(self.key("m", "rejected"), reason[:40], 1)
 
-    # -- the worker path ----------------------------------------------------
-    def release_pending(self, batch_id: str, job_id: str) -> bool:
-        """Free the batch's pending slot if ``job_id`` holds it."""
-        return bool(self._release(keys=[self.key("pending", batch_id)], args=[job_id]))
-
-    def lock(self, batch_id: str, *, timeout: float = queueing.JOB_TIMEOUT, blocking_timeout: float = 10) -> Lock:
-        """Return the lock that keeps two workers off the same batch."""
-        return self.redis.lock(self.key("lock", batch_id), timeout=timeout, blocking_timeout=blocking_timeout)
-
     def get(self, batch_id: str) -> dict | None:
         """Return the reconciled record of ``batch_id``, or None."""
         doc = self.redis.hget(self.key("b", batch_id), "doc")
@@ -125,48 +114,51 @@ class Store:
             pipe.hget(self.key("b", batch_id), "doc")
         return [json.loads(codec.unpack(doc)) if doc else None for doc in pipe.execute()]
 
-    def save(self, record: dict, previous: dict | None = None, *, pipeline: Pipeline | None = None) -> None:
-        """Write a record, its indexes and its ledger contribution atomically."""
-        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=True)
-        batch_id = record["id"]
-        final = is_final(record)
-        pipe.hset(self.key("b", batch_id), mapping={
-            "doc": codec.pack(json.dumps(record, separators=(",", ":"), sort_keys=True).encode()),
-            "status": record["status"],
-            "final": "1" if final else "0",
-        })
-        created = parse_time(record.get("created_at")) or parse_time(record.get("tracked_at")) or time.time()
-        score = int(created * 1000)
-        pipe.zadd(self.key("idx", "all"), {batch_id: score})
-        if previous and previous.get("status") != record["status"]:
-            pipe.zrem(self.key("idx", "status", previous["status"]), batch_id)
-        pipe.zadd(self.key("idx", "status", record["status"]), {batch_id: score})
-        for name, field in (("session", "session_id"), ("model", "model")):
-            old, new = (previous or {}).get(field), record.get(field)
-            if old and old != new:
-                pipe.zrem(self.key("idx", name, str(old)), batch_id)
-            if new:
-                pipe.zadd(self.key("idx", name, str(new)), {batch_id: score})
-        if final or record["status"] == "not_found":
-            pipe.zrem(self.key("open"), batch_id)
-        else:
-            pipe.zadd(self.key("open"), {batch_id: time.time()})
-        nanos, groups = contribution(record)
-        self._ledger(
-            keys=[self.key("ledger", "contrib")],
-            args=[self.p, batch_id, nanos, groups["day"], *(_clean(groups[k]) for k in ("session_id", "model", "provider"))],
-            client=pipe,
-        )
-        if pipeline is None:
-            pipe.execute()
+    # -- the worker path: begin, then commit (or unlock) -------------------
+    def begin(self, batch_id: str, job_id: str, token: str) -> Begun | None:
+        """Free the job's pending slot, take the batch's lock, read record and newest event.
 
-    def mark_events(self, batch_id: str, outcome: str, *, until_ms: int, pipeline: Pipeline | None = None) -> None:
-        """Settle the outcome of the batch's waiting events received up to ``until_ms``."""
-        self._mark(
-            keys=[self.key("eo", batch_id)],
-            args=[until_ms, outcome],
+        Returns None when another worker holds the lock.
+        """
+        reply = self._begin(
+            keys=[self.key("pending", batch_id), self.key("lock", batch_id), self.key("b", batch_id),
+                  self.key("eo", batch_id), self.key("ev", batch_id)],
+            args=[job_id, token, LOCK_TTL_MS],
+        )
+        if not reply[0]:
+            return None
+        doc, field, blob = reply[1], reply[2], reply[3]
+        newest = eventlog.decode(batch_id, self._str(field), blob, {}) if field and blob else None
+        return Begun(json.loads(codec.unpack(doc)) if doc else None, newest)
+
+    def commit(
+        self,
+        batch_id: str,
+        record: dict | None,
+        *,
+        token: str = "",
+        settle: tuple[str, int] | None = None,
+        upstream: str = "",
+        pipeline: Pipeline | None = None,
+    ) -> None:
+        """Write ``record`` (when given) with indexes and ledger, settle events, count, unlock: atomically."""
+        args: list = [self.p, batch_id] + (_record_args(record) if record else [""] * 12)
+        outcome, until_ms = settle or ("", 0)
+        args += [until_ms, outcome, token, upstream]
+        self._commit(
+            keys=[self.key("b", batch_id), self.key("eo", batch_id), self.key("lock", batch_id),
+                  self.key("ledger", "contrib"), self.key("open"), self.key("m", "upstream")],
+            args=args,
             client=pipeline if pipeline is not None else self.redis,
         )
+
+    def unlock(self, batch_id: str, token: str) -> None:
+        """Release the batch's lock if ``token`` still holds it."""
+        self._unlock(keys=[self.key("lock", batch_id)], args=[token])
+
+    def save(self, record: dict, previous: dict | None = None, *, pipeline: Pipeline | None = None) -> None:
+        """Write a record with its indexes and ledger contribution (no lock, no events)."""
+        self.commit(record["id"], record, pipeline=pipeline)
 
     def track(self, batch: dict, *, pipeline: Pipeline | None = None) -> dict:
         """Record a batch we created ourselves, before any webhook arrives."""
@@ -188,7 +180,7 @@ class Store:
         pipe.hgetall(self.key("eo", batch_id))
         packed, states = pipe.execute()
         states = {self._str(k): self._str(v) for k, v in states.items()}
-        events = [self._decode_event(batch_id, self._str(f), blob, states) for f, blob in packed.items()]
+        events = [eventlog.decode(batch_id, self._str(f), blob, states) for f, blob in packed.items()]
         return sorted(events, key=lambda e: (e["received_at"], e["id"]))
 
     def event(self, event_id: str, batch_id: str | None = None) -> dict | None:
@@ -211,14 +203,6 @@ class Store:
             pipe.exists(self.key("ev", candidate))
         return [c for c, hit in zip(candidates, pipe.execute()) if hit]
 
-    def latest_payload(self, batch_id: str) -> tuple[dict | None, dict | None]:
-        """Return the newest stored event of the batch and its ``data`` object."""
-        for event in reversed(self.events(batch_id)):
-            data = (event.get("payload") or {}).get("data") if isinstance(event.get("payload"), dict) else None
-            if isinstance(data, dict):
-                return event, data
-        return None, None
-
     def due_for_sweep(self, older_than: float, *, limit: int = 500) -> list[str]:
         """Return open batches last reconciled before ``older_than`` (unix seconds)."""
         return [self._str(b) for b in self.redis.zrangebyscore(self.key("open"), "-inf", older_than, 0, limit)]
@@ -235,47 +219,24 @@ class Store:
     def _str(value: bytes | str) -> str:
         return value.decode() if isinstance(value, bytes) else value
 
-    @staticmethod
-    def _decode_event(batch_id: str, field: str, blob: bytes, states: dict[str, str]) -> dict:
-        meta_line, _, body = codec.unpack(blob).partition(b"\n")
-        meta = json.loads(meta_line)
-        outcome, _, _ = states.get(field, "unknown:").partition(":")
-        text = body.decode("utf-8", "replace")
-        try:
-            payload = json.loads(text)
-        except ValueError:
-            payload = None
-        event = {
-            "id": event_id(field, batch_id),
-            "type": meta.get("t"),
-            "key": meta.get("k"),
-            "attempt": meta.get("a"),
-            "received_at": meta.get("r"),
-            "outcome": outcome,
-            "duplicates": int(states.get(field + "#d", 0)),
-            "headers": {**_derived_headers(event_id(field, batch_id), meta), **meta.get("h", {})},
-            "body": text,
-            "payload": payload,
-        }
-        return event
+
+@dataclass(frozen=True)
+class Begun:
+    """What a reconcile starts from: the record and the newest stored event."""
+
+    record: dict | None
+    newest_event: dict | None
 
 
-def _derived_headers(event_id: str, meta: dict) -> dict[str, str]:
-    """Return the x-phaseo-* headers a delivery of this event carries by definition."""
-    derived = {"x-phaseo-event-id": event_id, "x-phaseo-event-type": meta.get("t") or ""}
-    if meta.get("k"):
-        derived["x-phaseo-delivery-key"] = meta["k"]
-    if meta.get("a") is not None:
-        derived["x-phaseo-attempt"] = str(meta["a"])
-    return derived
-
-
-def event_field(event_id: str, batch_id: str) -> str:
-    """Return the compact hash field for ``event_id`` within its batch."""
-    prefix = f"evt_batch_{batch_id}_"
-    return "~" + event_id[len(prefix):] if event_id.startswith(prefix) else event_id
-
-
-def event_id(field: str, batch_id: str) -> str:
-    """Invert ``event_field``."""
-    return f"evt_batch_{batch_id}_{field[1:]}" if field.startswith("~") else field
+def _record_args(record: dict) -> list:
+    """Return COMMIT's ARGV[3..14] for ``record``."""
+    created = parse_time(record.get("created_at")) or parse_time(record.get("tracked_at")) or time.time()
+    final = is_final(record)
+    open_score = "" if final or record["status"] == "not_found" else time.time()
+    nanos, groups = contribution(record)
+    return [
+        codec.pack(json.dumps(record, separators=(",", ":"), sort_keys=True).encode()),
+        record["status"], "1" if final else "0",
+        str(record.get("session_id") or ""), str(record.get("model") or ""), int(created * 1000), open_score,
+        nanos, groups["day"], *(_clean(groups[k]) for k in ("session_id", "model", "provider")),
+    ]

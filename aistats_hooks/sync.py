@@ -1,5 +1,8 @@
 """Bring one batch's record in line with the gateway: the body of a reconcile job.
 
+Two Redis round trips around one upstream call: ``Store.begin`` frees the
+job's pending slot, takes the batch's lock and reads the record and newest
+event; ``Store.commit`` writes everything and releases the lock, atomically.
 The retrieved batch object is the truth; a webhook payload is only a hint,
 used as a marked fallback when the gateway cannot be reached. RQ-specific
 concerns (retries, Retry-After) stay in ``workers.jobs``.
@@ -9,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from enum import Enum
 
 from .errors import AIStatsError, NotFoundError
 from .reconcile import BatchStatus, Source, is_final, iso, merge
 from .sdk import AIStats
-from .store import Store
+from .store import Begun, Store
 
 log = logging.getLogger("aistats_hooks.sync")
+LOCK_WAIT = 10.0  # seconds a run waits for another worker's run of the same batch
 
 
 class Outcome(str, Enum):
@@ -30,83 +35,83 @@ class Outcome(str, Enum):
     FALLBACK = "fallback"
 
 
-def sync_batch(store: Store, client: AIStats, batch_id: str, *, force: bool = False) -> Outcome:
+def sync_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str = "", force: bool = False) -> Outcome:
     """Retrieve ``batch_id`` and fold it into its record; raise upstream errors to the caller."""
+    token = uuid.uuid4().hex
     started_ms = int(time.time() * 1000)
-    lock = store.lock(batch_id)
-    if not lock.acquire():
+    begun = _begin(store, batch_id, job_id, token)
+    if begun is None:
         # Another worker holds the batch; make sure one run follows it.
         store.request_reconcile(batch_id)
         return Outcome.DEFERRED
+    if is_final(begun.record) and not force:
+        store.commit(batch_id, None, token=token, settle=(Outcome.SKIPPED_FINAL.value, started_ms))
+        return Outcome.SKIPPED_FINAL
     try:
-        previous = store.get(batch_id)
-        if is_final(previous) and not force:
-            store.mark_events(batch_id, Outcome.SKIPPED_FINAL.value, until_ms=started_ms)
-            return Outcome.SKIPPED_FINAL
+        batch = client.retrieve_batch(batch_id)
+    except NotFoundError:
+        record = _not_found(begun.record, batch_id)
+        _stamp(record, begun)
+        store.commit(batch_id, record, token=token, settle=(Outcome.NOT_FOUND.value, started_ms), upstream="404")
+        return Outcome.NOT_FOUND
+    except AIStatsError as exc:
+        store.unlock(batch_id, token)
         store.incr("upstream", "retrieve")
-        try:
-            batch = client.retrieve_batch(batch_id)
-        except NotFoundError:
-            store.incr("upstream", "404")
-            _save_not_found(store, batch_id, previous)
-            store.mark_events(batch_id, Outcome.NOT_FOUND.value, until_ms=started_ms)
-            return Outcome.NOT_FOUND
-        except AIStatsError as exc:
-            store.incr("upstream", str(exc.status or type(exc).__name__))
-            raise
-        store.incr("upstream", "200")
-        record = merge(previous, batch, source=Source.RETRIEVE)
-        _stamp(store, record, batch_id)
-        pipe = store.redis.pipeline(transaction=True)
-        store.save(record, previous, pipeline=pipe)
-        pipe.execute()
-        store.mark_events(batch_id, Outcome.RECONCILED.value, until_ms=started_ms)
-        return Outcome.RECONCILED
-    finally:
-        _release(lock)
+        store.incr("upstream", str(exc.status or type(exc).__name__))
+        raise
+    except BaseException:
+        store.unlock(batch_id, token)
+        raise
+    record = merge(begun.record, batch, source=Source.RETRIEVE)
+    _stamp(record, begun)
+    store.commit(batch_id, record, token=token, settle=(Outcome.RECONCILED.value, started_ms), upstream="200")
+    return Outcome.RECONCILED
 
 
 def apply_fallback(store: Store, batch_id: str) -> Outcome:
     """Fold the newest stored webhook payload into the record, marked as such."""
-    lock = store.lock(batch_id)
-    if not lock.acquire():
+    token = uuid.uuid4().hex
+    begun = _begin(store, batch_id, "", token)
+    if begun is None:
         return Outcome.DEFERRED
-    try:
-        previous = store.get(batch_id)
-        _, data = store.latest_payload(batch_id)
-        if data is None:
-            return Outcome.UNCHANGED
-        record = merge(previous, data, source=Source.WEBHOOK_PAYLOAD)
-        _stamp(store, record, batch_id)
-        store.save(record, previous)
-        log.warning("applied webhook payload as fallback", extra={"batch_id": batch_id})
-        return Outcome.FALLBACK
-    finally:
-        _release(lock)
+    payload = (begun.newest_event or {}).get("payload")
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict):
+        store.unlock(batch_id, token)
+        return Outcome.UNCHANGED
+    record = merge(begun.record, data, source=Source.WEBHOOK_PAYLOAD)
+    _stamp(record, begun)
+    store.commit(batch_id, record, token=token)
+    log.warning("applied webhook payload as fallback", extra={"batch_id": batch_id})
+    return Outcome.FALLBACK
 
 
-def _stamp(store: Store, record: dict, batch_id: str) -> None:
-    event, _ = store.latest_payload(batch_id)
+def _begin(store: Store, batch_id: str, job_id: str, token: str) -> Begun | None:
+    """Begin a run, waiting up to ``LOCK_WAIT`` for another worker's run to end."""
+    deadline = time.monotonic() + LOCK_WAIT
+    pause = 0.01
+    while True:
+        begun = store.begin(batch_id, job_id, token)
+        if begun is not None or time.monotonic() >= deadline:
+            return begun
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
+
+
+def _stamp(record: dict, begun: Begun) -> None:
+    """Add the run's bookkeeping: last event seen, reconcile count and time."""
+    event = begun.newest_event
     if event:
-        record["last_event"] = {"id": event["id"], "type": event.get("type"), "received_at": iso(event.get("received_at", 0) / 1000)}
+        record["last_event"] = {"id": event["id"], "type": event.get("type"),
+                                "received_at": iso((event.get("received_at") or 0) / 1000)}
     record["reconcile_count"] = int(record.get("reconcile_count") or 0) + 1
     record["reconciled_at"] = iso(time.time())
 
 
-def _save_not_found(store: Store, batch_id: str, previous: dict | None) -> None:
+def _not_found(previous: dict | None, batch_id: str) -> dict:
+    """Return the record of a batch the gateway does not know."""
     record = dict(previous or {"id": batch_id, "request_counts": {}, "billing": None})
     if not BatchStatus(record.get("status", "pending")).terminal:
         record["status"] = BatchStatus.NOT_FOUND.value
     record["not_found"] = True
-    _stamp(store, record, batch_id)
-    store.save(record, previous)
-
-
-def _release(lock) -> None:
-    from redis.exceptions import LockError
-
-    try:
-        lock.release()
-    except LockError:
-        # The lock timed out under us; the record write was atomic, nothing to undo.
-        log.warning("reconcile lock expired before release")
+    return record

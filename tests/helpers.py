@@ -87,7 +87,9 @@ def spawn_worker(queue_name: str, env: dict, *, burst: bool = True):
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "rq.cli", "worker", "--url", env["REDIS_URL"], "--logging_level", "WARNING"]
+    # The worker class of the Procfile: jobs run in the worker process itself.
+    args = [sys.executable, "-m", "rq.cli", "worker", "--url", env["REDIS_URL"], "--logging_level", "WARNING",
+            "-w", "rq.worker.SimpleWorker"]
     if burst:
         args.append("--burst")
     else:

@@ -30,10 +30,8 @@ def reconcile_batch(batch_id: str, force: bool = False) -> str:
     ctx = context.current()
     job = get_current_job()
     started = time.monotonic()
-    if job is not None:
-        ctx.store.release_pending(batch_id, job.id)
     try:
-        return sync_batch(ctx.store, ctx.client, batch_id, force=force).value
+        return sync_batch(ctx.store, ctx.client, batch_id, job_id=job.id if job else "", force=force).value
     except AuthenticationError:
         # A bad API key will not fix itself: fail now, into the failed registry.
         ctx.store.incr("upstream", "auth_failed")
