@@ -70,6 +70,7 @@ class Settings:
     upstream_timeout: int = 20
     data_dir: str = ".data"
     metrics_public: bool = False
+    debounce_ms: int = 1000
     sweep_interval: int = 30
 
     @classmethod
@@ -99,6 +100,8 @@ class Settings:
             upstream_timeout=_int(env, "AISTATS_UPSTREAM_TIMEOUT", 20, low=1, high=600),
             data_dir=env.get("AISTATS_DATA_DIR", "").strip() or ".data",
             metrics_public=_bool(env, "METRICS_PUBLIC"),
+            # A follow-up reconcile within this window after a retrieve waits for its end.
+            debounce_ms=_int(env, "AISTATS_DEBOUNCE_MS", 1000, low=0, high=60000),
             sweep_interval=_int(env, "AISTATS_SWEEP_INTERVAL", 30, low=5, high=3600),
         )
 

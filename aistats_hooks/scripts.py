@@ -10,23 +10,35 @@ from __future__ import annotations
 # Shared tail of INGEST and REQUEST: queue one reconcile job for the batch
 # unless one is already waiting (coalescing). It reads the waiting job's RQ
 # hash by name (rq:job:{id}), one more reason these scripts need a single Redis.
-# It expects locals `pending_key`, `job_key`, `queue_key`, `job_id`,
-# `pending_ttl` and `created_at`, `data`, `description` (the varying fields of
-# the RQ job hash; the constant ones are baked in as JOB_CONSTANT).
+# It expects locals `pending_key`, `job_key`, `queue_key`, `recent_key`,
+# `scheduled_key`, `now_ms`, `job_id`, `pending_ttl` and `created_at`, `data`,
+# `description` (the varying fields of the RQ job hash; the constant ones are
+# baked in as JOB_CONSTANT).
 _ENQUEUE = """
 local JOB_CONSTANT = {%(job_constant)s}
 local function enqueue()
-  -- The slot holds only while its job still waits in the queue: a job that
-  -- started releases the slot itself, so a slot naming a started, failed or
-  -- vanished job was left by a worker killed mid-job, and is taken over.
+  -- The slot holds only while its job still waits (queued, or scheduled by the
+  -- debounce below): a job that started frees the slot itself, so a slot naming
+  -- a started, failed or vanished job was left by a worker killed mid-job.
   local waiting = redis.call('GET', pending_key)
-  if waiting and redis.call('HGET', 'rq:job:' .. waiting, 'status') == 'queued' then
-    return 'coalesced'
+  if waiting then
+    local status = redis.call('HGET', 'rq:job:' .. waiting, 'status')
+    if status == 'queued' or status == 'scheduled' then return 'coalesced' end
   end
   redis.call('SET', pending_key, job_id, 'EX', pending_ttl)
+  -- Debounce: the batch was retrieved moments ago (recent_key lives for the
+  -- debounce window), so run the follow-up when the window ends, through RQ's
+  -- scheduler, and let every event until then coalesce into it.
+  local wait = redis.call('PTTL', recent_key)
+  local status = 'queued'
+  if wait > 0 then status = 'scheduled' end
   redis.call('HSET', job_key, 'created_at', created_at, 'enqueued_at', created_at, 'data', data,
-             'description', description, 'status', 'queued', unpack(JOB_CONSTANT))
-  redis.call('RPUSH', queue_key, job_id)
+             'description', description, 'status', status, unpack(JOB_CONSTANT))
+  if wait > 0 then
+    redis.call('ZADD', scheduled_key, math.ceil((tonumber(now_ms) + wait) / 1000), job_id)
+  else
+    redis.call('RPUSH', queue_key, job_id)
+  end
   return 'queued'
 end
 """
@@ -42,11 +54,14 @@ _INGEST = (
 -- KEYS[6] RQ queue list       rq:queue:{queue}
 -- KEYS[7] delivery counters   {p}:m:deliveries
 -- KEYS[8] open batches zset   {p}:open (so the sweep finds the batch even if its job dies)
+-- KEYS[9] debounce key        {p}:recent:{batch_id}
+-- KEYS[10] RQ scheduled zset  rq:scheduled:{queue}
 -- ARGV[1] event field, ARGV[2] packed event, ARGV[3] received at (ms), ARGV[4] retention (s),
 -- ARGV[5] pending ttl (s), ARGV[6] job id, ARGV[7] 'batch' or 'ignore', ARGV[8] batch id,
 -- ARGV[9] job created_at, ARGV[10] job data, ARGV[11] job description.
 -- Returns 'duplicate', 'ignored', 'final', 'coalesced' or 'queued'.
 local pending_key, job_key, queue_key = KEYS[4], KEYS[5], KEYS[6]
+local recent_key, scheduled_key, now_ms = KEYS[9], KEYS[10], ARGV[3]
 local job_id, pending_ttl = ARGV[6], ARGV[5]
 local created_at, data, description = ARGV[9], ARGV[10], ARGV[11]
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
@@ -82,9 +97,12 @@ _REQUEST = (
 -- KEYS[1] pending job key {p}:pending:{batch_id}
 -- KEYS[2] RQ job hash     rq:job:{job_id}
 -- KEYS[3] RQ queue list   rq:queue:{queue}
+-- KEYS[4] debounce key    {p}:recent:{batch_id}
+-- KEYS[5] RQ scheduled    rq:scheduled:{queue}
 -- ARGV[1] pending ttl (s), ARGV[2] job id, ARGV[3] job created_at, ARGV[4] job data,
--- ARGV[5] job description. Returns 'coalesced' or 'queued'.
+-- ARGV[5] job description, ARGV[6] now (ms). Returns 'coalesced' or 'queued'.
 local pending_key, job_key, queue_key = KEYS[1], KEYS[2], KEYS[3]
+local recent_key, scheduled_key, now_ms = KEYS[4], KEYS[5], ARGV[6]
 local pending_ttl, job_id = ARGV[1], ARGV[2]
 local created_at, data, description = ARGV[3], ARGV[4], ARGV[5]
 """
@@ -114,7 +132,9 @@ BEGIN = """
 -- KEYS[3] record hash     {p}:b:{batch_id}
 -- KEYS[4] outcomes hash   {p}:eo:{batch_id}
 -- KEYS[5] events hash     {p}:ev:{batch_id}
--- ARGV[1] job id ('' when run outside RQ), ARGV[2] lock token, ARGV[3] lock ttl (ms).
+-- KEYS[6] debounce key    {p}:recent:{batch_id}
+-- ARGV[1] job id ('' when run outside RQ), ARGV[2] lock token, ARGV[3] lock ttl (ms),
+-- ARGV[4] debounce window (ms; 0 = none): follow-ups within it wait for its end.
 -- Returns {0} when another worker holds the lock, else
 -- {1, record doc or false, newest event field or false, its packed event or false}.
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -122,6 +142,9 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
   return {0}
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[6], '1', 'PX', ARGV[4])
 end
 local newest, newest_at = false, -1
 local flat = redis.call('HGETALL', KEYS[4])

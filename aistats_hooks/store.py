@@ -5,7 +5,8 @@ Key layout (``{p}`` is the configured key prefix)::
     {p}:ev:{batch_id}       hash   event field -> packed headers + raw body (dedupe, audit), TTL = retention
     {p}:eo:{batch_id}       hash   event field -> "outcome:received_ms" (+ "{field}#d": duplicates seen)
     {p}:b:{batch_id}        hash   doc (the packed record JSON), status, final ("1"/"0"), session, model
-    {p}:pending:{batch_id}  string id of the batch's queued, not yet started job
+    {p}:pending:{batch_id}  string id of the batch's queued (or scheduled), not yet started job
+    {p}:recent:{batch_id}   string set for AISTATS_DEBOUNCE_MS when a worker retrieves the batch
     {p}:lock:{batch_id}     string a worker's token while it reconciles the batch
     {p}:open                zset   batches not final, by last reconcile time (the sweep reads it)
     {p}:idx:all|status:{s}|session:{id}|model:{m}   zsets by created time (the query API)
@@ -54,6 +55,7 @@ class Store:
         self.p = settings.key_prefix
         self.queue = queueing.make_queue(redis, settings)
         self.jobs = queueing.JobTemplate(self.queue)
+        self.scheduled_key = self.queue.scheduled_job_registry.key
         constant = self.jobs.lua_fields()
         self._ingest = redis.register_script(scripts.ingest(constant))
         self._request = redis.register_script(scripts.request(constant))
@@ -82,6 +84,8 @@ class Store:
                 self.queue.key,
                 self.key("m", "deliveries"),
                 self.key("open"),
+                self.key("recent", event.batch_id),
+                self.scheduled_key,
             ],
             args=[
                 eventlog.field(event.id, event.batch_id), packed, received, self.settings.event_retention,
@@ -94,8 +98,9 @@ class Store:
         """Queue a reconcile of ``batch_id`` unless one is waiting; return 'queued' or 'coalesced'."""
         job_id = queueing.new_job_id(self.settings)
         return self._str(self._request(
-            keys=[self.key("pending", batch_id), JOB_KEY + job_id, self.queue.key],
-            args=[PENDING_TTL, job_id, *self.jobs.varying(batch_id)],
+            keys=[self.key("pending", batch_id), JOB_KEY + job_id, self.queue.key,
+                  self.key("recent", batch_id), self.scheduled_key],
+            args=[PENDING_TTL, job_id, *self.jobs.varying(batch_id), int(time.time() * 1000)],
         ))
 
     def count_rejection(self, reason: str) -> None:
@@ -122,8 +127,8 @@ class Store:
         """
         reply = self._begin(
             keys=[self.key("pending", batch_id), self.key("lock", batch_id), self.key("b", batch_id),
-                  self.key("eo", batch_id), self.key("ev", batch_id)],
-            args=[job_id, token, LOCK_TTL_MS],
+                  self.key("eo", batch_id), self.key("ev", batch_id), self.key("recent", batch_id)],
+            args=[job_id, token, LOCK_TTL_MS, self.settings.debounce_ms],
         )
         if not reply[0]:
             return None

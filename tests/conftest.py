@@ -65,4 +65,5 @@ def settings(redis_url, prefix):
         key_prefix=prefix,
         queue_name=prefix,
         stale_after=5,
+        debounce_ms=0,  # follow-ups run at once; test_worker checks the debounce itself
     )

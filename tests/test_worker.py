@@ -32,6 +32,7 @@ def app(settings, upstream, monkeypatch):
         "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
         "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
         "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
+        "AISTATS_DEBOUNCE_MS": "0",
     }.items():
         monkeypatch.setenv(name, value)
     context.current.cache_clear()
@@ -160,6 +161,30 @@ def test_event_during_a_run_gives_exactly_one_follow_up(app, store, upstream):
     assert sent == ["queued", "coalesced", "coalesced"]
     assert upstream.calls["b6"] == 2
     assert store.get("b6")["reconcile_count"] == 2
+
+
+def test_follow_ups_within_the_debounce_window_wait_for_its_end(app, store, upstream, monkeypatch):
+    monkeypatch.setenv("AISTATS_DEBOUNCE_MS", "3000")
+    context.current.cache_clear()
+    upstream.answer("b10", (200, make_event("b10", status="in_progress")["data"]))
+    deliver(app, make_event("b10", "batch.progress", key="batch.progress:10"))
+    run_worker(store)  # the first event of a quiet batch runs at once
+    before = time.time()
+    storm = [deliver(app, make_event("b10", "batch.progress", key=f"batch.progress:{p}")).json["job"]
+             for p in range(20, 100, 10)]
+    assert storm == ["queued"] + ["coalesced"] * 7
+    assert store.queue.count == 0  # not in the queue: scheduled for the window's end
+    registry = ScheduledJobRegistry(queue=store.queue)
+    (job_id,) = registry.get_job_ids()
+    when = registry.get_scheduled_time(job_id).replace(tzinfo=timezone.utc).timestamp()
+    assert int(before) + 1 <= when <= before + 4
+    # RQ's scheduler moves it when due; do it now.
+    job = store.queue.fetch_job(job_id)
+    registry.remove(job)
+    store.queue.enqueue_job(job)
+    run_worker(store)
+    assert upstream.calls["b10"] == 2  # 9 events, 2 retrieves
+    assert {e["outcome"] for e in store.events("b10")} == {"reconciled"}
 
 
 def test_two_workers_never_reconcile_one_batch_at_once(app, store, upstream, settings):
