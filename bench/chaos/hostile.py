@@ -109,7 +109,8 @@ class Hostile:
             event["pad"] = "x" * (self.max_body + 10)
             self._send("oversize", *self._signed(event))  # correctly signed, still too big
         else:
-            chunks = (pad[i : i + 65536] for i in range(0, len(pad) + 65536, 65536))
+            pad = b" " * (self.max_body + 4096)
+            chunks = (pad[i : i + 65536] for i in range(0, len(pad), 65536))
             self._send("oversize", chunks, {"content-type": "application/json"})  # chunked, no length
 
     def malformed_json(self) -> None:
