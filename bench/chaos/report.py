@@ -24,7 +24,7 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         "mode": "quick" if opts.quick else "full",
         "config": {k: getattr(opts, k) for k in ("batches", "window", "speed", "workers", "web_workers", "tolerance",
                                                   "stale_after", "sweep_interval", "outage", "hostile_rate",
-                                                  "appendfsync", "seed", "rates")} | {"cron": stack.cron_mode},
+                                                  "appendfsync", "seed", "rates", "worker_class")} | {"cron": stack.cron_mode},
         "deliveries_sent": record.sent,
         "acknowledged": record.acknowledged,
         "rejected": dict(record.rejected.most_common()),

@@ -229,6 +229,8 @@ class Stack:
     def start_worker(self, n: int) -> None:
         argv = [sys.executable, "-m", "rq.cli", "worker", "--with-scheduler", "--url", self.redis_url,
                 "--logging_level", "WARNING", self.prefix]
+        if self.opts.worker_class:  # e.g. rq.worker.SimpleWorker, as the Procfile runs
+            argv[4:4] = ["-w", self.opts.worker_class]
         self._add(f"worker{n}", argv, self.env())
 
     def start_cron(self) -> None:
