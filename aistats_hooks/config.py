@@ -31,9 +31,11 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
     return value
 
 
-def _bool(env: Mapping[str, str], name: str) -> bool:
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -71,6 +73,7 @@ class Settings:
     data_dir: str = ".data"
     metrics_public: bool = False
     debounce_ms: int = 1000
+    compact_events: bool = True
     sweep_interval: int = 30
 
     @classmethod
@@ -102,6 +105,8 @@ class Settings:
             metrics_public=_bool(env, "METRICS_PUBLIC"),
             # A follow-up reconcile within this window after a retrieve waits for its end.
             debounce_ms=_int(env, "AISTATS_DEBOUNCE_MS", 1000, low=0, high=60000),
+            # Once a batch is final, drop the bodies of its superseded snapshots (created, progress).
+            compact_events=_bool(env, "AISTATS_COMPACT_EVENTS", default=True),
             sweep_interval=_int(env, "AISTATS_SWEEP_INTERVAL", 30, low=5, high=3600),
         )
 

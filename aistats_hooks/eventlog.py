@@ -5,6 +5,8 @@ Within its batch's hash an event's field is its id with the redundant
 The value is ``codec.pack`` of a JSON line of metadata (type, delivery key,
 attempt, received time, headers) followed by the raw body, byte for byte.
 Headers that merely repeat the payload are rebuilt on read, not stored.
+Once a batch is final, the bodies of its superseded snapshots (created and
+progress events) may be dropped: metadata ``"x": 1`` marks them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ def pack(event: Event, body: bytes, headers: Mapping[str, str], received_ms: int
     derived = _derived_headers(event.id, meta)
     meta["h"] = {k: v for k, v in phaseo_headers(headers).items() if derived.get(k) != v}
     return codec.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body)
+
+
+def strip_body(blob: bytes) -> bytes | None:
+    """Return the stored event without its body (metadata and headers kept), or None if already so."""
+    meta_line, _, _ = codec.unpack(blob).partition(b"\n")
+    meta = json.loads(meta_line)
+    if meta.get("x"):
+        return None
+    meta["x"] = 1  # the body was dropped once the batch was final
+    return codec.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n")
 
 
 def decode(batch_id: str, field: str, blob: bytes, states: Mapping[str, str]) -> dict:
@@ -44,8 +56,9 @@ def decode(batch_id: str, field: str, blob: bytes, states: Mapping[str, str]) ->
         "outcome": outcome,
         "duplicates": int(states.get(field + "#d", 0)),
         "headers": {**_derived_headers(event_id, meta), **meta.get("h", {})},
-        "body": text,
+        "body": None if meta.get("x") else text,
         "payload": payload,
+        "body_dropped": bool(meta.get("x")),
     }
 
 

@@ -11,25 +11,39 @@ from __future__ import annotations
 # unless one is already waiting (coalescing). It reads the waiting job's RQ
 # hash by name (rq:job:{id}), one more reason these scripts need a single Redis.
 # It expects locals `pending_key`, `job_key`, `queue_key`, `recent_key`,
-# `scheduled_key`, `now_ms`, `job_id`, `pending_ttl` and `created_at`, `data`,
+# `scheduled_key`, `debounce`, `max_age`, `now_ms`, `job_id`, `pending_ttl` and `created_at`, `data`,
 # `description` (the varying fields of the RQ job hash; the constant ones are
 # baked in as JOB_CONSTANT).
 _ENQUEUE = """
 local JOB_CONSTANT = {%(job_constant)s}
+local SCHEDULER_GRACE_MS = 5000
 local function enqueue()
   -- The slot holds only while its job still waits (queued, or scheduled by the
   -- debounce below): a job that started frees the slot itself, so a slot naming
   -- a started, failed or vanished job was left by a worker killed mid-job.
   local waiting = redis.call('GET', pending_key)
+  if waiting and max_age > 0 and tonumber(pending_ttl) - redis.call('TTL', pending_key) >= max_age then
+    -- Waiting longer than a sweep period: its worker may have died holding it
+    -- (RQ's intermediate queue); a second job is harmless, a stranded batch is not.
+    waiting = nil
+  end
   if waiting then
     local status = redis.call('HGET', 'rq:job:' .. waiting, 'status')
-    if status == 'queued' or status == 'scheduled' then return 'coalesced' end
+    if status == 'queued' then return 'coalesced' end
+    if status == 'scheduled' then
+      -- Only while RQ's scheduler is on time: a dead scheduler must not strand it.
+      local due = redis.call('ZSCORE', scheduled_key, waiting)
+      if due and tonumber(due) * 1000 + SCHEDULER_GRACE_MS > tonumber(now_ms) then return 'coalesced' end
+      redis.call('ZREM', scheduled_key, waiting)
+    end
   end
   redis.call('SET', pending_key, job_id, 'EX', pending_ttl)
   -- Debounce: the batch was retrieved moments ago (recent_key lives for the
   -- debounce window), so run the follow-up when the window ends, through RQ's
   -- scheduler, and let every event until then coalesce into it.
-  local wait = redis.call('PTTL', recent_key)
+  local wait = 0
+  if debounce then wait = redis.call('PTTL', recent_key) end
+  if waiting then wait = 0 end  -- replacing a late job: run now
   local status = 'queued'
   if wait > 0 then status = 'scheduled' end
   redis.call('HSET', job_key, 'created_at', created_at, 'enqueued_at', created_at, 'data', data,
@@ -61,7 +75,7 @@ _INGEST = (
 -- ARGV[9] job created_at, ARGV[10] job data, ARGV[11] job description.
 -- Returns 'duplicate', 'ignored', 'final', 'coalesced' or 'queued'.
 local pending_key, job_key, queue_key = KEYS[4], KEYS[5], KEYS[6]
-local recent_key, scheduled_key, now_ms = KEYS[9], KEYS[10], ARGV[3]
+local recent_key, scheduled_key, now_ms, debounce, max_age = KEYS[9], KEYS[10], ARGV[3], true, 0
 local job_id, pending_ttl = ARGV[6], ARGV[5]
 local created_at, data, description = ARGV[9], ARGV[10], ARGV[11]
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
@@ -100,9 +114,12 @@ _REQUEST = (
 -- KEYS[4] debounce key    {p}:recent:{batch_id}
 -- KEYS[5] RQ scheduled    rq:scheduled:{queue}
 -- ARGV[1] pending ttl (s), ARGV[2] job id, ARGV[3] job created_at, ARGV[4] job data,
--- ARGV[5] job description, ARGV[6] now (ms). Returns 'coalesced' or 'queued'.
+-- ARGV[5] job description, ARGV[6] now (ms), ARGV[7] '1' to debounce, '0' to run at once
+-- (a person asked), ARGV[8] seconds after which a waiting job is presumed lost (0 = never).
+-- Returns 'coalesced' or 'queued'.
 local pending_key, job_key, queue_key = KEYS[1], KEYS[2], KEYS[3]
-local recent_key, scheduled_key, now_ms = KEYS[4], KEYS[5], ARGV[6]
+local recent_key, scheduled_key, now_ms, debounce = KEYS[4], KEYS[5], ARGV[6], ARGV[7] == '1'
+local max_age = tonumber(ARGV[8])
 local pending_ttl, job_id = ARGV[1], ARGV[2]
 local created_at, data, description = ARGV[3], ARGV[4], ARGV[5]
 """

@@ -36,8 +36,7 @@ from .events import Event
 from .reconcile import Source, contribution, is_final, parse_time
 
 PENDING_TTL = 900
-# Longer than a job may run (RQ's timeout), so a live reconcile keeps its lock.
-LOCK_TTL_MS = (queueing.JOB_TIMEOUT + 30) * 1000
+LOCK_MARGIN_S = 10
 JOB_KEY = "rq:job:"
 
 
@@ -56,6 +55,9 @@ class Store:
         self.queue = queueing.make_queue(redis, settings)
         self.jobs = queueing.JobTemplate(self.queue)
         self.scheduled_key = self.queue.scheduled_job_registry.key
+        # A run holds the lock for one retrieve (connect + read timeouts) and a
+        # few writes; a worker killed mid-run strands the batch no longer than this.
+        self.lock_ttl_ms = (2 * settings.upstream_timeout + LOCK_MARGIN_S) * 1000
         constant = self.jobs.lua_fields()
         self._ingest = redis.register_script(scripts.ingest(constant))
         self._request = redis.register_script(scripts.request(constant))
@@ -94,13 +96,18 @@ class Store:
             ],
         ))
 
-    def request_reconcile(self, batch_id: str) -> str:
-        """Queue a reconcile of ``batch_id`` unless one is waiting; return 'queued' or 'coalesced'."""
+    def request_reconcile(self, batch_id: str, *, debounce: bool = True, max_pending_age: int = 0) -> str:
+        """Queue a reconcile of ``batch_id`` unless one is waiting; return 'queued' or 'coalesced'.
+
+        ``debounce=False`` (a person asked) skips the wait after a recent retrieve;
+        ``max_pending_age`` (the sweep's) replaces a job waiting longer than that.
+        """
         job_id = queueing.new_job_id(self.settings)
         return self._str(self._request(
             keys=[self.key("pending", batch_id), JOB_KEY + job_id, self.queue.key,
                   self.key("recent", batch_id), self.scheduled_key],
-            args=[PENDING_TTL, job_id, *self.jobs.varying(batch_id), int(time.time() * 1000)],
+            args=[PENDING_TTL, job_id, *self.jobs.varying(batch_id), int(time.time() * 1000), int(debounce),
+                  max_pending_age],
         ))
 
     def count_rejection(self, reason: str) -> None:
@@ -128,7 +135,7 @@ class Store:
         reply = self._begin(
             keys=[self.key("pending", batch_id), self.key("lock", batch_id), self.key("b", batch_id),
                   self.key("eo", batch_id), self.key("ev", batch_id), self.key("recent", batch_id)],
-            args=[job_id, token, LOCK_TTL_MS, self.settings.debounce_ms],
+            args=[job_id, token, self.lock_ttl_ms, self.settings.debounce_ms],
         )
         if not reply[0]:
             return None
@@ -207,6 +214,21 @@ class Store:
         for candidate in candidates:
             pipe.exists(self.key("ev", candidate))
         return [c for c, hit in zip(candidates, pipe.execute()) if hit]
+
+    def compact_events(self, batch_id: str, keep_types: set[str]) -> int:
+        """Drop the bodies of a final batch's events whose type is not in ``keep_types``."""
+        packed = self.redis.hgetall(self.key("ev", batch_id))
+        stripped = {}
+        for name, blob in packed.items():
+            meta = eventlog.decode(batch_id, self._str(name), blob, {})
+            if meta["type"] not in keep_types:
+                small = eventlog.strip_body(blob)
+                if small is not None:
+                    stripped[name] = small
+        if stripped:
+            # Fields only, never new ones: an event that arrives meanwhile is untouched.
+            self.redis.hset(self.key("ev", batch_id), mapping=stripped)
+        return len(stripped)
 
     def due_for_sweep(self, older_than: float, *, limit: int = 500) -> list[str]:
         """Return open batches last reconciled before ``older_than`` (unix seconds)."""

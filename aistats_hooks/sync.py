@@ -21,7 +21,11 @@ from .sdk import AIStats
 from .store import Begun, Store
 
 log = logging.getLogger("aistats_hooks.sync")
-LOCK_WAIT = 10.0  # seconds a run waits for another worker's run of the same batch
+# Seconds a run waits for another worker's run of the same batch before
+# handing over to a follow-up job (which the lock holder's events also queue).
+LOCK_WAIT = 2.0
+TERMINAL_EVENT_TYPES = {f"{family}.{kind}" for family in ("batch", "job")
+                        for kind in ("completed", "failed", "cancelled", "canceled", "expired")}
 
 
 class Outcome(str, Enum):
@@ -65,6 +69,9 @@ def sync_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str = ""
     record = merge(begun.record, batch, source=Source.RETRIEVE)
     _stamp(record, begun)
     store.commit(batch_id, record, token=token, settle=(Outcome.RECONCILED.value, started_ms), upstream="200")
+    if store.settings.compact_events and is_final(record) and not is_final(begun.record):
+        # The final state is stored: earlier snapshots' bodies are superseded.
+        store.compact_events(batch_id, keep_types=TERMINAL_EVENT_TYPES)
     return Outcome.RECONCILED
 
 

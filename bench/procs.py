@@ -113,6 +113,8 @@ def rq_worker(name: str, queue: str, env: dict[str, str], log_dir: Path, *,
         args += ["--worker-class", worker_class]
     if burst:
         args.append("--burst")
+    else:
+        args.append("--with-scheduler")  # as the Procfile: retries and debounced follow-ups need it
     return Proc(name, args + [queue], env, log_dir)
 
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "reconcile": lambda: reconcile.run(bench, noop_jobs=60 if quick else 400, batches=40 if quick else 300,
                                            samples=10 if quick else 60),
         "economy": lambda: economy.run(bench, storm_batches=20 if quick else 200,
-                                       lifecycle_batches=10 if quick else 60),
+                                       lifecycle_batches=10 if quick else 400),
         "scale": lambda: scale.run(bench, large=5_000 if quick else 100_000, samples=20 if quick else 150),
     }
     failed = []

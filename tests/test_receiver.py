@@ -208,3 +208,27 @@ def test_a_slot_left_by_a_killed_job_does_not_block_new_work(client, store):
     assert post(client, body, headers).json["job"] == "queued"
     assert store.request_reconcile("batch_k") == "coalesced"
     assert store.queue.count == 1
+
+
+def test_a_scheduled_follow_up_whose_scheduler_died_is_replaced(client, store):
+    store.redis.set(store.key("recent", "batch_s"), "1", px=60_000)  # a retrieve just happened
+    body, headers = signed(make_event("batch_s"))
+    assert post(client, body, headers).json["job"] == "queued"
+    (late,) = store.redis.zrange(store.scheduled_key, 0, -1)
+    assert store.queue.count == 0
+    # No scheduler moved it, and its time is long past.
+    store.redis.zadd(store.scheduled_key, {late: int(time.time()) - 60})
+    body, headers = signed(make_event("batch_s", "batch.progress", key="batch.progress:90"))
+    assert post(client, body, headers).json["job"] == "queued"
+    assert store.queue.count == 1 and store.redis.zcard(store.scheduled_key) == 0
+
+
+def test_the_sweep_replaces_a_job_waiting_longer_than_its_period(client, store):
+    body, headers = signed(make_event("batch_w"))
+    post(client, body, headers)
+    # The job sits in a dead worker's hands with status 'queued'.
+    store.redis.lpop(store.queue.key)
+    assert store.request_reconcile("batch_w") == "coalesced"
+    store.redis.expire(store.key("pending", "batch_w"), 900 - 60)  # it has waited a minute
+    assert store.request_reconcile("batch_w", max_pending_age=30) == "queued"
+    assert store.queue.count == 1

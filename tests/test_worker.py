@@ -235,3 +235,22 @@ def test_rereconcile_adds_only_the_difference(app, store):
     store.save(second, first)
     assert int(store.redis.get(store.key("ledger", "total"))) == 30000
     assert int(store.redis.hget(store.key("ledger", "model"), "openai/gpt-5-mini")) == 30000
+
+
+def test_final_batch_keeps_its_terminal_body_and_drops_superseded_ones(app, store, upstream):
+    upstream.answer("b11", (200, make_event("b11", status="in_progress")["data"]))
+    for key in ("batch.created", "batch.progress:50"):
+        deliver(app, make_event("b11", key.split(":")[0], key=key, status="in_progress"))
+    run_worker(store)
+    assert all(e["body"] for e in store.events("b11"))  # not final yet: every body kept
+    upstream.answer("b11", (200, completed("b11")))
+    deliver(app, make_event("b11"))
+    run_worker(store)
+    events = {e["type"]: e for e in store.events("b11")}
+    assert events["batch.completed"]["body"] and not events["batch.completed"]["body_dropped"]
+    for kind in ("batch.created", "batch.progress"):
+        assert events[kind]["body"] is None and events[kind]["body_dropped"]
+        assert events[kind]["headers"]["x-phaseo-signature"]  # the audit trail stays
+    # Dropped bodies still deduplicate.
+    again = deliver(app, make_event("b11", "batch.progress", key="batch.progress:50"), attempt=2)
+    assert again.json["status"] == "duplicate"

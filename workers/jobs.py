@@ -56,7 +56,8 @@ def sweep(limit: int = 500) -> int:
     """Queue a reconcile of every open batch not reconciled for a while."""
     ctx = context.current()
     due = ctx.store.due_for_sweep(time.time() - ctx.settings.stale_after, limit=limit)
-    queued = sum(ctx.store.request_reconcile(batch_id) == "queued" for batch_id in due)
+    stale = ctx.settings.stale_after
+    queued = sum(ctx.store.request_reconcile(b, max_pending_age=stale) == "queued" for b in due)
     ctx.store.incr("sweep", "queued", queued)
     return queued
 

@@ -145,7 +145,7 @@ def status(res: Resources, batch_id: str, remote: bool) -> None:
 def cancel(res: Resources, batch_id: str) -> None:
     """Ask the gateway to cancel a batch, then queue a reconcile of it."""
     batch = res.client.cancel_batch(batch_id)
-    outcome = res.store.request_reconcile(batch_id)
+    outcome = res.store.request_reconcile(batch_id, debounce=False)
     emit(res, {"batch": batch, "reconcile": outcome},
          f"cancel requested for {batch_id} (status: {batch.get('status')}); reconcile {outcome}")
 

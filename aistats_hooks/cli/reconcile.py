@@ -34,7 +34,7 @@ def reconcile(res: Resources, batch_id: str | None, all_open: bool, now: bool, f
     failed = 0
     for one in ids:
         if not now:
-            results[one] = res.store.request_reconcile(one)
+            results[one] = res.store.request_reconcile(one, debounce=False)
             continue
         try:
             results[one] = _reconcile_now(res, one, force)
@@ -103,7 +103,7 @@ def replay(res: Resources, event_id: str | None, batch_id: str | None) -> None:
     else:
         ids = [e["id"] for e in res.store.events(batch_id)]
         _require_batch(res, batch_id, ids)
-    outcome = res.store.request_reconcile(batch_id)
+    outcome = res.store.request_reconcile(batch_id, debounce=False)
     emit(res, {"batch_id": batch_id, "events": ids, "reconcile": outcome},
          f"{len(ids)} event(s) of {batch_id}: reconcile {outcome}")
 
