@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workers", type=int, default=3, help="RQ worker processes (at least 2)")
     p.add_argument("--web-workers", type=int, default=2)
-    p.add_argument("--worker-class", default="", help="rq worker -w CLASS (default: RQ's forking Worker)")
+    p.add_argument("--worker-class", default="rq.worker.SimpleWorker",
+                   help="rq worker -w CLASS (default: the Procfile's SimpleWorker; '' for RQ's forking Worker)")
     p.add_argument("--tolerance", type=int, default=30, help="AISTATS_WEBHOOK_TOLERANCE")
     p.add_argument("--stale-after", type=int, default=5, help="AISTATS_STALE_AFTER")
     p.add_argument("--sweep-interval", type=int, default=5, help="AISTATS_SWEEP_INTERVAL")

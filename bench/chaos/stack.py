@@ -227,8 +227,8 @@ class Stack:
         self.start_web()
 
     def start_worker(self, n: int) -> None:
-        argv = [sys.executable, "-m", "rq.cli", "worker", "--with-scheduler", "--url", self.redis_url,
-                "--logging_level", "WARNING", self.prefix]
+        argv = [sys.executable, "-m", "rq.cli", "worker", "--with-scheduler", "--maintenance-interval", "30",
+                "--url", self.redis_url, "--logging_level", "WARNING", self.prefix]
         if self.opts.worker_class:  # e.g. rq.worker.SimpleWorker, as the Procfile runs
             argv[4:4] = ["-w", self.opts.worker_class]
         self._add(f"worker{n}", argv, self.env())
