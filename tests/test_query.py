@@ -121,7 +121,7 @@ def test_billing_summary_groups_and_ranges(client, store):
     assert [(g["key"], g["total_nanos"]) for g in provider["groups"]] == [("openai", 100)]
 
 
-@pytest.mark.parametrize("query", ["group_by=colour", "since=yesterday", "since=2026-06-19&until=2026-06-18"])
+@pytest.mark.parametrize("query", ["group_by=colour", "since=yesterday", "since=2026-06-19&until=2026-06-18", "colour=red"])
 def test_billing_summary_bad_parameters(client, query):
     resp = client.get(f"/billing/summary?{query}")
     assert resp.status_code == 400 and resp.json["error"] == "bad_request"

@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.extensions["aistats"] = Store(redis if redis is not None else connect(settings), settings)
     app.extensions["aistats_settings"] = settings
 
-    from . import errors, health, metrics, query, receiver
+    from . import errors, health, metrics, openapi, query, receiver
 
     errors.init_app(app)
     logs.init_app(app)
@@ -40,5 +40,5 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.register_blueprint(query.bp)
     app.register_blueprint(health.bp)
     metrics.init_app(app, settings)
-    app.register_blueprint(__import__(f"{__name__}.openapi", fromlist=["bp"]).bp)  # GET /openapi.json, public
+    app.register_blueprint(openapi.bp)  # GET /openapi.json, public
     return app

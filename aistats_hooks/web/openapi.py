@@ -12,6 +12,9 @@ from flask import Blueprint, jsonify
 from ..reconcile import BatchStatus, Source
 from ..signatures import MAX_SIGNATURE_HEADER
 
+# A UTC day; an empty value means "no bound", like an absent one.
+DAY = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}
+
 bp = Blueprint("openapi", __name__)
 
 _NULLABLE_STR = {"type": ["string", "null"]}
@@ -119,7 +122,8 @@ SPEC: dict = {
             "summary": "List reconciled batches, newest first",
             "security": [{"bearer": []}],
             "parameters": [
-                {"name": "status", "in": "query", "schema": {"enum": [s.value for s in BatchStatus]}},
+                # An empty value means "no filter", like an absent one.
+                {"name": "status", "in": "query", "schema": {"enum": ["", *(s.value for s in BatchStatus)]}},
                 {"name": "session_id", "in": "query", "schema": {"type": "string"}},
                 {"name": "model", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
@@ -148,8 +152,8 @@ SPEC: dict = {
             "parameters": [
                 {"name": "group_by", "in": "query", "schema": {"enum": ["day", "session_id", "model", "provider"],
                                                                "default": "day"}},
-                {"name": "since", "in": "query", "schema": {"type": "string", "format": "date"}},
-                {"name": "until", "in": "query", "schema": {"type": "string", "format": "date"}},
+                {"name": "since", "in": "query", "schema": DAY},
+                {"name": "until", "in": "query", "schema": DAY},
             ],
             "responses": {"200": _json("The totals", "Summary"), "400": BAD_REQUEST, "401": UNAUTHORIZED,
                           "503": UNAVAILABLE},

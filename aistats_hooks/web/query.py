@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from datetime import date
 
 from flask import Blueprint, current_app, jsonify, request
@@ -13,6 +14,7 @@ from .errors import error
 
 bp = Blueprint("query", __name__)
 _STATUSES = {s.value for s in BatchStatus}
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @bp.before_request
@@ -84,6 +86,9 @@ def list_batches():
 def billing_summary():
     """Return billing totals in nanos and USD, grouped by day, session, model or provider."""
     args = request.args
+    unknown = set(args) - {"group_by", "since", "until"}
+    if unknown:
+        return error(400, "bad_request", f"unknown parameter(s): {', '.join(sorted(unknown))}")
     group_by = args.get("group_by", "day")
     if group_by not in queries.GROUPS:
         return error(400, "bad_request", f"group_by must be one of {', '.join(queries.GROUPS)}")
@@ -91,7 +96,9 @@ def billing_summary():
     for name in ("since", "until"):
         raw = args.get(name)
         try:
-            bounds[name] = date.fromisoformat(raw[:10]) if raw else None
+            if raw and not _DAY.fullmatch(raw):
+                raise ValueError(raw)
+            bounds[name] = date.fromisoformat(raw) if raw else None
         except ValueError:
             return error(400, "bad_request", f"{name} must be a date, YYYY-MM-DD")
     if bounds["since"] and bounds["until"] and bounds["since"] > bounds["until"]:
