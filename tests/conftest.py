@@ -67,3 +67,23 @@ def settings(redis_url, prefix):
         stale_after=5,
         debounce_ms=0,  # follow-ups run at once; test_worker checks the debounce itself
     )
+
+
+@pytest.fixture
+def app(settings):
+    """The Flask app on the test's settings."""
+    from aistats_hooks.web import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    """A test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app):
+    """The app's store."""
+    return app.extensions["aistats"]

@@ -29,14 +29,6 @@ def app(settings, monkeypatch):
     return create_app(settings)
 
 
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def store(app):
-    return app.extensions["aistats"]
 
 
 def closed_port() -> int:

@@ -14,21 +14,6 @@ from aistats_hooks.web import create_app
 from tests.helpers import make_event, signed
 
 
-@pytest.fixture
-def app(settings):
-    return create_app(settings)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def store(app):
-    return app.extensions["aistats"]
-
-
 def post(client, body, headers):
     return client.post("/webhooks/aistats", data=body, headers=headers)
 

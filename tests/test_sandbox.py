@@ -32,6 +32,7 @@ from aistats_hooks.sandbox import SandboxServer, create_app
 from aistats_hooks.sandbox.validation import validate_create
 from aistats_hooks.sdk import AIStats
 from aistats_hooks.signatures import verify_signature
+from tests import helpers
 
 API_KEY = "sk_sandbox_test"
 SECRET = "whsec_sandbox_test"
@@ -47,15 +48,8 @@ FIXTURE_KEYS = {
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01):
-    """Poll ``predicate`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-        time.sleep(interval)
+    """Poll ``predicate`` with this file's shorter defaults."""
+    return helpers.wait_for(predicate, timeout=timeout, interval=interval)
 
 
 @dataclass
