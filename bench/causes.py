@@ -1,24 +1,25 @@
 """Measured causes of the unmet targets, written beside them in RESULTS.md.
 
 Keys are substrings of "section: metric". Each text says what was measured
-and how (profiles and scratch-copy prototypes run outside the repo, on the
-same machine, at HEAD ee69042), and the change proposed to the owners of
-that code; the bench never edits the service.
+and how (profiles, commandstats, scratch-copy prototypes run outside the
+repo on the same machine) and what was done about it; the bench never edits
+the service.
 """
 
 INGEST = (
-    "Cause, measured: the receiver spends ~330 us more CPU per delivery than bare Flask (in-process "
-    "process_time: 433-462 vs 119-123 us), and a sync worker then also blocks on the Redis round trip. "
-    "Store.ingest alone is 155 us CPU uncontended (cProfile): redis-py packing the 41 EVALSHA arguments "
-    "(~30 of them the RQ job hash, 278 isinstance calls per delivery) is the largest item, then building an "
-    "RQ Job and its to_dict() (~25 us), codec.pack (~20 us); verify+parse+jsonify+request id+log line ~65 us. "
-    "With Store.ingest stubbed out (scratch copy) gunicorn CPU fell from ~615-745 to ~480 us/req. Under "
-    "gunicorn the receiver used 614-755 us of worker CPU per request vs ~220 for bare. Proposed (store.py, "
-    "scripts.py, queueing.py): embed the constant RQ job fields (origin, timeouts, TTLs, retry intervals, "
-    "status) in the INGEST script text at Store init and pass only job id, batch id, the job's `data` blob "
-    "and the timestamp (41 -> ~12 args, no Job object per request); and run WEB_CONCURRENCY at 2x cores, "
-    "since each sync worker idles during its Redis round trip. The machine was shared during the run (see "
-    "'load from other processes'), which lowers both sides but the receiver, waiting on Redis, more."
+    "Cause, measured (commit f37a046, quiet machine): under gunicorn the receiver uses ~519 us of worker CPU "
+    "per request against ~205 for bare Flask, and a sync worker also sits idle for its Redis round trip, "
+    "which bare Flask never makes. In process, uncontended: Store.ingest ~175-220 us, of which the redis-py "
+    "call ~110-150 us (a loopback round trip alone is 30-65 us here; the INGEST script runs 13.5 us inside "
+    "Redis, INFO commandstats), eventlog.pack ~22 us (dictionary zlib of the 2 KB body: what keeps a batch "
+    "under 4 KiB), the job's serialized call 7 us; verify 5 us, parse 10 us. Already done from this "
+    "bench's earlier findings: constant RQ job fields baked into the script (41 -> 11 arguments, no Job "
+    "object per request), a primed compressor copied per use, the per-request log line only a level check "
+    "(48 -> 3 us); ratios went 0.41/0.43 -> 0.38/0.39 under much less machine noise (bare 4,141 -> 6,490 "
+    "req/s). Tried and dropped: hiredis (no measurable change). What is left is the work the guarantees "
+    "require, one durable round trip and a compact copy of the raw body before the 2xx; the next steps "
+    "would be compressing off the request path (at reconcile; memory until then) or more sync workers than "
+    "cores (WEB_CONCURRENCY) so the round trips overlap, which this benchmark's fixed -w 2 excludes."
 )
 
 CAUSES: dict[str, str] = {
@@ -28,47 +29,20 @@ CAUSES: dict[str, str] = {
         "p99 follows the acks/s gap above and the machine's other load. Fix: the same as for acks/s."
     ),
     "forking Worker": (
-        "Cause, measured: every forked work horse re-imports workers.jobs (42 ms: httpx, asyncio, the SDK; "
-        "`python -X importtime`) and rebuilds the job context (30 ms: Settings, Redis client and an "
-        "httpx.Client with its SSL context), because the parent imported neither. Prototype (scratch "
-        "`rq worker -c preload_settings`, a settings module that imports workers.jobs and calls "
-        "workers.context.current() in the parent): 8-9.5 -> 28-34 batches/s (3.4x) and ack->visible p50 "
-        "116 -> 18-34 ms; still 0.37x of no-op (fork + fresh Redis/HTTP connections per horse). Proposed: run "
-        "`rq worker -w rq.SimpleWorker` in the Procfile (162/s here: 17x the forking Worker, 1.6x its no-op "
-        "floor), or at least preload in workers/settings.py as prototyped."
+        "Not the Procfile's worker: the Procfile runs SimpleWorker (rq worker -w rq.worker.SimpleWorker). "
+        "Cause, measured: every forked work horse re-imports workers.jobs (42 ms: httpx, the SDK) and "
+        "rebuilds the job context (30 ms: settings, Redis and an httpx client with its SSL context)."
     ),
     "SimpleWorker, 1 proc: batches": (
-        "Cause, measured: a reconcile is ~2.1 ms of work on top of RQ's ~2.2 ms per job (uncontended, "
-        "in-process against the sandbox): the retrieve (0.75 ms) and 32 Redis commands in ~10 round trips "
-        "(lock SET/EVALSHA release, release_pending, get, 2 counter HINCRBYs, latest_payload's 2 HGETALLs "
-        "decoding every stored event, a SCRIPT EXISTS before each MULTI/EXEC holding the ledger script, "
-        "mark_events). In the end-to-end run the receiver, the sandbox and the worker share 2 cores. "
-        "Proposed (sync.py, store.py): fetch record + newest event in one pipeline, fold save + ledger + "
-        "mark_events + lock release into one script (or one transaction with preloaded SHAs), count "
-        "upstream calls in that same round trip; ~3 round trips instead of ~10."
+        "Cause, measured: a reconcile is now two Redis round trips (the BEGIN and COMMIT scripts: slot, lock, "
+        "reads; record, indexes, ledger, events, counters, unlock) around one retrieve over HTTP to the "
+        "sandbox (~0.75 ms, a Python server on the same 2 cores), plus the duration histogram; RQ's own "
+        "per-job cost (~2.2 ms) is the no-op baseline. Before these changes a reconcile was ~10 round trips "
+        "and 0.33x; now 0.44x. The retrieve itself is the floor: even a free store would stay near 0.75x."
     ),
     "SimpleWorker, 2 proc": (
         "Cause: 2 worker processes on 2 cores next to gunicorn, the sandbox and Redis: CPU-bound, a second "
         "process adds contention, not capacity (no-op jobs scale because they do no work)."
-    ),
-    "storm: retrieve calls": (
-        "Cause, measured: the pending slot is released when a job starts, so each event arriving while a job "
-        "runs (or after it) queues one more run: 3.4-4.8 retrieves per batch of 10 events over the runs (the "
-        "note's ingest outcomes: every 'queued' became one retrieve, only 'coalesced' saved one). Proposed (scripts.py INGEST/_ENQUEUE, sync.py): debounce follow-ups: "
-        "the worker sets `{p}:recent:{batch}` (PX 1000) when it retrieves; INGEST, finding it, puts the one "
-        "pending job in RQ's scheduled registry at its expiry (ZADD rq:scheduled:{queue}) instead of the "
-        "queue; the Procfile's worker already runs --with-scheduler. A storm then costs <= 2 retrieves per "
-        "batch (<= 0.2 per event) and a quiet batch's first event is not delayed."
-    ),
-    "Redis memory per tracked batch": (
-        "Cause, measured (MEMORY USAGE by key family, in the note): the packed event bodies (`ev`) are about half "
-        "of a batch: ~450-500 B per event, because real payloads carry webhook.delivery and attempts[] that "
-        "the codec's dictionary cannot predict. Proposed (scripts.py MARK_EVENTS, store.py): once an event is "
-        "reconciled, replace its packed body by its metadata (keep the field: it is the dedupe marker), "
-        "keeping the full body of the newest event only (the fallback reads only that one); estimated from "
-        "the breakdown: ev ~4.1 KB -> ~1 KB, ~3.5 KB per batch in all. Also: while RQ's keys live (10 "
-        "minutes, queueing.RESULT_TTL) a batch costs ~50 KB, ~5 KB per job run; reconcile jobs could be "
-        "enqueued with result_ttl=0 (the store is their result)."
     ),
     "scale: GET": (
         "Both sizes are asked alternately under one Redis, so a miss here is the shared machine's noise "
