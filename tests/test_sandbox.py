@@ -38,7 +38,7 @@ API_KEY = "sk_sandbox_test"
 SECRET = "whsec_sandbox_test"
 TERMINAL = {"completed", "failed", "cancelled", "expired"}
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "fixtures", "batch_completed.json")
+FIXTURE = str(helpers.FIXTURE)  # shared/'s sample, or the copy in tests/fixtures
 FIXTURE_KEYS = {
     "id", "object", "kind", "status", "lifecycle_status", "request_id", "session_id", "app_id", "native_id",
     "provider", "model", "polling_url", "websocket_url", "cancel_url", "webhook", "endpoint",
