@@ -13,6 +13,7 @@ import time
 
 from redis.exceptions import RedisError
 from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
 
 from aistats_hooks.config import Settings
 from aistats_hooks.store import Store
@@ -40,7 +41,10 @@ class Schedule:
         by_pid = {p.pid: p for p in self.stack.workers() if p.alive()}
         busy = []
         for worker in Worker.all(queue=queue):
-            job = worker.get_current_job()
+            try:
+                job = worker.get_current_job()
+            except NoSuchJobError:  # finished (and, with result_ttl=0, deleted) just now
+                continue
             if worker.pid in by_pid and job is not None and job.args:
                 busy.append((by_pid[worker.pid], str(job.args[0])))
         busy.sort(key=lambda pair: (pair[1] in self.killed_mid_job, pair[1] not in slow))
