@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from redis.client import Pipeline
 
 from . import codec, eventlog, queueing, scripts
 from .config import Settings
+from .errors import StoreUnavailable
 from .events import Event
 from .reconcile import Source, contribution, is_final, parse_time
 
@@ -127,15 +129,16 @@ class Store:
         return [json.loads(codec.unpack(doc)) if doc else None for doc in pipe.execute()]
 
     # -- the worker path: begin, then commit (or unlock) -------------------
-    def begin(self, batch_id: str, job_id: str, token: str) -> Begun | None:
+    def begin(self, batch_id: str, job_id: str, token: str, *, retrieving: bool = True) -> Begun | None:
         """Free the job's pending slot, take the batch's lock, read record and newest event.
 
-        Returns None when another worker holds the lock.
+        ``retrieving`` starts the debounce window (a retrieve follows). Returns
+        None when another worker holds the lock.
         """
         reply = self._begin(
             keys=[self.key("pending", batch_id), self.key("lock", batch_id), self.key("b", batch_id),
                   self.key("eo", batch_id), self.key("ev", batch_id), self.key("recent", batch_id)],
-            args=[job_id, token, self.lock_ttl_ms, self.settings.debounce_ms],
+            args=[job_id, token, self.lock_ttl_ms, self.settings.debounce_ms if retrieving else 0],
         )
         if not reply[0]:
             return None
@@ -172,16 +175,26 @@ class Store:
         """Write a record with its indexes and ledger contribution (no lock, no events)."""
         self.commit(record["id"], record, pipeline=pipeline)
 
-    def track(self, batch: dict, *, pipeline: Pipeline | None = None) -> dict:
-        """Record a batch we created ourselves, before any webhook arrives."""
+    def track(self, batch: dict) -> dict:
+        """Record a batch we created ourselves, before any webhook arrives.
+
+        Under the batch's lock, like a reconcile: a worker's retrieved state
+        that lands meanwhile is merged into, never overwritten.
+        """
         from .reconcile import merge
 
-        previous = self.get(batch["id"])
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + 10
+        while (begun := self.begin(batch["id"], "", token, retrieving=False)) is None:
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(f"batch {batch['id']} stayed locked")
+            time.sleep(0.02)
+        previous = begun.record
         record = merge(previous, batch, source=Source.TRACKED)
         record.setdefault("tracked_at", time.time())
         if previous is None or previous.get("source") == Source.TRACKED.value:
             record["source"] = Source.TRACKED.value
-        self.save(record, previous, pipeline=pipeline)
+        self.commit(batch["id"], record, token=token)
         return record
 
     # -- events -------------------------------------------------------------

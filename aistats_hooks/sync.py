@@ -78,7 +78,7 @@ def sync_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str = ""
 def apply_fallback(store: Store, batch_id: str) -> Outcome:
     """Fold the newest stored webhook payload into the record, marked as such."""
     token = uuid.uuid4().hex
-    begun = _begin(store, batch_id, "", token)
+    begun = _begin(store, batch_id, "", token, retrieving=False)
     if begun is None:
         return Outcome.DEFERRED
     payload = (begun.newest_event or {}).get("payload")
@@ -93,12 +93,12 @@ def apply_fallback(store: Store, batch_id: str) -> Outcome:
     return Outcome.FALLBACK
 
 
-def _begin(store: Store, batch_id: str, job_id: str, token: str) -> Begun | None:
+def _begin(store: Store, batch_id: str, job_id: str, token: str, *, retrieving: bool = True) -> Begun | None:
     """Begin a run, waiting up to ``LOCK_WAIT`` for another worker's run to end."""
     deadline = time.monotonic() + LOCK_WAIT
     pause = 0.01
     while True:
-        begun = store.begin(batch_id, job_id, token)
+        begun = store.begin(batch_id, job_id, token, retrieving=retrieving)
         if begun is not None or time.monotonic() >= deadline:
             return begun
         time.sleep(pause)

@@ -254,3 +254,14 @@ def test_final_batch_keeps_its_terminal_body_and_drops_superseded_ones(app, stor
     # Dropped bodies still deduplicate.
     again = deliver(app, make_event("b11", "batch.progress", key="batch.progress:50"), attempt=2)
     assert again.json["status"] == "duplicate"
+
+
+def test_tracking_never_overwrites_retrieved_state(app, store, upstream):
+    upstream.answer("b12", (200, completed("b12")))
+    deliver(app, make_event("b12"))
+    run_worker(store)
+    # The CLI's create-batch tracks the creation snapshot, after the webhook won the race.
+    store.track(make_event("b12", status="validating", updated_at="2026-06-17T15:59:00.000Z")["data"])
+    record = store.get("b12")
+    assert record["status"] == "completed" and record["source"] == "retrieve"
+    assert store.redis.get(store.key("lock", "b12")) is None  # tracking releases the lock it takes
