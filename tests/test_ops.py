@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aistats_hooks import logs, telemetry
-from aistats_hooks.web import create_app
+from aistats_hooks.web import create_app, request_log
 from tests.helpers import make_event, signed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def lines(stream: io.StringIO) -> list[dict]:
 
 
 def request_lines(stream: io.StringIO) -> list[dict]:
-    return [line for line in lines(stream) if line["logger"] == logs.REQUEST_LOGGER]
+    return [line for line in lines(stream) if line["logger"] == request_log.REQUEST_LOGGER]
 
 
 def test_request_lines_carry_request_event_and_batch_ids(client, captured, settings):
@@ -195,8 +195,8 @@ def test_request_lines_carry_request_event_and_batch_ids(client, captured, setti
 
 def test_at_info_successes_cost_only_a_level_check(client, captured_info, settings, monkeypatch):
     built = []
-    fields = logs._request_fields
-    monkeypatch.setattr(logs, "_request_fields", lambda *args: built.append(args[2]) or fields(*args))
+    fields = request_log._request_fields
+    monkeypatch.setattr(request_log, "_request_fields", lambda *args: built.append(args[2]) or fields(*args))
     body, headers = signed(make_event("batch_quiet"))
     ack = client.post("/webhooks/aistats", data=body, headers={**headers, "X-Request-ID": "req-quiet"})
     assert ack.status_code == 202 and ack.headers["X-Request-ID"] == "req-quiet"
@@ -221,7 +221,7 @@ def test_server_errors_log_at_error(settings, captured_info):
 
 
 def test_request_level_by_status():
-    levels = {status: logs.request_level(status) for status in (200, 202, 304, 400, 401, 413, 500, 503)}
+    levels = {status: request_log.request_level(status) for status in (200, 202, 304, 400, 401, 413, 500, 503)}
     assert levels == {200: logging.DEBUG, 202: logging.DEBUG, 304: logging.DEBUG, 400: logging.INFO,
                       401: logging.INFO, 413: logging.INFO, 500: logging.ERROR, 503: logging.ERROR}
 

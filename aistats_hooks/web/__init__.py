@@ -32,10 +32,10 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.extensions["aistats"] = Store(redis if redis is not None else connect(settings), settings)
     app.extensions["aistats_settings"] = settings
 
-    from . import errors, health, metrics, openapi, query, receiver
+    from . import errors, health, metrics, openapi, query, receiver, request_log
 
     errors.init_app(app)
-    logs.init_app(app)
+    request_log.init_app(app)
     app.register_blueprint(receiver.bp)
     app.register_blueprint(query.bp)
     app.register_blueprint(health.bp)
