@@ -217,3 +217,19 @@ def test_the_sweep_replaces_a_job_waiting_longer_than_its_period(client, store):
     store.redis.expire(store.key("pending", "batch_w"), 900 - 60)  # it has waited a minute
     assert store.request_reconcile("batch_w", max_pending_age=30) == "queued"
     assert store.queue.count == 1
+
+
+def test_oversize_chunked_body_is_refused_over_real_http(app, store, settings):
+    import httpx
+
+    from tests.helpers import Served
+
+    served = Served(app)
+    try:
+        _, headers = signed(make_event("batch_chunked"))
+        chunks = (b"x" * 65536 for _ in range(settings.max_body_bytes // 65536 + 2))  # no Content-Length
+        resp = httpx.post(served.url + "/webhooks/aistats", content=chunks, headers=headers, timeout=30)
+    finally:
+        served.stop()
+    assert resp.status_code == 413 and resp.json()["error"] == "payload_too_large"
+    assert store.queue.count == 0

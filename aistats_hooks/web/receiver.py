@@ -27,6 +27,10 @@ def receive():
     try:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
+        body = None
+    # A chunked body (no Content-Length) is cut at the limit rather than refused:
+    # one that fills it is treated as over it.
+    if body is None or (request.content_length is None and len(body) >= settings.max_body_bytes):
         _count(store, "oversize")
         return error(413, "payload_too_large", f"bodies are limited to {settings.max_body_bytes} bytes")
     if settings.webhook_secrets:
