@@ -12,7 +12,7 @@ progress events) may be dropped: metadata ``"x": 1`` marks them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from . import codec
 from .events import Event, phaseo_headers
@@ -26,11 +26,14 @@ def pack(event: Event, body: bytes, headers: Mapping[str, str], received_ms: int
     return codec.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body)
 
 
-def strip_body(blob: bytes) -> bytes | None:
-    """Return the stored event without its body (metadata and headers kept), or None if already so."""
+def strip_body(blob: bytes, keep_types: Collection[str]) -> bytes | None:
+    """Return the stored event without its body (metadata and headers kept).
+
+    None when its type is in ``keep_types`` or its body is already gone.
+    """
     meta_line, _, _ = codec.unpack(blob).partition(b"\n")
     meta = json.loads(meta_line)
-    if meta.get("x"):
+    if meta.get("x") or meta.get("t") in keep_types:
         return None
     meta["x"] = 1  # the body was dropped once the batch was final
     return codec.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n")

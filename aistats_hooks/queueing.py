@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.utils import utcformat
 
 from .config import Settings
@@ -84,6 +84,3 @@ def _lua(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     return f'"{escaped}"'
 
-
-QUEUED = JobStatus.QUEUED.value
-SCHEDULED = JobStatus.SCHEDULED.value

@@ -39,6 +39,7 @@ from .reconcile import Source, contribution, is_final, parse_time
 
 PENDING_TTL = 900
 LOCK_MARGIN_S = 10
+TRACK_WAIT = 10.0  # seconds create-batch waits for a reconcile of the new batch to end
 JOB_KEY = "rq:job:"
 
 
@@ -129,12 +130,26 @@ class Store:
         return [json.loads(codec.unpack(doc)) if doc else None for doc in pipe.execute()]
 
     # -- the worker path: begin, then commit (or unlock) -------------------
-    def begin(self, batch_id: str, job_id: str, token: str, *, retrieving: bool = True) -> Begun | None:
+    def begin(
+        self, batch_id: str, job_id: str, token: str, *, retrieving: bool = True, wait: float = 0.0
+    ) -> Begun | None:
         """Free the job's pending slot, take the batch's lock, read record and newest event.
 
-        ``retrieving`` starts the debounce window (a retrieve follows). Returns
-        None when another worker holds the lock.
+        ``retrieving`` starts the debounce window (a retrieve follows); ``wait``
+        is how long to wait for another worker's run to end. Returns None when
+        the lock is still held then.
         """
+        deadline = time.monotonic() + wait
+        pause = 0.01
+        while (begun := self._try_begin(batch_id, job_id, token, retrieving)) is None:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+        return begun
+
+    def _try_begin(self, batch_id: str, job_id: str, token: str, retrieving: bool) -> Begun | None:
+        """Run the BEGIN script once."""
         reply = self._begin(
             keys=[self.key("pending", batch_id), self.key("lock", batch_id), self.key("b", batch_id),
                   self.key("eo", batch_id), self.key("ev", batch_id), self.key("recent", batch_id)],
@@ -184,11 +199,9 @@ class Store:
         from .reconcile import merge
 
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + 10
-        while (begun := self.begin(batch["id"], "", token, retrieving=False)) is None:
-            if time.monotonic() > deadline:
-                raise StoreUnavailable(f"batch {batch['id']} stayed locked")
-            time.sleep(0.02)
+        begun = self.begin(batch["id"], "", token, retrieving=False, wait=TRACK_WAIT)
+        if begun is None:
+            raise StoreUnavailable(f"batch {batch['id']} stayed locked")
         previous = begun.record
         record = merge(previous, batch, source=Source.TRACKED)
         record.setdefault("tracked_at", time.time())
@@ -231,13 +244,8 @@ class Store:
     def compact_events(self, batch_id: str, keep_types: set[str]) -> int:
         """Drop the bodies of a final batch's events whose type is not in ``keep_types``."""
         packed = self.redis.hgetall(self.key("ev", batch_id))
-        stripped = {}
-        for name, blob in packed.items():
-            meta = eventlog.decode(batch_id, self._str(name), blob, {})
-            if meta["type"] not in keep_types:
-                small = eventlog.strip_body(blob)
-                if small is not None:
-                    stripped[name] = small
+        stripped = {name: small for name, blob in packed.items()
+                    if (small := eventlog.strip_body(blob, keep_types)) is not None}
         if stripped:
             # Fields only, never new ones: an event that arrives meanwhile is untouched.
             self.redis.hset(self.key("ev", batch_id), mapping=stripped)

@@ -43,7 +43,7 @@ def sync_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str = ""
     """Retrieve ``batch_id`` and fold it into its record; raise upstream errors to the caller."""
     token = uuid.uuid4().hex
     started_ms = int(time.time() * 1000)
-    begun = _begin(store, batch_id, job_id, token)
+    begun = store.begin(batch_id, job_id, token, wait=LOCK_WAIT)
     if begun is None:
         # Another worker holds the batch; make sure one run follows it.
         store.request_reconcile(batch_id)
@@ -59,9 +59,8 @@ def sync_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str = ""
         store.commit(batch_id, record, token=token, settle=(Outcome.NOT_FOUND.value, started_ms), upstream="404")
         return Outcome.NOT_FOUND
     except AIStatsError as exc:
-        store.unlock(batch_id, token)
-        store.incr("upstream", "retrieve")
-        store.incr("upstream", str(exc.status or type(exc).__name__))
+        # No record to write: count the call and release the lock, in one step.
+        store.commit(batch_id, None, token=token, upstream=str(exc.status or type(exc).__name__))
         raise
     except BaseException:
         store.unlock(batch_id, token)
@@ -78,7 +77,7 @@ def sync_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str = ""
 def apply_fallback(store: Store, batch_id: str) -> Outcome:
     """Fold the newest stored webhook payload into the record, marked as such."""
     token = uuid.uuid4().hex
-    begun = _begin(store, batch_id, "", token, retrieving=False)
+    begun = store.begin(batch_id, "", token, retrieving=False, wait=LOCK_WAIT)
     if begun is None:
         return Outcome.DEFERRED
     payload = (begun.newest_event or {}).get("payload")
@@ -91,18 +90,6 @@ def apply_fallback(store: Store, batch_id: str) -> Outcome:
     store.commit(batch_id, record, token=token)
     log.warning("applied webhook payload as fallback", extra={"batch_id": batch_id})
     return Outcome.FALLBACK
-
-
-def _begin(store: Store, batch_id: str, job_id: str, token: str, *, retrieving: bool = True) -> Begun | None:
-    """Begin a run, waiting up to ``LOCK_WAIT`` for another worker's run to end."""
-    deadline = time.monotonic() + LOCK_WAIT
-    pause = 0.01
-    while True:
-        begun = store.begin(batch_id, job_id, token, retrieving=retrieving)
-        if begun is not None or time.monotonic() >= deadline:
-            return begun
-        time.sleep(pause)
-        pause = min(pause * 2, 0.25)
 
 
 def _stamp(record: dict, begun: Begun) -> None:

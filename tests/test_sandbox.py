@@ -7,7 +7,6 @@ simulated lifecycle of minutes takes a fraction of a real second.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

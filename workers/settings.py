@@ -18,7 +18,6 @@ refused at start too.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from aistats_hooks import logs

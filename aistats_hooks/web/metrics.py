@@ -16,7 +16,6 @@ call; the histogram lives in one Redis hash, so every scrape sees them all.
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Iterator, Mapping
 
 from flask import Blueprint, Response, current_app, request
@@ -25,12 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from ..config import Settings
-from ..errors import ConfigError
 from ..reconcile import BatchStatus
 from ..store import Store
 from ..telemetry import HISTOGRAM_KEY, RECONCILE_BUCKETS
