@@ -86,4 +86,6 @@ def client(app):
 @pytest.fixture
 def store(app):
     """The app's store."""
-    return app.extensions["aistats"]
+    from aistats_hooks.web import get_store
+
+    return get_store(app)

@@ -1,4 +1,9 @@
-"""The Flask application: webhook receiver, query API and health endpoints."""
+"""The Flask application: webhook receiver, query API and health endpoints.
+
+One ``init_app(app)`` per concern, as in Flask's tutorial: ``context`` keeps
+the store and settings (``get_store()``, ``get_settings()``), ``auth`` has
+the ``require_token`` decorator, ``errors`` answers every failure as JSON.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ from .. import logs
 from ..config import Settings
 from ..redis_conn import connect
 from ..store import Store
+from .context import get_settings, get_store
+
+__all__ = ["create_app", "get_settings", "get_store"]
 
 log = logging.getLogger("aistats_hooks.web")
 
@@ -29,16 +37,15 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["aistats"] = Store(redis if redis is not None else connect(settings), settings)
-    app.extensions["aistats_settings"] = settings
 
-    from . import errors, health, metrics, openapi, query, receiver, request_log
+    from . import context, errors, health, metrics, openapi, query, receiver, request_log
 
+    context.init_app(app, settings, Store(redis if redis is not None else connect(settings), settings))
     errors.init_app(app)
     request_log.init_app(app)
     app.register_blueprint(receiver.bp)
     app.register_blueprint(query.bp)
     app.register_blueprint(health.bp)
-    metrics.init_app(app, settings)
+    metrics.init_app(app)
     app.register_blueprint(openapi.bp)  # GET /openapi.json, public
     return app

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
+from .context import get_store
 from .errors import error
 
 bp = Blueprint("health", __name__)
@@ -19,7 +20,7 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Answer 200 when Redis answers and the queue is writable, 503 otherwise."""
-    store = current_app.extensions["aistats"]
+    store = get_store()
     try:
         store.redis.ping()
         probe = store.key("readyz")

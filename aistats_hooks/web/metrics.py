@@ -15,10 +15,9 @@ call; the histogram lives in one Redis hash, so every scrape sees them all.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator, Mapping
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -27,10 +26,11 @@ from prometheus_client.utils import floatToGoString
 from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from ..config import Settings
 from ..reconcile import BatchStatus
 from ..store import Store
 from ..telemetry import HISTOGRAM_KEY, RECONCILE_BUCKETS
+from .auth import require_token
+from .context import get_store
 from .errors import error
 
 bp = Blueprint("metrics", __name__)
@@ -39,9 +39,8 @@ DELIVERY_OUTCOMES = ("queued", "coalesced", "final", "duplicate", "ignored")
 USD_NANOS = 10**9
 
 
-def init_app(app, settings: Settings) -> None:
-    """Register the blueprint and decide, once, whether it needs the token."""
-    app.config["METRICS_PUBLIC"] = settings.metrics_public
+def init_app(app: Flask) -> None:
+    """Register ``GET /metrics`` (public or not is read per request from ``Settings.metrics_public``)."""
     app.register_blueprint(bp)
 
 
@@ -184,18 +183,14 @@ def render(store: Store) -> bytes:
 
 
 @bp.get("/metrics")
+@require_token(
+    public_if=lambda settings: settings.metrics_public,
+    off_reason="/metrics needs QUERY_API_TOKEN (or METRICS_PUBLIC=1)",
+)
 def metrics():
     """Answer the Prometheus text exposition."""
-    settings = current_app.extensions["aistats_settings"]
-    if not current_app.config.get("METRICS_PUBLIC"):
-        token = settings.query_api_token
-        if not token:
-            return error(401, "unauthorized", "/metrics needs QUERY_API_TOKEN (or METRICS_PUBLIC=1)")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            return error(401, "unauthorized", "missing or wrong bearer token")
     try:
-        body = render(current_app.extensions["aistats"])
+        body = render(get_store())
     except RedisError as exc:
         return error(503, "store_unavailable", f"redis: {type(exc).__name__}")
     return Response(body, status=200, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})

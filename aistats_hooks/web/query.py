@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
 import re
 from datetime import date
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from .. import queries
 from ..reconcile import BatchStatus
+from .auth import require_token
+from .context import get_store
 from .errors import error
 
 bp = Blueprint("query", __name__)
@@ -17,42 +18,29 @@ _STATUSES = {s.value for s in BatchStatus}
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-@bp.before_request
-def require_token():
-    """Refuse any request without the configured bearer token (fail closed)."""
-    token = current_app.extensions["aistats_settings"].query_api_token
-    if not token:
-        return error(401, "unauthorized", "the query API is disabled: QUERY_API_TOKEN is not set")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        return error(401, "unauthorized", "missing or wrong bearer token")
-    return None
-
-
-def _store():
-    return current_app.extensions["aistats"]
-
-
 @bp.get("/batches/<batch_id>")
+@require_token
 def get_batch(batch_id: str):
     """Return one reconciled batch."""
-    record = _store().get(batch_id)
+    record = get_store().get(batch_id)
     if record is None:
         return error(404, "not_found", f"no batch {batch_id!r} is known here")
     return jsonify(record)
 
 
 @bp.get("/batches/<batch_id>/events")
+@require_token
 def batch_events(batch_id: str):
     """Return the events received for one batch, oldest first."""
-    events = _store().events(batch_id)
-    if not events and _store().get(batch_id) is None:
+    events = get_store().events(batch_id)
+    if not events and get_store().get(batch_id) is None:
         return error(404, "not_found", f"no batch {batch_id!r} is known here")
     keep = ("id", "type", "key", "attempt", "received_at", "outcome", "duplicates")
     return jsonify({"batch_id": batch_id, "data": [{k: e.get(k) for k in keep if k in e} for e in events]})
 
 
 @bp.get("/batches")
+@require_token
 def list_batches():
     """Return batches newest first, filtered, one page at a time."""
     args = request.args
@@ -72,7 +60,7 @@ def list_batches():
         except (ValueError, UnicodeDecodeError):
             return error(400, "bad_request", "cursor is not one this API returned")
     page = queries.list_batches(
-        _store(),
+        get_store(),
         status=status,
         session_id=args.get("session_id") or None,
         model=args.get("model") or None,
@@ -83,6 +71,7 @@ def list_batches():
 
 
 @bp.get("/billing/summary")
+@require_token
 def billing_summary():
     """Return billing totals in nanos and USD, grouped by day, session, model or provider."""
     args = request.args
@@ -103,4 +92,4 @@ def billing_summary():
             return error(400, "bad_request", f"{name} must be a date, YYYY-MM-DD")
     if bounds["since"] and bounds["until"] and bounds["since"] > bounds["until"]:
         return error(400, "bad_request", "since must not be after until")
-    return jsonify(queries.billing_summary(_store(), group_by, bounds["since"], bounds["until"]))
+    return jsonify(queries.billing_summary(get_store(), group_by, bounds["since"], bounds["until"]))

@@ -7,13 +7,14 @@ parsing; the body size is bounded by ``MAX_CONTENT_LENGTH`` before reading.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import PayloadError, SignatureError
 from ..events import parse_event
 from ..signatures import verify_signature
+from .context import get_store
 from .errors import error
 
 bp = Blueprint("webhooks", __name__)
@@ -22,7 +23,7 @@ bp = Blueprint("webhooks", __name__)
 @bp.post("/webhooks/aistats")
 def receive():
     """Accept one delivery from the gateway."""
-    store = current_app.extensions["aistats"]
+    store = get_store()
     settings = store.settings
     try:
         body = request.get_data(cache=False)
