@@ -1,12 +1,13 @@
-"""The pure merge rules of reconcile.py."""
+"""The pure merge rules (merge.py), status folding and time parsing."""
 
 from __future__ import annotations
 
 import pytest
 
-from aistats_hooks.reconcile import (
-    BatchStatus, Source, contribution, is_final, merge, nanos_to_usd, normalize_status, parse_time,
-)
+from aistats_hooks.billing import contribution, nanos_to_usd
+from aistats_hooks.merge import is_final, merge
+from aistats_hooks.status import BatchStatus, Source, normalize_status
+from aistats_hooks.timestamps import parse_time
 from tests.helpers import fixture_event
 
 
