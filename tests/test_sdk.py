@@ -2,6 +2,8 @@
 
 Everything runs over ``httpx.MockTransport`` except one test against a real
 local HTTP server, for a genuine timeout and a genuine refused connection.
+Error body shapes: tests/test_sdk_errors.py; webhook endpoints: test_sdk_endpoints.py;
+results and downloads: test_sdk_results.py.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ import aistats_hooks
 from aistats_hooks.errors import (
     AIStatsError,
     AuthenticationError,
+    ConflictError,
     HooksError,
     InvalidRequestError,
     NotFoundError,
+    NotSupportedError,
+    PaymentRequiredError,
+    PermissionDeniedError,
     RateLimitError,
     UpstreamUnavailable,
 )
@@ -88,19 +94,20 @@ def test_headers_and_retrieve(client, recorder):
 
 
 def test_path_segments_are_escaped(client, recorder):
-    client.retrieve_batch("a/b c?d#e%")
-    client.cancel_batch("../admin")
-    assert recorder.requests[0].url.raw_path == b"/v1/batches/a%2Fb%20c%3Fd%23e%25"
-    assert recorder.requests[1].url.raw_path == b"/v1/batches/..%2Fadmin/cancel"
+    client.retrieve_batch("a b?c#d%e")
+    client.cancel_batch("...")
+    assert recorder.requests[0].url.raw_path == b"/v1/batches/a%20b%3Fc%23d%25e"
+    assert recorder.requests[1].url.raw_path == b"/v1/batches/.../cancel"
     assert recorder.requests[1].method == "POST"
 
 
-@pytest.mark.parametrize("bad", ["", ".", "..", None, 42])
-def test_bad_ids_raise_before_any_request(client, recorder, bad):
-    with pytest.raises(ValueError):
-        client.retrieve_batch(bad)
-    with pytest.raises(ValueError):
-        client.cancel_batch(bad)
+@pytest.mark.parametrize("bad", ["", " ", ".", "..", "../admin", "a/b", "/", None, 42, "x" * 513])
+def test_bad_ids_raise_invalid_request_before_any_request(client, recorder, bad):
+    for call in (client.retrieve_batch, client.cancel_batch, client.stream_results):
+        with pytest.raises(InvalidRequestError) as refused:
+            call(bad)
+        assert not isinstance(refused.value, ValueError)  # callers catch AIStatsError, not ValueError
+        assert (refused.value.status, refused.value.reason) == (None, "invalid_id")
     assert recorder.requests == []
 
 
@@ -119,7 +126,7 @@ def test_list_batches_query(client, recorder):
 
 
 def test_create_batch_sends_the_request_unchanged(client, recorder):
-    request = dict(VALID, webhook={"url": "https://hooks.example.com/w", "secret": "whsec_x"}, metadata={"a": 1})
+    request = dict(VALID, webhook={"endpoint_id": "we_1", "events": ["batch.completed"]}, metadata={"a": "1"})
     assert client.create_batch(request) == BATCH
     sent = recorder.requests[0]
     assert (sent.method, sent.url.path) == ("POST", "/v1/batches")
@@ -136,30 +143,55 @@ def test_create_batch_sends_the_request_unchanged(client, recorder):
         ({"endpoint": "responses", "input_file_id": "f", "prompts": ["hi"]}, "exactly one"),
         ({"endpoint": "responses", "items": [], "requests": []}, "exactly one"),
         (dict(VALID, webhook="https://hooks.example.com"), "webhook"),
-        (dict(VALID, webhook={"events": ["batch.completed"]}), "webhook.url"),
-        (dict(VALID, webhook={"url": "http://hooks.example.com/w"}), "https"),
-        (dict(VALID, webhook={"url": "http://localhost.evil.com/w"}), "https"),
-        (dict(VALID, webhook={"url": "http://localhost@evil.com/w"}), "https"),
-        (dict(VALID, webhook={"url": "http://127.0.0.1.nip.io/w"}), "https"),
-        (dict(VALID, webhook={"url": "ftp://localhost/w"}), "https"),
-        (dict(VALID, webhook={"url": "https:///nohost"}), "host"),
-        (dict(VALID, webhook={"url": "http://[::1/w"}), "valid URL"),
+        (dict(VALID, webhook={"endpoint_id": ""}), "endpoint_id"),
+        (dict(VALID, webhook={"endpoint_id": 7}), "endpoint_id"),
+        (dict(VALID, webhook={"endpoint_id": "we_1", "events": "batch.completed"}), "events"),
+        (dict(VALID, webhook={"endpoint_id": "we_1", "events": [""]}), "events"),
+        (dict(VALID, webhook_endpoint_id=""), "webhook_endpoint_id"),
+        (dict(VALID, webhook_endpoint_id="we_1", webhook={"endpoint_id": "we_2"}), "different"),
         ("not a mapping", "mapping"),
     ],
 )
 def test_create_batch_validates_before_any_request(client, recorder, request_body, fragment):
-    with pytest.raises(ValueError, match=fragment):
+    with pytest.raises(InvalidRequestError, match=fragment) as refused:
         client.create_batch(request_body)
+    assert refused.value.status is None and refused.value.code == "validation_error"
     assert recorder.requests == []
 
 
 @pytest.mark.parametrize(
-    "url",
-    ["https://hooks.example.com/w", "http://localhost:8000/w", "http://LOCALHOST/w", "http://127.0.0.1/w", "http://[::1]:9000/w"],
+    "webhook",
+    [
+        {"url": "https://hooks.example.com/w", "secret": "whsec_inline_do_not_leak"},
+        {"url": "http://localhost:8000/w"},
+        {"events": ["batch.completed"]},
+        {},
+    ],
 )
-def test_create_batch_accepts_https_and_loopback_http(client, recorder, url):
-    client.create_batch(dict(VALID, webhook={"url": url}))
-    assert len(recorder.requests) == 1
+def test_inline_webhooks_are_refused_as_the_gateway_refuses_them(client, recorder, webhook):
+    with pytest.raises(InvalidRequestError) as refused:
+        client.create_batch(dict(VALID, webhook=webhook))
+    assert refused.value.reason == "batch_webhook_endpoint_required"
+    assert "managed webhook endpoint" in str(refused.value) and "create_webhook_endpoint" in str(refused.value)
+    assert "whsec_inline_do_not_leak" not in str(refused.value)
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"webhook": {"endpoint_id": "we_1"}},
+        {"webhook": {"endpointId": "we_1"}},
+        {"webhook": {"endpoint_id": "we_1", "events": ["batch.completed", "batch.failed"]}},
+        {"webhook_endpoint_id": "we_1"},
+        {"webhook_endpoint_id": "we_1", "webhook": {"endpoint_id": "we_1"}},
+        {"webhook": None},
+        {},
+    ],
+)
+def test_create_batch_accepts_managed_endpoints(client, recorder, extra):
+    client.create_batch(dict(VALID, **extra))
+    assert json.loads(recorder.requests[0].content) == dict(VALID, **extra)
 
 
 @pytest.mark.parametrize("source", ["prompts", "items", "requests"])
@@ -195,12 +227,12 @@ def test_upload_file_from_path_bytes_and_file_object(tmp_path):
 
 
 def test_upload_file_refuses_text_mode(client, recorder, tmp_path):
-    with pytest.raises(ValueError, match="binary"):
+    with pytest.raises(InvalidRequestError, match="binary"):
         client.upload_file(io.StringIO("{}\n"))
     assert recorder.requests == []
 
 
-# -- websocket URLs ----------------------------------------------------------
+# -- websocket URLs (SDK surface only: the service never opens them) --------
 
 
 def test_websocket_urls(client):
@@ -210,8 +242,8 @@ def test_websocket_urls(client):
         == "wss://api.phaseo.app/v1/async/batch/batch_1/ws?interval_ms=1000&close_on_terminal=false"
     )
     assert (
-        client.get_async_job_websocket_url("video", "v/1", close_on_terminal=True)
-        == "wss://api.phaseo.app/v1/async/video/v%2F1/ws?close_on_terminal=true"
+        client.get_async_job_websocket_url("video", "v 1?", close_on_terminal=True)
+        == "wss://api.phaseo.app/v1/async/video/v%201%3F/ws?close_on_terminal=true"
     )
     assert client.async_jobs.websocket_url("batch", "b", 10000) == client.get_batch_websocket_url("b", 10000)
 
@@ -223,13 +255,15 @@ def test_websocket_url_from_plain_http_base():
 
 @pytest.mark.parametrize(
     "kind, job_id, interval",
-    [("file", "b", None), ("BATCH", "b", None), ("batch", "", None), ("video", "b", 999), ("batch", "b", 10001), ("batch", "b", True)],
+    [("file", "b", None), ("BATCH", "b", None), ("batch", "", None), ("batch", "..", None), ("video", "a/b", None),
+     ("video", "b", 999), ("batch", "b", 10001), ("batch", "b", True)],
 )
-def test_websocket_url_validation(client, kind, job_id, interval):
-    with pytest.raises(ValueError):
+def test_websocket_url_validation(client, recorder, kind, job_id, interval):
+    with pytest.raises(InvalidRequestError):
         client.get_async_job_websocket_url(kind, job_id, interval_ms=interval)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidRequestError):
         client.async_jobs.websocket_url(kind, job_id, interval_ms=interval)
+    assert recorder.requests == []  # URL helpers never touch the network
 
 
 # -- error translation -------------------------------------------------------
@@ -240,16 +274,18 @@ def test_websocket_url_validation(client, kind, job_id, interval):
     [
         (400, InvalidRequestError),
         (401, AuthenticationError),
-        (403, AuthenticationError),
+        (402, PaymentRequiredError),
+        (403, PermissionDeniedError),
         (404, NotFoundError),
-        (409, InvalidRequestError),
+        (409, ConflictError),
+        (413, InvalidRequestError),
         (422, InvalidRequestError),
         (429, RateLimitError),
         (500, UpstreamUnavailable),
+        (501, NotSupportedError),
         (502, UpstreamUnavailable),
         (503, UpstreamUnavailable),
         (302, AIStatsError),
-        (402, AIStatsError),
         (418, AIStatsError),
     ],
 )
@@ -334,7 +370,8 @@ def test_transport_errors_are_upstream_unavailable(exc):
 def leaky_errors() -> list[AIStatsError]:
     """Provoke one error of every kind, each with the key echoed wherever it could be."""
     echo = {"error": {"message": f"key {KEY} refused", "request_id": KEY}}
-    clients = [client_answering(status, json=echo, headers={"retry-after": "1"}) for status in (400, 401, 403, 404, 409, 418, 429, 500)]
+    statuses = (400, 401, 402, 403, 404, 409, 418, 429, 500, 501)
+    clients = [client_answering(status, json=echo, headers={"retry-after": "1"}) for status in statuses]
     clients += [client_answering(200, text=f"not json {KEY}", headers={"x-request-id": KEY})]
     clients += [client_raising(httpx.ConnectError(f"cannot connect to https://{KEY}@host/")), client_raising(httpx.ReadTimeout(KEY))]
     caught = []
@@ -348,7 +385,8 @@ def leaky_errors() -> list[AIStatsError]:
 def test_key_never_appears_in_errors_or_reprs():
     errors = leaky_errors()
     assert {type(e) for e in errors} == {
-        InvalidRequestError, AuthenticationError, NotFoundError, AIStatsError, RateLimitError, UpstreamUnavailable,
+        InvalidRequestError, AuthenticationError, PaymentRequiredError, PermissionDeniedError, NotFoundError,
+        ConflictError, AIStatsError, RateLimitError, UpstreamUnavailable, NotSupportedError,
     }
     for exc in errors:
         assert KEY not in str(exc) and KEY not in repr(exc) and KEY not in exc.message

@@ -1,0 +1,172 @@
+"""Batch results and file content: streamed rows, and downloads to disk.
+
+``GET /v1/batches/{id}/results`` streams JSONL (the output file's rows, then the error
+file's). The gateway counts every attempt, before the download, against a limit of 10 per
+batch per 30 minutes (then 429 with Retry-After), so: download once with
+``download_results`` and read the file with ``iter_results_file`` as often as needed;
+``stream_results`` spends one attempt per call. While the batch is not terminal the answer
+is 409 (``ResultsNotReady``); without output it is 404. ``GET /v1/files/{id}/content``
+passes a file through, without that limit.
+
+Memory stays bounded: rows are parsed line by line, and a line longer than
+``max_line_bytes`` (or not a JSON object) raises ``ResultsFormatError`` naming its number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any
+
+import httpx
+
+from ..errors import ResultsFormatError
+from ._client import BaseClient
+from ._validate import segment
+
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+RESULTS_ACCEPT = "application/x-ndjson, application/jsonl;q=0.9, */*;q=0.1"
+READ_CHUNK_BYTES = 64 * 1024
+
+
+def _parse_line(line: bytes, number: int) -> dict[str, Any] | None:
+    """Return the row on one line, None for a blank line; raise on anything but an object."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        row = json.loads(line)
+    except ValueError:  # includes UnicodeDecodeError
+        raise ResultsFormatError(f"results line {number} is not valid JSON", reason="results_line_invalid") from None
+    if not isinstance(row, dict):
+        raise ResultsFormatError(f"results line {number} is not a JSON object", reason="results_line_invalid")
+    return row
+
+
+def iter_jsonl(chunks: Iterable[bytes], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[dict[str, Any]]:
+    """Yield the JSON objects of a JSONL byte stream, holding at most one line in memory."""
+    buffer = bytearray()
+    number = 0
+    for chunk in chunks:
+        buffer += chunk
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            number += 1
+            if end - start > max_line_bytes:
+                raise _too_long(number, max_line_bytes)
+            row = _parse_line(bytes(buffer[start:end]), number)
+            start = end + 1
+            if row is not None:
+                yield row
+        del buffer[:start]
+        if len(buffer) > max_line_bytes:
+            raise _too_long(number + 1, max_line_bytes)
+    if buffer:
+        row = _parse_line(bytes(buffer), number + 1)
+        if row is not None:
+            yield row
+
+
+def _too_long(number: int, limit: int) -> ResultsFormatError:
+    return ResultsFormatError(f"results line {number} is longer than {limit} bytes", reason="results_line_too_long")
+
+
+def iter_results_file(path: str | os.PathLike[str], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[dict[str, Any]]:
+    """Yield the rows of a results file saved by ``download_results`` (or any JSONL file)."""
+    with open(path, "rb") as handle:
+        yield from iter_jsonl(iter(lambda: handle.read(READ_CHUNK_BYTES), b""), max_line_bytes)
+
+
+class ResultRows(Iterator[dict[str, Any]]):
+    """The rows of one results response; closes the connection when exhausted, failed or closed.
+
+    Use as a context manager (or call ``close``) when not reading to the end.
+    """
+
+    def __init__(self, response: httpx.Response, rows: Generator[dict[str, Any], None, None]) -> None:
+        self._response = response
+        self._rows = rows
+
+    def __iter__(self) -> ResultRows:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            return next(self._rows)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        self._rows.close()
+        self._response.close()
+
+    def __enter__(self) -> ResultRows:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ResultsMixin(BaseClient):
+    """``stream_results``, ``download_results`` and ``download_file``."""
+
+    def stream_results(self, batch_id: str, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ResultRows:
+        """Return an iterator of a batch's result rows (output rows, then error rows).
+
+        The request is sent now: ``ResultsNotReady`` (409), ``NotFoundError`` (404) and
+        ``RateLimitError`` (429, ``retry_after``) raise here, not at the first row. Each call
+        spends one of the gateway's 10 attempts per batch per 30 minutes; to read the rows
+        more than once, ``download_results`` and then ``iter_results_file``.
+        """
+        response = self._open_stream(_results_path(batch_id), results=True, accept=RESULTS_ACCEPT)
+        return ResultRows(response, iter_jsonl(self._iter_bytes(response), max_line_bytes))
+
+    def download_results(self, batch_id: str, path: str | os.PathLike[str]) -> int:
+        """Save a batch's results JSONL to ``path`` (atomically) and return the bytes written.
+
+        One attempt of the gateway's 10 per batch per 30 minutes: read the file afterwards
+        with ``iter_results_file`` rather than downloading again.
+        """
+        response = self._open_stream(_results_path(batch_id), results=True, accept=RESULTS_ACCEPT)
+        return self._save(response, path)
+
+    def download_file(self, file_id: str, path: str | os.PathLike[str]) -> int:
+        """Save a file's content (e.g. a batch's ``output_file_id``) to ``path`` atomically; return its size."""
+        response = self._open_stream(f"files/{segment(file_id, 'file_id')}/content", results=True, accept="*/*")
+        return self._save(response, path)
+
+    def _save(self, response: httpx.Response, path: str | os.PathLike[str]) -> int:
+        """Stream a body into a temporary file beside ``path``, then rename it into place.
+
+        A reader of ``path`` sees the old file or the whole new one, never a part; a failed
+        download leaves no temporary file behind. The file is created readable by its owner only.
+        """
+        target = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(target))
+        written = 0
+        try:
+            fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in self._iter_bytes(response):
+                        out.write(chunk)
+                        written += len(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(temporary, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
+        finally:
+            response.close()
+        return written
+
+
+def _results_path(batch_id: str) -> str:
+    return f"batches/{segment(batch_id, 'batch_id')}/results"
