@@ -8,27 +8,43 @@ A missing or malformed value raises ``ConfigError`` naming the variable.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
+# The gateway's public API root: the SDK's default and AISTATS_BASE_URL's.
 DEFAULT_BASE_URL = "https://api.phaseo.app/v1"
 MAX_BODY_BYTES = 1024 * 1024
+# Every entry point (CLI, launcher, gunicorn's app, RQ's settings module) exits
+# with this status after a bad setting, so a supervisor can tell it from a crash
+# and stop restarting (launcher/keep.py does).
+EXIT_CONFIG = 2
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+def config_error_message(exc: ConfigError) -> str:
+    """Return the one line (without the program prefix) that reports a bad setting."""
+    return f"configuration error: {exc}"
+
+
+def exit_config_error(exc: ConfigError) -> NoReturn:
+    """Print the bad-setting line on stderr and exit with ``EXIT_CONFIG``, no traceback."""
+    print(f"aistats-hooks: {config_error_message(exc)}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CONFIG) from None
+
+
+def int_setting(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    """Return the whole-number setting ``name`` (``default`` when unset), or raise ``ConfigError`` naming it."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"expected a whole number from {low} to {high}, got {raw!r}") from None
-    if not low <= value <= high:
+    # Digits only: int() would also take "+5", "1_000" or non-ASCII digits.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ConfigError(name, f"expected a whole number from {low} to {high}, got {raw!r}")
-    return value
+    return int(raw)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
@@ -89,25 +105,27 @@ class Settings:
             api_key=env.get("AISTATS_API_KEY", "").strip() or None,
             base_url=_url(env, "AISTATS_BASE_URL", DEFAULT_BASE_URL, ("https", "http")),
             webhook_secrets=secrets,
-            webhook_tolerance=_int(env, "AISTATS_WEBHOOK_TOLERANCE", 300, low=1, high=86400),
+            webhook_tolerance=int_setting(env, "AISTATS_WEBHOOK_TOLERANCE", 300, low=1, high=86400),
             allow_unsigned=_bool(env, "AISTATS_ALLOW_UNSIGNED"),
             public_base_url=_url(env, "PUBLIC_BASE_URL", None, ("https", "http")),
             query_api_token=env.get("QUERY_API_TOKEN", "").strip() or None,
             key_prefix=prefix,
             queue_name=env.get("AISTATS_QUEUE", "").strip() or prefix,
-            max_body_bytes=_int(env, "AISTATS_MAX_BODY_BYTES", MAX_BODY_BYTES, low=1024, high=64 * MAX_BODY_BYTES),
+            max_body_bytes=int_setting(
+                env, "AISTATS_MAX_BODY_BYTES", MAX_BODY_BYTES, low=1024, high=64 * MAX_BODY_BYTES
+            ),
             # Dedupe lives on the event record, so retention must outlast the
             # gateway's 21-minute retry span: an hour is the floor.
-            event_retention=_int(env, "AISTATS_EVENT_RETENTION", 30 * 86400, low=3600, high=366 * 86400),
-            stale_after=_int(env, "AISTATS_STALE_AFTER", 300, low=5, high=86400),
-            upstream_timeout=_int(env, "AISTATS_UPSTREAM_TIMEOUT", 20, low=1, high=600),
+            event_retention=int_setting(env, "AISTATS_EVENT_RETENTION", 30 * 86400, low=3600, high=366 * 86400),
+            stale_after=int_setting(env, "AISTATS_STALE_AFTER", 300, low=5, high=86400),
+            upstream_timeout=int_setting(env, "AISTATS_UPSTREAM_TIMEOUT", 20, low=1, high=600),
             data_dir=env.get("AISTATS_DATA_DIR", "").strip() or ".data",
             metrics_public=_bool(env, "METRICS_PUBLIC"),
             # A follow-up reconcile within this window after a retrieve waits for its end.
-            debounce_ms=_int(env, "AISTATS_DEBOUNCE_MS", 1000, low=0, high=60000),
+            debounce_ms=int_setting(env, "AISTATS_DEBOUNCE_MS", 1000, low=0, high=60000),
             # Once a batch is final, drop the bodies of its superseded snapshots (created, progress).
             compact_events=_bool(env, "AISTATS_COMPACT_EVENTS", default=True),
-            sweep_interval=_int(env, "AISTATS_SWEEP_INTERVAL", 30, low=5, high=3600),
+            sweep_interval=int_setting(env, "AISTATS_SWEEP_INTERVAL", 30, low=5, high=3600),
         )
 
     def replace(self, **changes) -> Settings:

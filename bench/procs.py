@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,12 @@ from pathlib import Path
 
 import httpx
 
+from aistats_hooks.launcher.environ import free_port
+
+__all__ = ["Proc", "descendants", "free_port", "gunicorn", "rq_worker", "sandbox", "service_env", "wait_http"]
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """Return a loopback port free at the time of asking."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def service_env(**values: str) -> dict[str, str]:
@@ -37,26 +33,62 @@ def service_env(**values: str) -> dict[str, str]:
     return env
 
 
-class Proc:
-    """One started process group, its log file and how to stop it."""
+def descendants(pid: int) -> list[int]:
+    """Return the pids below ``pid`` (Linux /proc): RQ's work-horse runs in a session of its own."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
+
+class Proc:
+    """One child process in its own session (process group), its log file and how to stop it.
+
+    ``start`` may be called again after the process exited (chaos restarts
+    workers and Redis); every start appends to the same log, after a header.
+    """
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.argv, self.env = name, argv, env
         self.log_path = log_dir / f"{name}.log"
         n = 1
         while self.log_path.exists():  # one log per process, never a predecessor's lines
             n += 1
             self.log_path = log_dir / f"{name}-{n}.log"
-        self._log = open(self.log_path, "wb")
-        self.popen = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.popen: subprocess.Popen | None = None
+        self.starts = 0
+        self.unexpected_exits = 0  # counted by whoever restarts it (chaos's supervisor)
+
+    def start(self) -> Proc:
+        """Start the process; return self."""
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            log.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.popen = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        self.starts += 1
+        return self
 
     @property
-    def pid(self) -> int:
-        return self.popen.pid
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
 
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return self.popen is not None and self.popen.poll() is None
 
     def log_tail(self, lines: int = 15) -> str:
         """Return the end of the process's log."""
@@ -65,19 +97,43 @@ class Proc:
         except OSError:
             return ""
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-        """Signal the process group this bench started, then wait; kill it if it lingers."""
-        if self.alive():
+    def signal(self, sig: int) -> None:
+        """Signal the process, its group and every descendant (RQ's horse calls setsid)."""
+        if self.popen is None:
+            return
+        for pid in descendants(self.popen.pid):
             try:
-                os.killpg(self.popen.pid, sig)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._log.close()
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM what this started (a stopped one is woken first), SIGKILL what lingers, reap."""
+        if self.popen is None:
+            return
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.signal(signal.SIGKILL)  # stragglers of the group too
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.popen = None
+
+    def kill(self) -> None:
+        """SIGKILL the group and reap it."""
+        self.signal(signal.SIGKILL)
+        if self.popen is not None:
+            self.popen.wait(10)
+            self.popen = None
 
 
 def wait_http(url: str, proc: Proc, timeout: float = 30, ok=(200, 202, 204, 401, 404, 405)) -> None:
@@ -99,7 +155,7 @@ def gunicorn(name: str, app: str, port: int, env: dict[str, str], log_dir: Path,
     """Start ``gunicorn -w N`` (sync workers) serving ``app`` on loopback and wait for it."""
     args = [str(BIN / "gunicorn"), app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
             "--worker-class", "sync", "--preload", "--no-control-socket", "--log-level", "warning"]
-    proc = Proc(name, args, env, log_dir)
+    proc = Proc(name, args, env, log_dir).start()
     wait_http(f"http://127.0.0.1:{port}/healthz", proc)
     return proc
 
@@ -115,7 +171,7 @@ def rq_worker(name: str, queue: str, env: dict[str, str], log_dir: Path, *,
         args.append("--burst")
     else:
         args.append("--with-scheduler")  # as the Procfile: retries and debounced follow-ups need it
-    return Proc(name, args + [queue], env, log_dir)
+    return Proc(name, args + [queue], env, log_dir).start()
 
 
 def sandbox(api_key: str, speed: float, seed: int, env: dict[str, str], log_dir: Path,
@@ -123,7 +179,7 @@ def sandbox(api_key: str, speed: float, seed: int, env: dict[str, str], log_dir:
     """Start the sandbox gateway on a free port; return it and its base URL (…/v1)."""
     args = [sys.executable, "-m", "aistats_hooks.sandbox", "--port", "0", "--api-key", api_key,
             "--speed", f"{speed:g}", "--seed", str(seed), "--delivery-workers", str(delivery_workers)]
-    proc = Proc("sandbox", args, env, log_dir)
+    proc = Proc("sandbox", args, env, log_dir).start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         found = re.search(r"sandbox gateway on (http://\S+/v1)", proc.log_tail(50))

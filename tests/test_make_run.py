@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from aistats_hooks import launcher
+from aistats_hooks.launcher.environ import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # Everything a developer might have exported: the launcher must cope without any of it.
@@ -34,12 +35,6 @@ def fresh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in UNSET and not k.startswith("AISTATS_")}
     env.update(AISTATS_DATA_DIR=str(tmp_path / "data"), **extra)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def alive(pid: int) -> bool:

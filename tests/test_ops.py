@@ -8,7 +8,6 @@ import logging
 import logging.config
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,24 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aistats_hooks import logs, telemetry
+from aistats_hooks.launcher.environ import free_port
 from aistats_hooks.web import create_app, request_log
 from tests.helpers import make_event, signed
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def app(settings, monkeypatch):
-    monkeypatch.delenv("METRICS_PUBLIC", raising=False)
-    return create_app(settings)
-
-
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def scrape(client, token: str | None) -> dict[str, dict[tuple, float]]:
@@ -59,7 +45,7 @@ def test_readyz_ready_with_queue_depth(client, store):
 
 
 def test_readyz_503_when_redis_is_unreachable(settings):
-    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     resp = app.test_client().get("/readyz")
     assert resp.status_code == 503
     assert resp.json["error"] == "not_ready" and resp.json["reason"].startswith("redis: ")
@@ -128,7 +114,7 @@ def test_reconcile_duration_histogram_is_shared_through_redis(client, store, set
 
 
 def test_metrics_503_when_redis_is_down(settings):
-    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     resp = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {settings.query_api_token}"})
     assert resp.status_code == 503
 
@@ -214,7 +200,7 @@ def test_at_info_successes_cost_only_a_level_check(client, captured_info, settin
 
 
 def test_server_errors_log_at_error(settings, captured_info):
-    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{closed_port()}/0"))
+    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     assert app.test_client().get("/readyz").status_code == 503
     [line] = request_lines(captured_info)
     assert line["level"] == "error" and line["status"] == 503 and line["path"] == "/readyz"
@@ -324,7 +310,7 @@ def test_procfile_runs_web_worker_and_cron():
 
 @pytest.mark.parametrize("name", ["worker", "cron", "web"])
 def test_each_process_refuses_a_malformed_setting(name, redis_url):
-    command = procfile()[name].replace("${PORT:-8000}", str(closed_port()))
+    command = procfile()[name].replace("${PORT:-8000}", str(free_port()))
     proc = subprocess.run(
         ["sh", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={

@@ -11,10 +11,9 @@ import click
 from redis.exceptions import RedisError
 
 from .. import logs
-from ..config import Settings
+from ..config import EXIT_CONFIG, Settings, config_error_message
 from ..errors import AIStatsError, ConfigError, HooksError
 
-EXIT_CONFIG = 2
 EXIT_ERROR = 1
 WEBHOOK_PATH = "/webhooks/aistats"
 EVENT_KINDS = ("created", "progress", "completed", "failed", "cancelled", "expired")
@@ -96,7 +95,7 @@ class HooksCLI(click.Group):
         except click.Abort:
             return _fail("aborted", EXIT_ERROR)
         except ConfigError as exc:
-            return _fail(f"configuration error: {exc}", EXIT_CONFIG)
+            return _fail(config_error_message(exc), EXIT_CONFIG)
         except AIStatsError as exc:
             return _fail(f"gateway error ({type(exc).__name__}): {exc}", EXIT_ERROR)
         except RedisError as exc:

@@ -9,8 +9,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..config import Settings
-from ..errors import ConfigError
+from ..config import Settings, int_setting
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = 8000
@@ -22,25 +21,15 @@ GENERATED = {
 }
 
 
-def int_env(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """Return a whole-number setting, or raise ``ConfigError`` naming it."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise ConfigError(name, f"expected a whole number from {low} to {high}, got {raw!r}")
-    return int(raw)
-
-
 def validate(env: Mapping[str, str]) -> tuple[Settings, int]:
     """Check every setting any process will read; return the settings and the port."""
     from .. import logs
 
     settings = Settings.from_env(env)
     logs.level_from_env(env)
-    port = int_env(env, "PORT", DEFAULT_PORT, 1, 65535)
-    int_env(env, "AISTATS_DEMO_BATCHES", 0, 0, 50)
-    int_env(env, "WEB_CONCURRENCY", 2, 1, 64)
+    port = int_setting(env, "PORT", DEFAULT_PORT, low=1, high=65535)
+    int_setting(env, "AISTATS_DEMO_BATCHES", 0, low=0, high=50)
+    int_setting(env, "WEB_CONCURRENCY", 2, low=1, high=64)
     return settings, port
 
 
@@ -55,7 +44,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a port nothing listens on right now."""
+    """Return a port nothing listens on right now (the kernel's pick; the launcher, tests and bench share it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

