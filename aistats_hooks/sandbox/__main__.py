@@ -38,11 +38,28 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str | None) -> di
 @click.option("--slow-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Real seconds a retrieve_slow GET sleeps.")
 @click.option("--log-requests", is_flag=True, help="Print an access-log line per request.")
-def main(port, host, api_key, speed, seed, faults, delivery_workers, slow_seconds, log_requests) -> None:
+@click.option("--poll-seconds", type=click.FloatRange(min=0), default=300.0, show_default=True,
+              help="Simulated seconds between the gateway's provider polls: a terminal webhook waits for the next "
+                   "one (0 sends at once).")
+@click.option("--fast-poll-seconds", type=click.FloatRange(min=0), default=120.0, show_default=True,
+              help="The poll interval once a batch was finalizing or cancelling.")
+@click.option("--batches-disabled", is_flag=True, help="Answer 403 batch_api_feature_flag_disabled to /v1 calls.")
+@click.option("--insufficient-funds", is_flag=True, help="Answer 402 to batch creation.")
+@click.option("--results-unavailable", is_flag=True, help="Answer 503 (Retry-After: 30) to batch results.")
+@click.option("--allow-inline-webhooks", is_flag=True,
+              help="Accept a batch's inline webhook {url, secret} (the gateway refuses it: legacy only).")
+@click.option("--accept-unknown-files", is_flag=True,
+              help="Accept an input_file_id never uploaded, with a made-up size (the gateway answers 404).")
+def main(port, host, api_key, speed, seed, faults, delivery_workers, slow_seconds, log_requests, poll_seconds,
+         fast_poll_seconds, batches_disabled, insufficient_funds, results_unavailable, allow_inline_webhooks,
+         accept_unknown_files) -> None:
     """Run the sandbox AI Stats gateway until interrupted."""
     server = SandboxServer(api_key=api_key, speed=speed, seed=seed, faults=faults, host=host, port=port,
                            delivery_workers=delivery_workers, slow_seconds=slow_seconds,
-                           log_requests=log_requests)
+                           log_requests=log_requests, poll_seconds=poll_seconds, fast_poll_seconds=fast_poll_seconds,
+                           batches_enabled=not batches_disabled, insufficient_funds=insufficient_funds,
+                           results_unavailable=results_unavailable, allow_inline_webhooks=allow_inline_webhooks,
+                           accept_unknown_files=accept_unknown_files)
     try:
         server.start()
     except OSError as exc:

@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import hmac
-import secrets
 from typing import Any
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .state import Gateway
-from .validation import ApiError, invalid, validate_create
+from .endpoint_routes import register_endpoint_routes
+from .errors import ApiError, flat, nested
+from .ids import request_id
+from .shapes import TERMINAL_STATUSES
+from .state import Gateway, clamp_limit
+from .validation import validate_create
 
-MAX_LIST_LIMIT = 100
 
-
-def _authorized(api_key: str) -> bool:
-    """Say whether the request carries ``Bearer <api_key>``."""
+def _auth_failure(api_key: str) -> str | None:
+    """Return why the request is not authorised (the gateway's reasons), or None."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), api_key.encode())
+    if scheme.lower() != "bearer" or not token.strip():
+        return "missing_or_invalid_authorization_header"
+    if not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+        return "key_not_found_or_revoked"
+    return None
 
 
-def _limit(raw: str | None) -> int:
-    """Parse the list ``limit`` query parameter."""
-    if raw is None or raw == "":
-        return 20
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        raise invalid(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}", "invalid_limit")
-    return int(raw)
+def _forbidden(gateway: Gateway) -> ApiError:
+    """The 403 a workspace without the Batch API gets."""
+    return flat("forbidden", "batch_api_feature_flag_disabled",
+                message="The Batch API is currently limited to the enabled Statsig admin segment.",
+                feature_gate="batch_api")
 
 
 def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
@@ -40,15 +43,20 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
 
     @app.before_request
     def authenticate():
-        """Give the request an id, and refuse it without the API key."""
-        g.request_id = "req_" + secrets.token_hex(8)
-        if not _authorized(gateway.api_key):
-            raise ApiError(401, "invalid or missing API key", code="invalid_api_key", type="authentication_error")
+        """Give the request an id, and refuse it without the API key (or the Batch API)."""
+        g.request_id = request_id()
+        reason = _auth_failure(gateway.api_key)
+        if reason:
+            raise flat("unauthorised", reason)
+        g.workspace_id = gateway.workspace_id
+        if not gateway.batches_enabled and request.path.startswith("/v1/"):
+            raise _forbidden(gateway)
 
     @app.after_request
     def tag(response):
         """Put the request id on every response."""
-        response.headers["x-request-id"] = g.get("request_id") or "req_" + secrets.token_hex(8)
+        response.headers["x-request-id"] = g.get("request_id") or request_id()
+        response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     @app.errorhandler(ApiError)
@@ -58,34 +66,47 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        """Render werkzeug's errors (404 route, 405, 413...) as JSON too."""
-        code = (exc.name or "error").lower().replace(" ", "_")
-        kind = "not_found_error" if exc.code == 404 else "invalid_request_error"
-        return jsonify({"error": {"message": exc.description, "type": kind, "code": code}}), exc.code
+        """Render werkzeug's errors (404 route, 405, 413...) in the gateway's shapes too."""
+        if exc.code == 413:
+            refusal = nested(413, "validation_error", reason="payload_too_large")
+        elif exc.code == 404:
+            refusal = flat("not_found", "route_not_found")
+        else:
+            refusal = flat("validation_error", (exc.name or "error").lower().replace(" ", "_"), status=exc.code)
+        return jsonify(refusal.to_dict()), refusal.status
 
     @app.post("/v1/files")
     def upload_file():
         """Store an uploaded JSONL file."""
         upload = request.files.get("file")
         purpose = request.form.get("purpose", "")
-        if upload is None:
-            raise invalid("multipart field 'file' is required", "missing_file")
-        if not purpose:
-            raise invalid("multipart field 'purpose' is required", "missing_purpose")
+        if upload is None or not purpose:
+            raise flat("validation_error", "multipart_required" if upload is None else "missing_purpose")
         return jsonify(gateway.upload_file(upload.filename or "upload.jsonl", purpose, upload.read()))
+
+    @app.get("/v1/files/<file_id>/content")
+    def file_content(file_id: str):
+        """Pass a file's bytes through (no download limit here)."""
+        return Response(gateway.file_content(file_id), mimetype="application/jsonl")
 
     @app.post("/v1/batches")
     def create_batch():
         """Validate and create a batch."""
+        if gateway.insufficient_funds:
+            raise nested(402, "insufficient_funds", reason="insufficient_funds",
+                         message="The wallet cannot cover this batch's reservation.")
         body = request.get_json(silent=True)
-        return jsonify(gateway.create_batch(validate_create(body), g.request_id))
+        req = validate_create(body, endpoint_exists=lambda i: gateway.endpoints.active(i) is not None,
+                              files=gateway.files_view(), allow_inline_webhooks=gateway.allow_inline_webhooks,
+                              accept_unknown_files=gateway.accept_unknown_files)
+        return jsonify(gateway.create_batch(req, g.request_id))
 
     @app.get("/v1/batches")
     def list_batches():
-        """List batches, newest first, with repeated status filters."""
-        return jsonify(gateway.list_batches(
-            request.args.getlist("status"), _limit(request.args.get("limit")), request.args.get("after") or None
-        ))
+        """List batches by update time; ``status`` repeated or ``statuses`` comma-separated."""
+        names = request.args.getlist("status") + [
+            s for s in request.args.get("statuses", "").split(",") if s.strip()]
+        return jsonify(gateway.list_batches(names, clamp_limit(request.args.get("limit"))))
 
     @app.get("/v1/batches/<batch_id>")
     def retrieve_batch(batch_id: str):
@@ -96,6 +117,27 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
     def cancel_batch(batch_id: str):
         """Ask to cancel a batch."""
         return jsonify(gateway.cancel(batch_id))
+
+    @app.get("/v1/batches/<batch_id>/results")
+    def batch_results(batch_id: str):
+        """Stream the output then the error file as JSONL, once the batch is terminal."""
+        batch = gateway.batch(batch_id)
+        if batch.status not in TERMINAL_STATUSES:
+            raise flat("not_ready", "batch_not_terminal", batch_id=batch_id, status=batch.status)
+        files = [f for f in (batch.output_file_id, batch.error_file_id) if f]
+        if not files:
+            raise flat("not_found", "batch_results_unavailable", batch_id=batch_id)
+        wait = gateway.results_limiter.attempt(batch_id)
+        if wait is not None:
+            raise flat("rate_limit_exceeded", "batch_results_rate_limited", status=429,
+                       headers={"Retry-After": str(int(wait + 0.999))}, batch_id=batch_id)
+        if gateway.results_unavailable:
+            raise flat("gateway_error", "batch_results_temporarily_unavailable", status=503,
+                       headers={"Retry-After": "30"}, batch_id=batch_id)
+        content = b"".join(gateway.file_content(f) for f in files)
+        return Response(content, mimetype="application/x-ndjson")
+
+    register_endpoint_routes(app, gateway)
 
     @app.get("/_sandbox/batches/<batch_id>")
     def batch_truth(batch_id: str):

@@ -35,19 +35,20 @@ class Send:
     headers: dict[str, str] | None = field(compare=False, default=None)
 
 
-def delivery_headers(event: Event, attempt: int, body: bytes, *, forge: bool = False) -> dict[str, str]:
-    """Return the PROTOCOL.md headers for one attempt, signed with a fresh timestamp."""
+def delivery_headers(event: Event, attempt: int, body: bytes, secret: str | None, *,
+                     forge: bool = False) -> dict[str, str]:
+    """Return the delivery headers for one attempt, signed with ``secret`` and a fresh timestamp."""
     ids = {"event_id": event.id, "event_type": event.type, "delivery_key": event.key,
            "attempt": attempt, "max_attempts": MAX_ATTEMPTS}
-    if not event.secret:
+    if not secret:
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         headers.update({f"x-phaseo-{name.replace('_', '-')}": str(value) for name, value in ids.items()})
         return headers
     # Real unix seconds: receivers check the timestamp against their real clock.
     timestamp = int(time.time())
-    headers = sign_headers(event.secret, body, timestamp=timestamp, **ids)
+    headers = sign_headers(secret, body, timestamp=timestamp, **ids)
     if forge:
-        headers[SIGNATURE_HEADER] = compute_signature(event.secret + "-not-the-secret", timestamp, body)
+        headers[SIGNATURE_HEADER] = compute_signature(secret + "-not-the-secret", timestamp, body)
     return headers
 
 
@@ -104,7 +105,7 @@ class Deliverer:
                 # What was to follow the terminal event still follows its absence.
                 self._follow(event, now)
                 continue
-            due = now
+            due = now + event.delay
             if event.terminal and "delay" in event.faults:
                 self.stats.incr("faults_injected", "delay")
                 due += DELAY_SECONDS
@@ -153,19 +154,24 @@ class Deliverer:
     def _perform(self, send: Send) -> None:
         """Make one POST, count it, and schedule what follows from it."""
         event, attempt = send.event, send.attempt
+        url, secret = self._target(event)
+        if url is None:
+            # The endpoint was deleted or disabled: the gateway delivers nothing.
+            self.stats.incr("deliveries", "no_endpoint")
+            return
         if send.body is not None and send.headers is not None:
             body, headers = send.body, send.headers
         else:
             body = event.body(attempt)
-            forge = send.kind == "event" and attempt == 1 and "bad_signature" in event.faults and bool(event.secret)
+            forge = send.kind == "event" and attempt == 1 and "bad_signature" in event.faults and bool(secret)
             if forge:
                 self.stats.incr("faults_injected", "bad_signature")
-            headers = delivery_headers(event, attempt, body, forge=forge)
+            headers = delivery_headers(event, attempt, body, secret, forge=forge)
         if send.kind != "event":
             self.stats.incr("faults_injected", send.kind)
         elif event.stale and attempt == 1:
             self.stats.incr("faults_injected", "out_of_order")
-        status, error = self._post(event.url, body, headers)
+        status, error = self._post(url, body, headers)
         ok = status is not None and 200 <= status < 300
         self._count(send.kind, status, ok)
         now = self.clock.now()
@@ -183,6 +189,13 @@ class Deliverer:
                 self._push(now + REPLAY_SECONDS, event, attempt, "replay", body, dict(headers))
         self.gateway.record_attempt(event, attempt, ok=ok, status=status, error=error, retry_at=retry_at,
                                     was_retry=send.kind == "event" and attempt > 1)
+
+    def _target(self, event: Event) -> tuple[str | None, str | None]:
+        """Resolve where and with which secret to send now: the endpoint's current URL and secret."""
+        if event.endpoint_id is None:
+            return event.url, event.secret
+        endpoint = self.gateway.endpoints.active(event.endpoint_id)
+        return (endpoint.url, endpoint.secret) if endpoint is not None else (None, None)
 
     def _after_first(self, event: Event, now: float) -> None:
         """Queue the duplicate and the followers of an event's first attempt."""

@@ -1,4 +1,9 @@
-"""Webhook events: subscriptions, event ids and the delivery envelope."""
+"""Webhook events: what is sent for a batch, event ids and the delivery envelope.
+
+Like the gateway, only ``batch.created`` (when subscribed) and the terminal
+events are sent; an expired batch arrives as ``batch.failed``; there are no
+progress deliveries.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,28 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .batch import Batch
-
 MAX_ATTEMPTS = 4
-EVENT_KINDS = ("created", "progress", "completed", "failed", "cancelled", "expired")
-KNOWN_EVENTS = frozenset(f"{family}.{kind}" for family in ("batch", "job") for kind in EVENT_KINDS)
-DEFAULT_EVENTS = ("job.completed", "job.failed", "job.cancelled", "job.expired")
-TERMINAL_EVENTS = frozenset({"batch.completed", "batch.failed", "batch.cancelled", "batch.expired"})
+MAX_EVENT_ID = 160
+TERMINAL_EVENTS = frozenset({"batch.completed", "batch.failed", "batch.cancelled"})
+# The batch event announcing each final status (expired is delivered as failed).
+TERMINAL_EVENT = {"completed": "batch.completed", "failed": "batch.failed", "expired": "batch.failed",
+                  "cancelled": "batch.cancelled"}
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 def event_id(batch_id: str, delivery_key: str) -> str:
-    """Return the stable event id of a batch's delivery key."""
-    return f"evt_batch_{batch_id}_{_UNSAFE.sub('_', delivery_key)}"
+    """Return the gateway's event id: runs of other characters become one ``_``, at most 160 characters."""
+    return _UNSAFE_RUN.sub("_", "_".join(("evt", "batch", batch_id, delivery_key)))[:MAX_EVENT_ID]
 
 
 def subscribed(events: list[str], event_type: str) -> bool:
     """Say whether ``events`` (batch.* or job.* names) include ``event_type``."""
     kind = event_type.split(".", 1)[1]
-    return event_type in events or f"job.{kind}" in events
-
-
-def progress_bucket(done: int, total: int) -> int:
-    """Return the progress bucket: the percentage floored to 10s, clamped to 10..90."""
-    percent = 100 * done // total if total else 0
-    return min(90, max(10, percent // 10 * 10))
+    names = {event_type, f"job.{kind}"}
+    if kind == "failed":  # an expired batch is announced as failed
+        names |= {"batch.expired", "job.expired"}
+    return bool(names & set(events))
 
 
 @dataclass
@@ -44,12 +45,17 @@ class Event:
     key: str
     created_at: int
     data: dict[str, Any]
-    url: str
-    secret: str | None
+    # The managed endpoint the event goes to; url/secret are resolved at send time.
+    endpoint_id: str | None = None
+    # Only for the legacy inline-webhook knob: a fixed URL and secret.
+    url: str | None = None
+    secret: str | None = None
     faults: frozenset[str] = frozenset()
     # Events to deliver only after this one's first attempt (out_of_order).
     followups: list[Event] = field(default_factory=list)
     stale: bool = False
+    # Simulated seconds before the first attempt (the gateway's provider polling).
+    delay: float = 0.0
 
     @property
     def id(self) -> str:
@@ -59,7 +65,7 @@ class Event:
     @property
     def terminal(self) -> bool:
         """Say whether this event announces the batch's end."""
-        return self.type in TERMINAL_EVENTS
+        return self.type in TERMINAL_EVENTS and not self.stale
 
     def body(self, attempt: int) -> bytes:
         """Serialize the envelope for ``attempt``."""
@@ -71,23 +77,3 @@ class Event:
             "data": self.data,
         }
         return json.dumps(envelope, separators=(",", ":")).encode("utf-8")
-
-
-def batch_event(batch: Batch, event_type: str, key: str, now: float) -> Event | None:
-    """Return the event for the batch's webhook now, or None when it does not subscribe."""
-    hook = batch.webhook
-    if hook is None or not hook.url or not subscribed(hook.events, event_type):
-        return None
-    if event_type == "batch.progress":
-        batch.progress_sent.add(int(key.rsplit(":", 1)[1]))
-    return Event(batch.id, event_type, key, int(now), batch.to_dict(), hook.url, hook.secret, batch.plan.faults)
-
-
-def stale_progress(batch: Batch, now: float) -> Event:
-    """Build the out_of_order fault's progress event: an older snapshot, sent after the end."""
-    # Prefer a bucket never sent, so the stale event's id is new to the receiver.
-    unsent = [b for b in batch.snapshots if b not in batch.progress_sent]
-    bucket = max(unsent or batch.snapshots)
-    hook = batch.webhook
-    return Event(batch.id, "batch.progress", f"batch.progress:{bucket}", int(now), batch.snapshots[bucket],
-                 hook.url, hook.secret, batch.plan.faults, stale=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -39,12 +40,16 @@ class SandboxServer:
         delivery_timeout: float = 10.0,
         tick_seconds: float = TICK_SECONDS,
         log_requests: bool = False,
+        **gateway_options: Any,
     ) -> None:
         self.host = host
         self.port = port
         self.tick_seconds = tick_seconds
         self.log_requests = log_requests
-        self.gateway = Gateway(api_key, speed=speed, seed=seed, faults=faults, slow_seconds=slow_seconds)
+        # gateway_options: poll_seconds, fast_poll_seconds, batches_enabled, insufficient_funds,
+        # results_unavailable, allow_inline_webhooks, accept_unknown_files (see Gateway).
+        self.gateway = Gateway(api_key, speed=speed, seed=seed, faults=faults, slow_seconds=slow_seconds,
+                               **gateway_options)
         self.deliverer = Deliverer(self.gateway, workers=delivery_workers, timeout=delivery_timeout)
         self.gateway.on_events = self.deliverer.submit
         self.app = create_app(self.gateway)

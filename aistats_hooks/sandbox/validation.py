@@ -1,46 +1,31 @@
-"""Refusals the fake gateway answers with, and validation of batch creation."""
+"""Validation of batch creation, in the gateway's order and with its refusals."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from .batch import OUTCOMES
-from .events import DEFAULT_EVENTS, KNOWN_EVENTS
+from .errors import ApiError, flat, validation
 from .faults import parse_fault_names
 
 INPUT_SOURCES = ("input_file_id", "prompts", "items", "requests")
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-class ApiError(Exception):
-    """A request the gateway refuses: rendered as a JSON error with ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str,
-        type: str = "invalid_request_error",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.message = message
-        self.code = code
-        self.type = type
-        self.headers = headers or {}
-        super().__init__(message)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON error body."""
-        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+ENDPOINTS = {
+    "responses": "/v1/responses", "chat/completions": "/v1/chat/completions", "messages": "/v1/messages",
+    "embeddings": "/v1/embeddings", "generatecontent": "/v1/generateContent",
+}
+MAX_METADATA = 16
+# Subscribed events when neither the batch nor the endpoint names any.
+DEFAULT_EVENTS = ("batch.completed", "batch.failed", "batch.cancelled")
 
 
 def invalid(message: str, code: str) -> ApiError:
-    """Return a 400 invalid_request_error."""
-    return ApiError(400, message, code=code)
+    """Return a 400 validation_error with ``code`` as its reason (``message`` kept for humans)."""
+    return validation(code, message=message)
 
 
 @dataclass
@@ -50,61 +35,59 @@ class CreateRequest:
     endpoint: str
     source: str
     input_file_id: str | None
-    inline_total: int | None
+    rows: list[dict[str, Any]]
     completion_window: str
     session_id: str | None
     model: str | None
     metadata: dict[str, Any] | None
-    webhook_url: str | None
-    webhook_events: list[str]
-    webhook_secret: str | None
     webhook_endpoint_id: str | None
-    outcome: str | None
-    duration: float | None
-    faults: frozenset[str]
+    webhook_events: list[str] | None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    outcome: str | None = None
+    duration: float | None = None
+    faults: frozenset[str] = field(default_factory=frozenset)
+    # True for an unknown input file accepted under the lenient knob: the size is made up.
+    made_up_input: bool = False
 
 
-def check_webhook_url(url: Any) -> str:
-    """Return ``url`` if the gateway would deliver to it, else raise a 400."""
-    if not isinstance(url, str) or not url:
-        raise invalid("webhook.url must be a non-empty string", "invalid_webhook_url")
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and parts.hostname in LOCAL_HOSTS:
-        return url
-    raise invalid("webhook.url must be https (http only for localhost)", "invalid_webhook_url")
+def normalize_endpoint(value: Any) -> str | None:
+    """Map ``responses``, ``/v1/responses`` (…) to the gateway's endpoint, or None if unsupported."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    path = value.strip().split("?", 1)[0].rstrip("/").lower()
+    path = path[3:] if path.startswith("/v1") else path
+    return ENDPOINTS.get(path.lstrip("/"))
 
 
-def _optional_str(body: dict, name: str) -> str | None:
-    """Return ``body[name]`` when it is a string or absent, else raise a 400."""
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise invalid(f"{name} must be a string", f"invalid_{name}")
-    return value
-
-
-def _webhook(body: dict) -> tuple[str | None, list[str], str | None, str | None]:
-    """Validate the webhook block: url, events, secret and endpoint id."""
-    endpoint_id = _optional_str(body, "webhook_endpoint_id")
-    hook = body.get("webhook")
+def _webhook(body: dict, allow_inline: bool) -> tuple[str | None, list[str] | None, str | None, str | None]:
+    """Return (endpoint id, events, inline url, inline secret) from ``webhook``/``webhook_endpoint_id``."""
+    raw = body.get("webhook")
+    if raw is not None and not isinstance(raw, dict):
+        raise validation("invalid_batch_webhook")
+    hook = raw if isinstance(raw, dict) else (
+        {"endpoint_id": body["webhook_endpoint_id"]}
+        if isinstance(body.get("webhook_endpoint_id"), str) and body["webhook_endpoint_id"].strip() else None)
     if hook is None:
-        return None, list(DEFAULT_EVENTS), None, endpoint_id
-    if not isinstance(hook, dict):
-        raise invalid("webhook must be an object", "invalid_webhook")
-    url = check_webhook_url(hook.get("url"))
+        return None, None, None, None
+    endpoint_id = hook.get("endpoint_id") or hook.get("endpointId")
     events = hook.get("events")
-    if events is None or events == []:
-        events = list(DEFAULT_EVENTS)
-    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-        raise invalid("webhook.events must be a list of event names", "invalid_webhook_events")
-    unknown = sorted(set(events) - KNOWN_EVENTS)
-    if unknown:
-        raise invalid(f"unknown webhook event {', '.join(unknown)}", "invalid_webhook_events")
-    secret = hook.get("secret")
-    if secret is not None and (not isinstance(secret, str) or not secret):
-        raise invalid("webhook.secret must be a non-empty string", "invalid_webhook_secret")
-    return url, list(events), secret, endpoint_id
+    if events is not None and (not isinstance(events, list) or not all(isinstance(e, str) for e in events)):
+        raise validation("invalid_batch_webhook")
+    if isinstance(endpoint_id, str) and endpoint_id.strip():
+        return endpoint_id.strip(), events or None, None, None
+    if not allow_inline:
+        raise validation(
+            "batch_webhook_endpoint_required",
+            message="Batch webhooks must use a managed webhook_endpoint_id so the signing secret stays "
+                    "encrypted and rotatable.")
+    url = hook.get("url")
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or not parts.hostname or not (
+            parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOCAL_HOSTS)):
+        raise validation("invalid_batch_webhook")
+    secret = hook.get("secret") if isinstance(hook.get("secret"), str) and hook.get("secret") else None
+    return None, events or None, url, secret
 
 
 def _steering(metadata: dict | None) -> tuple[str | None, float | None, frozenset[str]]:
@@ -113,62 +96,86 @@ def _steering(metadata: dict | None) -> tuple[str | None, float | None, frozense
         return None, None, frozenset()
     outcome = metadata.get("sandbox_outcome")
     if outcome is not None and outcome not in OUTCOMES:
-        raise invalid(f"sandbox_outcome must be one of {', '.join(OUTCOMES)}", "invalid_metadata")
+        raise invalid(f"sandbox_outcome must be one of {', '.join(OUTCOMES)}", "invalid_batch_metadata")
     duration = metadata.get("sandbox_duration_s")
     if duration is not None:
         try:
             duration = float(duration)
         except (TypeError, ValueError):
-            raise invalid("sandbox_duration_s must be a number of seconds", "invalid_metadata") from None
+            raise invalid("sandbox_duration_s must be a number of seconds", "invalid_batch_metadata") from None
         if not 0 < duration < 10**9:
-            raise invalid("sandbox_duration_s must be positive", "invalid_metadata")
+            raise invalid("sandbox_duration_s must be positive", "invalid_batch_metadata")
     try:
         faults = parse_fault_names(metadata.get("sandbox_faults"))
     except (ValueError, TypeError) as exc:
-        raise invalid(f"sandbox_faults: {exc}", "invalid_metadata") from None
+        raise invalid(f"sandbox_faults: {exc}", "invalid_batch_metadata") from None
     return outcome, duration, faults
 
 
-def validate_create(body: Any) -> CreateRequest:
-    """Check a POST /v1/batches body like the gateway does, or raise a 400."""
+def file_rows(content: bytes) -> list[dict[str, Any]]:
+    """Parse an uploaded JSONL file's request rows (a line that is not an object counts as ``{}``)."""
+    rows = []
+    for line in content.splitlines():
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = {}
+            rows.append(row if isinstance(row, dict) else {})
+    return rows
+
+
+def validate_create(body: Any, *, endpoint_exists: Callable[[str], bool] = lambda _: True,
+                    files: Mapping[str, dict[str, Any]] | None = None, allow_inline_webhooks: bool = False,
+                    accept_unknown_files: bool = True) -> CreateRequest:
+    """Check a POST /v1/batches body like the gateway does, or raise its refusal."""
     if not isinstance(body, dict):
-        raise invalid("request body must be a JSON object", "invalid_json")
-    endpoint = body.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint.strip():
-        raise invalid("endpoint is required", "missing_endpoint")
+        raise flat("invalid_json")
+    endpoint_id, events, url, secret = _webhook(body, allow_inline_webhooks)
+    if endpoint_id is not None and not endpoint_exists(endpoint_id):
+        raise validation("batch_webhook_endpoint_not_found_or_inactive",
+                         message="The webhook_endpoint_id must reference an active webhook endpoint in this workspace.",
+                         webhook_endpoint_id=endpoint_id)
     given = [name for name in INPUT_SOURCES if body.get(name) is not None]
     if len(given) != 1:
-        raise invalid(f"exactly one of {', '.join(INPUT_SOURCES)} is required", "invalid_input_source")
+        raise validation("batch_input_required" if not given else "batch_input_ambiguous")
     source = given[0]
-    inline_total = None
+    file_id, made_up, rows = None, False, []
     if source == "input_file_id":
-        if not isinstance(body["input_file_id"], str) or not body["input_file_id"]:
-            raise invalid("input_file_id must be a non-empty string", "invalid_input_file_id")
+        file_id = body["input_file_id"]
+        if not isinstance(file_id, str) or not file_id.strip():
+            raise validation("batch_input_required")
+        known = (files or {}).get(file_id)
+        if known is None and not accept_unknown_files:
+            raise flat("not_found", "batch_input_file_not_found_or_not_owned", file_id=file_id)
+        made_up = known is None
+        rows = [] if known is None else list(known["rows"])
+        if known is not None and not rows:
+            raise validation("batch_input_file_empty", file_id=file_id)
     else:
-        rows = body[source]
-        if not isinstance(rows, list) or not rows:
-            raise invalid(f"{source} must be a non-empty list", f"invalid_{source}")
-        inline_total = len(rows)
+        items = body[source]
+        if not isinstance(items, list) or not items:
+            raise validation(f"invalid_{source}")
+        rows = [item if isinstance(item, dict) else {"body": {"input": item}} for item in items]
+    window = body.get("completion_window")
+    window = window.strip() if isinstance(window, str) and window.strip() else "24h"
+    if window != "24h":
+        raise validation("openai_batch_completion_window_unsupported",
+                         message="OpenAI Batch currently supports only a 24h completion window.")
     metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise invalid("metadata must be an object", "invalid_metadata")
-    url, events, secret, endpoint_id = _webhook(body)
+    if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > MAX_METADATA or any(
+            len(k) > 64 or not isinstance(v, str) or len(v) > 512 for k, v in metadata.items())):
+        raise validation("invalid_batch_metadata")
+    endpoint = "/v1/responses" if body.get("endpoint") in (None, "") else normalize_endpoint(body["endpoint"])
+    if endpoint is None:
+        raise validation("batch_endpoint_unsupported")
     outcome, duration, faults = _steering(metadata)
-    path = endpoint.strip()
+    models = [r.get("body", {}).get("model") for r in rows if isinstance(r.get("body"), dict)]
+    model = body.get("model") if isinstance(body.get("model"), str) else next((m for m in models if m), None)
+    session = body.get("session_id")
     return CreateRequest(
-        endpoint=path if path.startswith("/v1/") else "/v1/" + path.lstrip("/"),
-        source=source,
-        input_file_id=body.get("input_file_id"),
-        inline_total=inline_total,
-        completion_window=_optional_str(body, "completion_window") or "24h",
-        session_id=_optional_str(body, "session_id"),
-        model=_optional_str(body, "model") or (metadata or {}).get("model"),
-        metadata=metadata,
-        webhook_url=url,
-        webhook_events=events,
-        webhook_secret=secret,
-        webhook_endpoint_id=endpoint_id,
-        outcome=outcome,
-        duration=duration,
-        faults=faults,
-    )
+        endpoint=endpoint, source=source, input_file_id=file_id, rows=rows, completion_window=window,
+        session_id=session if isinstance(session, str) and session else None,
+        model=model or (metadata or {}).get("model"), metadata=metadata,
+        webhook_endpoint_id=endpoint_id, webhook_events=events, webhook_url=url, webhook_secret=secret,
+        outcome=outcome, duration=duration, faults=faults, made_up_input=made_up)

@@ -27,7 +27,7 @@ def empty_delivery() -> dict[str, Any]:
 
 @dataclass
 class Webhook:
-    """Where and how a batch's events are delivered; ``secret`` never leaves the sandbox."""
+    """Where a batch's events go: a managed endpoint (or, under a legacy knob, an inline URL)."""
 
     url: str | None
     events: list[str]
@@ -44,7 +44,7 @@ class Webhook:
             "endpoint_id": self.endpoint_id,
             "url": self.url,
             "events": list(self.events),
-            "has_secret": bool(self.secret),
+            "has_secret": bool(self.secret or self.endpoint_id),
             "delivery": delivery,
             "attempts": [dict(a) for a in self.attempts],
         }

@@ -1,0 +1,97 @@
+"""HTTP routes of the managed webhook endpoints (/v1/webhook-endpoints), and the test delivery."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+from flask import Flask, jsonify, request
+
+from ..signatures import sign_headers
+from .endpoints import Endpoint
+from .errors import validation
+from .ids import ulid
+
+PREVIEW_CHARS = 500
+TEST_TIMEOUT = 10.0
+
+
+def _int(raw: str | None, default: int) -> int:
+    try:
+        return int(float(raw)) if raw not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def send_test(endpoint: Endpoint, timeout: float = TEST_TIMEOUT) -> dict[str, Any]:
+    """POST a signed test event to the endpoint now; report how it answered."""
+    now = int(time.time())
+    event_id = f"evt_webhook_test_{endpoint.id}_{ulid().lower()}"
+    body = json.dumps({
+        "id": event_id, "type": "webhook.test", "created_at": now,
+        "delivery": {"key": "webhook.test", "attempt": 1, "max_attempts": 1},
+        "data": {"object": "webhook_endpoint", "id": endpoint.id, "url": endpoint.url},
+    }, separators=(",", ":")).encode()
+    headers = sign_headers(endpoint.secret, body, timestamp=now, event_id=event_id, event_type="webhook.test",
+                           delivery_key="webhook.test", attempt=1, max_attempts=1)
+    try:
+        response = httpx.post(endpoint.url, content=body, headers=headers, timeout=timeout, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        return {"ok": False, "status_code": None, "event_id": event_id, "error": f"{type(exc).__name__}: {exc}",
+                "response_body_preview": None}
+    ok = 200 <= response.status_code < 300
+    return {"ok": ok, "status_code": response.status_code, "event_id": event_id,
+            "error": None if ok else f"HTTP {response.status_code}",
+            "response_body_preview": response.text[:PREVIEW_CHARS]}
+
+
+def register_endpoint_routes(app: Flask, gateway) -> None:
+    """Add the webhook-endpoint routes to ``app`` for ``gateway``."""
+    endpoints = gateway.endpoints
+
+    @app.get("/v1/webhook-endpoints")
+    def list_endpoints():
+        """List endpoints, newest first (limit 1-100, offset, include_deleted)."""
+        limit = max(1, min(100, _int(request.args.get("limit"), 100)))
+        rows = endpoints.list(limit, max(0, _int(request.args.get("offset"), 0)),
+                              request.args.get("include_deleted") == "true")
+        return jsonify({"object": "list", "data": [e.public() for e in rows]})
+
+    @app.post("/v1/webhook-endpoints")
+    def create_endpoint():
+        """Create an endpoint; the answer carries its signing_secret, once."""
+        return jsonify(endpoints.create(request.get_json(silent=True)).with_secret()), 201
+
+    @app.get("/v1/webhook-endpoints/<endpoint_id>")
+    def get_endpoint(endpoint_id: str):
+        return jsonify(endpoints.get(endpoint_id).public())
+
+    @app.patch("/v1/webhook-endpoints/<endpoint_id>")
+    def update_endpoint(endpoint_id: str):
+        return jsonify(endpoints.update(endpoint_id, request.get_json(silent=True)).public())
+
+    @app.delete("/v1/webhook-endpoints/<endpoint_id>")
+    def delete_endpoint(endpoint_id: str):
+        return jsonify(endpoints.delete(endpoint_id))
+
+    @app.post("/v1/webhook-endpoints/<endpoint_id>/rotate-secret")
+    def rotate_secret(endpoint_id: str):
+        """Give the endpoint a new secret; deliveries from now on are signed with it."""
+        return jsonify(endpoints.rotate(endpoint_id).with_secret())
+
+    @app.post("/v1/webhook-endpoints/<endpoint_id>/test")
+    def test_endpoint(endpoint_id: str):
+        """Deliver a signed test event to the endpoint and report the answer."""
+        return jsonify(send_test(endpoints.get(endpoint_id)))
+
+    @app.put("/_sandbox/webhook-endpoints/<endpoint_id>/secret")
+    def set_secret(endpoint_id: str):
+        """Sandbox-only knob: set an endpoint's secret to a known value (tools that pre-share one)."""
+        body = request.get_json(silent=True) or {}
+        secret = body.get("secret") if isinstance(body, dict) else None
+        if not isinstance(secret, str) or not secret:
+            raise validation("secret_required")
+        endpoints.rotate(endpoint_id, secret)
+        return jsonify({"ok": True})
