@@ -17,8 +17,10 @@ from . import procs
 from .context import Bench
 from .deliveries import Delivery
 
-ALL_EVENTS = ["batch.created", "batch.progress", "batch.completed", "batch.failed", "batch.cancelled",
-              "batch.expired"]
+ALL_EVENTS = ["batch.created", "batch.completed", "batch.failed", "batch.cancelled"]
+# The sandbox, like the gateway, answers 404 to an input file never uploaded: benches upload this one.
+BENCH_ROWS = b"".join(b'{"custom_id":"r%d","method":"POST","url":"/v1/responses","body":{"model":"openai/gpt-5-mini",'
+                      b'"input":"hello"}}\n' % n for n in range(8))
 
 
 def send_all(url: str, items: Sequence[Delivery], *, threads: int = 8) -> list[tuple[float, int]]:
@@ -37,15 +39,35 @@ def send_all(url: str, items: Sequence[Delivery], *, threads: int = 8) -> list[t
         return list(pool.map(one, items))
 
 
-def create_batches(base_url: str, api_key: str, count: int, *, duration_s: float, webhook: dict | None = None,
+def create_endpoint(base_url: str, api_key: str, url: str, events: Sequence[str] | None = None,
+                    secret: str | None = None) -> dict:
+    """Create a managed webhook endpoint in the sandbox; return it (with its ``signing_secret``).
+
+    ``secret`` pins the endpoint's secret through the sandbox-only knob, for a
+    receiver already started with that secret.
+    """
+    headers = {"Authorization": f"Bearer {api_key}"}
+    body = {"url": url, "name": "bench"} | ({"events": list(events)} if events else {})
+    response = httpx.post(base_url + "/webhook-endpoints", json=body, headers=headers, timeout=30)
+    response.raise_for_status()
+    endpoint = response.json()
+    if secret:
+        sandbox_json(base_url, api_key, f"/_sandbox/webhook-endpoints/{endpoint['id']}/secret", "PUT",
+                     {"secret": secret})
+        endpoint["signing_secret"] = secret
+    return endpoint
+
+
+def create_batches(base_url: str, api_key: str, count: int, *, duration_s: float, endpoint_id: str | None = None,
                    outcome: str = "completed", threads: int = 4) -> list[str]:
-    """Create ``count`` batches in the sandbox; return their ids."""
+    """Create ``count`` batches in the sandbox (webhooks to the managed ``endpoint_id``); return their ids."""
     sdk = AIStats(api_key, base_url)
-    spec = {"endpoint": "/v1/responses", "input_file_id": "file_bench", "completion_window": "24h",
+    file_id = sdk.upload_file(BENCH_ROWS, filename="bench.jsonl")["id"]
+    spec = {"endpoint": "/v1/responses", "input_file_id": file_id, "completion_window": "24h",
             "model": "openai/gpt-5-mini", "session_id": "bench",
-            "metadata": {"sandbox_outcome": outcome, "sandbox_duration_s": duration_s}}
-    if webhook:
-        spec["webhook"] = webhook
+            "metadata": {"sandbox_outcome": outcome, "sandbox_duration_s": str(duration_s)}}
+    if endpoint_id:
+        spec["webhook"] = {"endpoint_id": endpoint_id}
     try:
         with ThreadPoolExecutor(threads) as pool:
             return [b["id"] for b in pool.map(lambda _: sdk.create_batch(spec), range(count))]
@@ -53,10 +75,11 @@ def create_batches(base_url: str, api_key: str, count: int, *, duration_s: float
         sdk.close()
 
 
-def sandbox_json(base_url: str, api_key: str, path: str, method: str = "GET") -> dict:
+def sandbox_json(base_url: str, api_key: str, path: str, method: str = "GET", body: dict | None = None) -> dict:
     """Call a /_sandbox endpoint of the sandbox at ``base_url`` (…/v1)."""
     root = base_url.rsplit("/v1", 1)[0]
-    response = httpx.request(method, root + path, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+    response = httpx.request(method, root + path, headers={"Authorization": f"Bearer {api_key}"}, json=body,
+                             timeout=30)
     response.raise_for_status()
     return response.json()
 

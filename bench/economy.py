@@ -3,7 +3,8 @@
 Storm: ten progress events for each of many in-progress sandbox batches,
 posted as fast as the receiver takes them while two workers reconcile;
 retrieve calls counted by the sandbox. Lifecycles: the sandbox drives real
-10-minute batches (all six event types subscribed) at a high --speed and
+10-minute batches (created and terminal events subscribed, as the
+gateway sends no progress) at a high --speed and
 delivers every event to the receiver; retrieve calls per batch are set
 beside a 5 s polling loop over the same 10 minutes (600 / 5 = 120 calls).
 The lifecycle run also gives Redis memory per tracked batch with its events.
@@ -54,9 +55,11 @@ def _lifecycles(bench: Bench, batches: int, speed: float) -> dict:
     try:
         time.sleep(0.5)
         before = bench.redis.info_memory()
-        hook = {"url": f"http://127.0.0.1:{port}/webhooks/aistats", "events": drive.ALL_EVENTS,
-                "secret": bench.secret}
-        ids = drive.create_batches(base_url, bench.api_key, batches, duration_s=LIFECYCLE_S, webhook=hook)
+        # A managed endpoint, its secret pinned to the one gunicorn already verifies with.
+        endpoint = drive.create_endpoint(base_url, bench.api_key, f"http://127.0.0.1:{port}/webhooks/aistats",
+                                         drive.ALL_EVENTS, secret=bench.secret)
+        ids = drive.create_batches(base_url, bench.api_key, batches, duration_s=LIFECYCLE_S,
+                                   endpoint_id=endpoint["id"])
         drive.wait_final(bench.client(), bench.prefix, ids, timeout=LIFECYCLE_S / speed + 120, interval=0.2)
         deadline = time.monotonic() + 60
         while True:  # every webhook out, every job done

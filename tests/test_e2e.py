@@ -1,12 +1,15 @@
 """End to end over real HTTP: sandbox gateway -> receiver -> RQ worker -> query API.
 
 The sandbox delivers signed webhooks to the Flask app served on a loopback
-port; a stock ``rq worker`` process reconciles through the SDK against the
-sandbox; the query API must then equal the sandbox's truth.
+port through a managed webhook endpoint (the only kind the gateway accepts);
+the receiver verifies with that endpoint's signing secret; a stock ``rq
+worker`` process reconciles through the SDK against the sandbox; the query API
+must then equal the sandbox's truth.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import httpx
@@ -14,18 +17,29 @@ import pytest
 
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.sdk import AIStats
+from aistats_hooks.sync import track_batch
 from aistats_hooks.web import create_app
 from tests.helpers import Served, spawn_worker, wait_for
 
-EVENTS = ["batch.created", "batch.progress", "batch.completed", "batch.failed", "batch.cancelled", "batch.expired"]
+EVENTS = ["batch.created", "batch.completed", "batch.failed", "batch.cancelled"]
+ROWS = b"".join(b'{"custom_id":"e%d","body":{"model":"openai/gpt-5-mini","input":"hi"}}\n' % n for n in range(6))
 
 
 @pytest.fixture
 def stack(settings):
-    """Start the sandbox, the receiver and a worker process; yield handles to all three."""
-    sandbox = SandboxServer(api_key=settings.api_key, speed=600.0, seed=11).start()
+    """Start the sandbox, a managed endpoint, the receiver and a worker process; yield handles to them."""
+    # Short provider polls: terminal webhooks wait for the gateway's next poll.
+    sandbox = SandboxServer(api_key=settings.api_key, speed=600.0, seed=11, poll_seconds=30,
+                            fast_poll_seconds=15).start()
+    auth = {"Authorization": f"Bearer {settings.api_key}"}
+    endpoint = httpx.post(sandbox.base_url + "/webhook-endpoints", headers=auth,
+                          json={"url": "http://127.0.0.1:9/not-yet", "events": EVENTS}).json()
+    settings = dataclasses.replace(settings, webhook_secrets=(endpoint["signing_secret"],))
     app = create_app(settings)
     served = Served(app)
+    moved = httpx.patch(f"{sandbox.base_url}/webhook-endpoints/{endpoint['id']}", headers=auth,
+                        json={"url": served.url + "/webhooks/aistats"})
+    assert moved.status_code == 200 and moved.json()["url"] == served.url + "/webhooks/aistats"
     env = {
         "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
         "AISTATS_BASE_URL": sandbox.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
@@ -34,7 +48,9 @@ def stack(settings):
     worker = spawn_worker(settings.queue_name, env, burst=False)
     sdk = AIStats(settings.api_key, sandbox.base_url)
     query = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {settings.query_api_token}"})
-    yield {"sandbox": sandbox, "app": app, "url": served.url, "sdk": sdk, "query": query}
+    file_id = sdk.upload_file(ROWS, filename="e2e.jsonl")["id"]
+    yield {"sandbox": sandbox, "app": app, "url": served.url, "sdk": sdk, "query": query,
+           "endpoint_id": endpoint["id"], "file_id": file_id}
     worker.terminate()
     worker.wait(10)
     query.close()
@@ -44,16 +60,16 @@ def stack(settings):
 
 
 def create(stack, outcome: str, *, faults: str = "", session: str = "e2e", duration: int = 120, events=EVENTS) -> str:
-    """Create a sandbox batch whose webhooks point at our receiver."""
+    """Create a sandbox batch whose webhooks go to our receiver's managed endpoint."""
     metadata = {"sandbox_outcome": outcome, "sandbox_duration_s": str(duration)}
     if faults:
         metadata["sandbox_faults"] = faults
     batch = stack["sdk"].create_batch({
         "endpoint": "/v1/responses",
-        "input_file_id": "file_e2e",
+        "input_file_id": stack["file_id"],
         "session_id": session,
         "metadata": metadata,
-        "webhook": {"url": stack["url"] + "/webhooks/aistats", "events": events, "secret": "whsec_test_secret"},
+        "webhook": {"endpoint_id": stack["endpoint_id"], "events": events},
     })
     return batch["id"]
 
@@ -108,7 +124,9 @@ def test_every_outcome_reconciles_to_the_truth(stack, settings):
     assert summary["groups"] == [{"key": "e2e", "total_nanos": expected, "total_usd": summary["total_usd"]}]
     for outcome, batch_id in ids.items():
         events = stack["query"].get(f"/batches/{batch_id}/events").json()["data"]
-        assert any(e["type"] == f"batch.{outcome}" for e in events), outcome
+        # The gateway announces an expired batch as batch.failed.
+        announced = "batch.failed" if outcome == "expired" else f"batch.{outcome}"
+        assert any(e["type"] == announced for e in events), outcome
     assert truths[ids["failed"]]["billing"]["state"] == "void"
 
 
@@ -131,7 +149,7 @@ def test_dropped_terminal_delivery_is_recovered_by_the_sweep(stack, settings):
     # Subscribed to the terminal event only, and that delivery is dropped:
     # no webhook ever arrives. The CLI tracks batches it creates; so do we.
     batch_id = create(stack, "completed", faults="drop", session="dropped", events=["batch.completed"])
-    store.track(stack["sdk"].retrieve_batch(batch_id))
+    track_batch(store, stack["sdk"].retrieve_batch(batch_id))
     wait_for(lambda: sandbox_truth(stack, settings, batch_id)["status"] == "completed", timeout=30)
     time.sleep(0.5)
     assert stack["query"].get(f"/batches/{batch_id}").json()["source"] == "tracked"

@@ -1,8 +1,10 @@
 """Legit traffic: batches created in the sandbox, tracked the way the CLI tracks them.
 
 Each batch gets its outcome, duration, subscription and sandbox faults from
-the run's seeded RNG, and the webhook secret in force when it is created
-(the new one after a rotation). Its webhooks go to the tapping proxy.
+the run's seeded RNG. Every batch names one managed webhook endpoint whose
+URL is the tapping proxy; the endpoint's secret is pinned (sandbox-only knob)
+to the stack's old secret, and to the new one at the rotation, so the
+gateway signs every delivery from then on, retries included, with the new one.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import httpx
 from redis.exceptions import RedisError
 
 from aistats_hooks.config import Settings
 from aistats_hooks.sdk import AIStats
 from aistats_hooks.store import Store
+from aistats_hooks.sync import track_batch
 
 from .record import Record
 
-ALL_EVENTS = ["batch.created", "batch.progress", "batch.completed", "batch.failed", "batch.cancelled", "batch.expired"]
+ALL_EVENTS = ["batch.created", "batch.completed", "batch.failed", "batch.cancelled"]
+# Request rows of the uploaded input file (the sandbox answers 404 to a file never uploaded).
+ROWS = b"".join(b'{"custom_id":"c%d","body":{"model":"openai/gpt-5-mini","input":"hi"}}\n' % n for n in range(6))
 OUTCOMES = (("completed", 70), ("failed", 10), ("cancelled", 10), ("expired", 10))
 # Faults the sandbox applies to a batch, steered through its metadata.
 SANDBOX_FAULTS = ("duplicate", "out_of_order", "drop", "bad_signature", "delay", "replay",
@@ -49,7 +55,6 @@ class Creator:
     record: Record
     proxy_url: str
     batches: dict[str, BatchInfo] = field(default_factory=dict)
-    signing_secret: str = ""
     phase: str = "a"
     create_errors: int = 0
     track_retries: int = 0
@@ -62,8 +67,29 @@ class Creator:
         settings = Settings(redis_url=self.stack.redis_url, key_prefix=self.stack.prefix,
                             queue_name=self.stack.prefix, stale_after=self.opts.stale_after)
         self._store = Store(self.stack.redis(), settings)
+        self._sandbox = httpx.Client(base_url=self.stack.sandbox_url,
+                                     headers={"Authorization": f"Bearer {self.stack.api_key}"}, timeout=15)
+        # Every batch's webhooks go through one managed endpoint, as at the gateway.
+        created = self._sandbox.post("/v1/webhook-endpoints", json={
+            "url": self.proxy_url + "/webhooks/aistats", "name": "chaos", "events": ALL_EVENTS})
+        created.raise_for_status()
+        self.endpoint_id = created.json()["id"]
+        self._file_id = self._sdk.upload_file(ROWS, filename="chaos.jsonl")["id"]
+        self._secret = ""
         self.signing_secret = self.stack.old_secret
         self.stop = threading.Event()
+
+    @property
+    def signing_secret(self) -> str:
+        """The endpoint's secret now: the gateway signs every delivery from now on with it."""
+        return self._secret
+
+    @signing_secret.setter
+    def signing_secret(self, secret: str) -> None:
+        # The rotation the run schedules: pin the endpoint's secret to the one the receiver knows.
+        response = self._sandbox.put(f"/_sandbox/webhook-endpoints/{self.endpoint_id}/secret", json={"secret": secret})
+        response.raise_for_status()
+        self._secret = secret
 
     def _plan(self) -> dict:
         o, rng = self.opts, self._rng
@@ -74,10 +100,12 @@ class Creator:
         metadata = {"sandbox_outcome": outcome, "sandbox_duration_s": f"{duration:.1f}"}
         if faults:
             metadata["sandbox_faults"] = ",".join(faults)
-        webhook = {"url": self.proxy_url + "/webhooks/aistats", "secret": self.signing_secret}
+        webhook = {"endpoint_id": self.endpoint_id}
         if events:
             webhook["events"] = events
-        return {"endpoint": "/v1/responses", "input_file_id": "file_chaos", "session_id": f"chaos-{self.phase}",
+        else:  # the terminal-only subscription
+            webhook["events"] = ["batch.completed", "batch.failed", "batch.cancelled"]
+        return {"endpoint": "/v1/responses", "input_file_id": self._file_id, "session_id": f"chaos-{self.phase}",
                 "metadata": metadata, "webhook": webhook}
 
     def _create(self, request: dict) -> None:
@@ -89,16 +117,16 @@ class Creator:
             print(f"chaos: create failed: {type(exc).__name__}: {exc}", flush=True)
             return
         meta = request["metadata"]
-        info = BatchInfo(batch["id"], request["webhook"]["secret"], request["session_id"],
+        info = BatchInfo(batch["id"], self.signing_secret, request["session_id"],
                          [f for f in meta.get("sandbox_faults", "").split(",") if f], time.monotonic())
         with self._lock:
             self.batches[info.id] = info
         self._track(batch)
 
     def _track(self, batch: dict) -> None:
-        """``Store.track`` like ``create-batch`` does; keep it for later while Redis is away."""
+        """``track_batch`` like ``create-batch`` does; keep it for later while Redis is away."""
         try:
-            self._store.track(batch)
+            track_batch(self._store, batch)
             self.batches[batch["id"]].tracked = True
         except RedisError:
             with self._lock:
@@ -135,3 +163,4 @@ class Creator:
 
     def close(self) -> None:
         self._sdk.close()
+        self._sandbox.close()
