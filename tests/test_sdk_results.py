@@ -12,7 +12,14 @@ import os
 
 import pytest
 
-from aistats_hooks.errors import NotFoundError, RateLimitError, ResultsFormatError, ResultsNotReady, UpstreamUnavailable
+from aistats_hooks.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitError,
+    ResultsFormatError,
+    ResultsNotReady,
+    UpstreamUnavailable,
+)
 from aistats_hooks.sdk import AIStats, iter_jsonl, iter_results_file
 from tests.sdk_stub import Reply, StubGateway
 
@@ -117,6 +124,13 @@ def test_an_endless_line_stops_at_the_limit(client):
     with pytest.raises(ResultsFormatError, match="line 1 is longer than 100000 bytes") as long:
         list(client.stream_results("batch_endless", max_line_bytes=100_000))
     assert long.value.reason == "results_line_too_long"
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True, None])
+def test_a_bad_line_limit_is_refused_before_spending_a_download(client, gateway, limit):
+    with pytest.raises(InvalidRequestError, match="max_line_bytes"):
+        client.stream_results("batch_done", max_line_bytes=limit)
+    assert gateway.seen == []
 
 
 def test_download_results_once_then_read_the_file(client, gateway, tmp_path):

@@ -25,7 +25,7 @@ import httpx
 
 from ..errors import ResultsFormatError
 from ._client import BaseClient
-from ._validate import segment
+from ._validate import refuse, segment
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 RESULTS_ACCEPT = "application/x-ndjson, application/jsonl;q=0.9, */*;q=0.1"
@@ -76,6 +76,7 @@ def _too_long(number: int, limit: int) -> ResultsFormatError:
 
 def iter_results_file(path: str | os.PathLike[str], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[dict[str, Any]]:
     """Yield the rows of a results file saved by ``download_results`` (or any JSONL file)."""
+    _check_limit(max_line_bytes)
     with open(path, "rb") as handle:
         yield from iter_jsonl(iter(lambda: handle.read(READ_CHUNK_BYTES), b""), max_line_bytes)
 
@@ -123,6 +124,7 @@ class ResultsMixin(BaseClient):
         spends one of the gateway's 10 attempts per batch per 30 minutes; to read the rows
         more than once, ``download_results`` and then ``iter_results_file``.
         """
+        _check_limit(max_line_bytes)  # before the request: a refused call must not spend an attempt
         response = self._open_stream(_results_path(batch_id), results=True, accept=RESULTS_ACCEPT)
         return ResultRows(response, iter_jsonl(self._iter_bytes(response), max_line_bytes))
 
@@ -166,6 +168,11 @@ class ResultsMixin(BaseClient):
         finally:
             response.close()
         return written
+
+
+def _check_limit(max_line_bytes: object) -> None:
+    if isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int) or max_line_bytes < 1:
+        refuse(f"max_line_bytes must be a positive whole number, got {max_line_bytes!r}", "invalid_max_line_bytes")
 
 
 def _results_path(batch_id: str) -> str:
