@@ -123,7 +123,7 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
         """Stream the output then the error file as JSONL, once the batch is terminal."""
         batch = gateway.batch(batch_id)
         if batch.status not in TERMINAL_STATUSES:
-            raise flat("not_ready", "batch_not_terminal", batch_id=batch_id, status=batch.status)
+            raise flat("not_ready", "batch_not_terminal", batch_id=batch_id, batch_status=batch.status)
         files = [f for f in (batch.output_file_id, batch.error_file_id) if f]
         if not files:
             raise flat("not_found", "batch_results_unavailable", batch_id=batch_id)

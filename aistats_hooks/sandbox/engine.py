@@ -62,10 +62,11 @@ class Engine:
             batch.move("in_progress", now)
         if batch.status == "in_progress" and plan.cancel_at is not None and now >= plan.cancel_at:
             begin_cancel(batch, now)
+        if batch.status == "in_progress" and plan.finalize_at is not None and now >= plan.finalize_at:
+            # Even when the clock skipped past it, a completing batch passes through finalizing.
+            begin_finalizing(batch, min(now, plan.end_at))
         if now >= plan.end_at:
             return self._finish(batch, now)
-        if batch.status == "in_progress" and plan.finalize_at is not None and now >= plan.finalize_at:
-            begin_finalizing(batch, now)
         if batch.status != "in_progress":
             self._schedule(batch, plan.end_at)
             return []

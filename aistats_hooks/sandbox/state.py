@@ -218,7 +218,7 @@ class Gateway(Engine):
             try:
                 batch = self._get(batch_id)
                 if batch.terminal or batch.status == "finalizing":
-                    raise flat("validation_error", "batch_not_cancellable", status=batch.status)
+                    raise flat("validation_error", "batch_not_cancellable", batch_status=batch.status, status=409)
                 if batch.status != "cancelling":
                     batch.plan.end_at = min(batch.plan.end_at, now + CANCEL_SECONDS)
                     batch.plan.finalize_at = None
