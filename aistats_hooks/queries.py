@@ -11,6 +11,8 @@ from datetime import date, timedelta
 
 from .reconcile import BatchStatus, nanos_to_usd
 from .store import Store
+from .store.ledger import Ledger
+from .store.records import Records
 
 GROUPS = ("day", "session_id", "model", "provider")
 MAX_LIMIT = 500
@@ -41,23 +43,17 @@ def list_batches(
     cursor: str | None = None,
 ) -> dict:
     """Return a page of records, newest first, and the cursor of the next page."""
-    if session_id:
-        index = store.key("idx", "session", session_id)
-    elif model:
-        index = store.key("idx", "model", model)
-    elif status:
-        index = store.key("idx", "status", BatchStatus(status).value)
-    else:
-        index = store.key("idx", "all")
-    offset = _offset_after(store, index, cursor) if cursor else 0
+    records = store.records
+    index = records.index_key(status=BatchStatus(status).value if status else None, session_id=session_id,
+                              model=model)
+    offset = _offset_after(records, index, cursor) if cursor else 0
     page: list[tuple[int, str, dict]] = []
     step = limit + 1
     for _ in range(20):  # bounded work when filters are sparse
-        chunk = store.redis.zrevrange(index, offset, offset + step - 1, withscores=True)
-        records = store.get_many([store._str(m) for m, _ in chunk])
-        for (member, score), record in zip(chunk, records):
+        chunk = records.newest(index, offset, step)
+        for (batch_id, score), record in zip(chunk, records.get_many([b for b, _ in chunk])):
             if record is not None and _matches(record, status, session_id, model):
-                page.append((int(score), store._str(member), record))
+                page.append((score, batch_id, record))
         offset += len(chunk)
         if len(page) > limit or len(chunk) < step:
             break
@@ -68,14 +64,14 @@ def list_batches(
     return {"data": [record for _, _, record in page], "next_cursor": next_cursor}
 
 
-def _offset_after(store: Store, index: str, cursor: str) -> int:
+def _offset_after(records: Records, index: str, cursor: str) -> int:
     """Return the index position just after the cursor's row."""
     score, member = decode_cursor(cursor)
-    rank = store.redis.zrevrank(index, member)
+    rank = records.position(index, member)
     if rank is not None:
         return rank + 1
     # The row left this index (its status changed): resume at its score.
-    return store.redis.zcount(index, f"({score}", "+inf")
+    return records.count_newer(index, score)
 
 
 def _matches(record: dict, status: str | None, session_id: str | None, model: str | None) -> bool:
@@ -90,27 +86,14 @@ def billing_summary(store: Store, group_by: str, since: date | None = None, unti
     """Return ledger totals grouped by ``group_by`` between ``since`` and ``until`` (inclusive days)."""
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
-    totals: dict[str, int] = {}
+    ledger = store.ledger
     if since is None and until is None:
-        for key, value in store.redis.hgetall(store.key("ledger", group_by)).items():
-            totals[store._str(key)] = int(value)
+        totals = ledger.by(group_by)
     else:
-        start = since or _first_day(store, until)
+        start = since or _first_day(ledger, until)
         end = until or date.today() + timedelta(days=1)
         days = [(start + timedelta(days=i)).isoformat() for i in range(min((end - start).days + 1, MAX_DAYS))]
-        pipe = store.redis.pipeline(transaction=False)
-        if group_by == "day":
-            pipe.hmget(store.key("ledger", "day"), days) if days else None
-        else:
-            for day in days:
-                pipe.hgetall(store.key("ledger", group_by, day))
-        results = pipe.execute() if days else []
-        if group_by == "day" and results:
-            totals = {d: int(v) for d, v in zip(days, results[0]) if v is not None}
-        else:
-            for part in results:
-                for key, value in part.items():
-                    totals[store._str(key)] = totals.get(store._str(key), 0) + int(value)
+        totals = ledger.by_on_days(group_by, days)
     groups = [
         {"key": key, "total_nanos": nanos, "total_usd": nanos_to_usd(nanos)}
         for key, nanos in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]) if group_by != "day" else (kv[0],))
@@ -128,8 +111,8 @@ def billing_summary(store: Store, group_by: str, since: date | None = None, unti
     }
 
 
-def _first_day(store: Store, until: date | None) -> date:
-    days = sorted(store._str(d) for d in store.redis.hkeys(store.key("ledger", "day")) if store._str(d)[:1].isdigit())
+def _first_day(ledger: Ledger, until: date | None) -> date:
+    days = ledger.days()
     try:
         return date.fromisoformat(days[0]) if days else (until or date.today())
     except ValueError:

@@ -1,21 +1,23 @@
-"""The RQ side of the pipeline: the queue, and reconcile jobs ready to enqueue from Lua.
+"""The RQ side of the pipeline: the queue, and reconcile jobs our Lua scripts enqueue.
 
 The receiver queues jobs from inside a Lua script (one atomic step with the
-event record). A ``JobTemplate`` is built once from RQ's own ``Job``: the
-fields every reconcile job shares are baked into the script text, and each
-enqueue passes only what differs (id, time, the serialized call). A test
-checks the result against ``Job.to_dict()`` so an RQ upgrade cannot drift.
+event record), so the script must write exactly what RQ's own
+``Queue.enqueue_job`` / ``Queue.schedule_job`` would. Nothing here restates
+RQ: ``RQContract`` reads every key name and status from RQ's classes at start,
+and ``RQContract.new_job`` builds each job through ``Queue.create_job`` and
+serializes it with ``Job.to_dict()`` (RQ's own encoding of ``data``).
+``tests/test_queueing.py`` diffs what the scripts write against RQ's own
+enqueue in a real Redis, so an RQ upgrade that changes it fails a test.
 """
 
 from __future__ import annotations
 
 import uuid
-import zlib
-from datetime import datetime, timezone
+from dataclasses import dataclass
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.utils import utcformat
 
 from .config import Settings
@@ -28,7 +30,9 @@ JOB_TIMEOUT = 120
 # saves tens of KB of Redis per batch under load.
 RESULT_TTL = 0
 FAILURE_TTL = 7 * 86400
-VARYING = ("created_at", "enqueued_at", "data", "description", "status")
+# Fields the script sets itself: the status it decides (queued or scheduled),
+# and enqueued_at, which RQ writes only when it queues (not when it schedules).
+SCRIPT_SET = ("status", "enqueued_at")
 
 
 def make_queue(redis: Redis, settings: Settings) -> Queue:
@@ -55,32 +59,39 @@ def reconcile_job(queue: Queue, batch_id: str, job_id: str | None = None) -> Job
     )
 
 
-class JobTemplate:
-    """The hash fields of reconcile jobs: constant ones once, varying ones per enqueue."""
+@dataclass(frozen=True)
+class NewJob:
+    """One reconcile job, serialized by RQ, ready for a script to write."""
+
+    id: str
+    key: str
+    fields: list  # flat [name, value, ...]: RQ's to_dict() without SCRIPT_SET
+    enqueued_at: str  # RQ's timestamp format; written only if the job is queued
+
+
+class RQContract:
+    """The RQ names and encodings our scripts use, all taken from RQ's own classes."""
 
     def __init__(self, queue: Queue) -> None:
-        job = reconcile_job(queue, "template")
-        job.origin = queue.name
-        self.serializer = job.serializer
-        self.constant = [
-            (key, value if isinstance(value, str) else str(value))
-            for key, value in job.to_dict().items()
-            if key not in VARYING and value is not None and value != ""
-        ]
+        self.queue = queue
+        self.job_class: type[Job] = queue.job_class
+        self.job_key_prefix: str = queue.job_class.redis_job_namespace_prefix
+        self.queue_key: str = queue.key
+        self.queues_key: str = queue.redis_queues_keys  # the set `rq info` lists queues from
+        self.scheduled_key: str = queue.scheduled_job_registry.key
+        self.queued: str = JobStatus.QUEUED.value
+        self.scheduled: str = JobStatus.SCHEDULED.value
 
-    def lua_fields(self) -> str:
-        """Return the constant fields as the items of a Lua table constructor."""
-        return ", ".join(f"{_lua(k)}, {_lua(v)}" for k, v in self.constant)
+    def job_key(self, job_id: str) -> str:
+        """Return the key of job ``job_id``'s hash."""
+        return self.job_class.key_for(job_id)
 
-    def varying(self, batch_id: str) -> list:
-        """Return created_at, data and description of a new job for ``batch_id``."""
-        stamp = utcformat(datetime.now(timezone.utc))
-        data = zlib.compress(self.serializer.dumps((RECONCILE_FUNC, None, (batch_id,), {})))
-        return [stamp, data, f"reconcile {batch_id}"]
-
-
-def _lua(text: str) -> str:
-    """Quote ``text`` as a Lua string literal."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-    return f'"{escaped}"'
-
+    def new_job(self, batch_id: str, job_id: str) -> NewJob:
+        """Build the reconcile job of ``batch_id`` through RQ, serialized as RQ saves it."""
+        job = reconcile_job(self.queue, batch_id, job_id)
+        job.origin = self.queue.name  # what enqueue_job and schedule_job set before saving
+        fields: list = []
+        for name, value in job.to_dict().items():
+            if name not in SCRIPT_SET:
+                fields += (name, value)
+        return NewJob(job.id, self.job_key(job.id), fields, utcformat(job.created_at))

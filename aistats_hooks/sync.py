@@ -18,12 +18,13 @@ from enum import Enum
 from .errors import AIStatsError, NotFoundError
 from .reconcile import BatchStatus, Source, is_final, iso, merge
 from .sdk import AIStats
-from .store import Begun, Store
+from .store import BatchLocked, Begun, Store
 
 log = logging.getLogger("aistats_hooks.sync")
 # Seconds a run waits for another worker's run of the same batch before
 # handing over to a follow-up job (which the lock holder's events also queue).
 LOCK_WAIT = 2.0
+TRACK_WAIT = 10.0  # seconds create-batch waits for a reconcile of the new batch to end
 TERMINAL_EVENT_TYPES = {f"{family}.{kind}" for family in ("batch", "job")
                         for kind in ("completed", "failed", "cancelled", "canceled", "expired")}
 
@@ -90,6 +91,25 @@ def apply_fallback(store: Store, batch_id: str) -> Outcome:
     store.commit(batch_id, record, token=token)
     log.warning("applied webhook payload as fallback", extra={"batch_id": batch_id})
     return Outcome.FALLBACK
+
+
+def track_batch(store: Store, batch: dict) -> dict:
+    """Record a batch we created ourselves, before any webhook arrives; return its record.
+
+    Under the batch's lock, like a reconcile: a worker's retrieved state
+    that lands meanwhile is merged into, never overwritten.
+    """
+    token = uuid.uuid4().hex
+    begun = store.begin(batch["id"], "", token, retrieving=False, wait=TRACK_WAIT)
+    if begun is None:
+        raise BatchLocked(f"batch {batch['id']} stayed locked")
+    previous = begun.record
+    record = merge(previous, batch, source=Source.TRACKED)
+    record.setdefault("tracked_at", time.time())
+    if previous is None or previous.get("source") == Source.TRACKED.value:
+        record["source"] = Source.TRACKED.value
+    store.commit(batch["id"], record, token=token)
+    return record
 
 
 def _stamp(record: dict, begun: Begun) -> None:

@@ -178,7 +178,7 @@ def test_acknowledged_batch_is_visible_to_the_sweep_even_if_its_job_is_lost(clie
     body, headers = signed(make_event("batch_lost"))
     assert post(client, body, headers).status_code == 202
     # A worker SIGKILLed before saving anything: the job and its slot are gone.
-    store.redis.delete(store.queue.key, store.key("pending", "batch_lost"))
+    store.redis.delete(store.queue.key, store.keys.pending("batch_lost"))
     assert "batch_lost" in store.due_for_sweep(time.time() + 1)
 
 
@@ -187,7 +187,7 @@ def test_a_slot_left_by_a_killed_job_does_not_block_new_work(client, store):
     assert post(client, body, headers).json["job"] == "queued"
     # The worker marked the job started, then died before freeing the slot.
     (job_id,) = store.queue.job_ids
-    store.redis.hset(f"rq:job:{job_id}", "status", "started")
+    store.redis.hset(store.rq.job_key(job_id), "status", "started")
     store.redis.delete(store.queue.key)
     body, headers = signed(make_event("batch_k", "batch.progress", key="batch.progress:90"))
     assert post(client, body, headers).json["job"] == "queued"
@@ -196,16 +196,16 @@ def test_a_slot_left_by_a_killed_job_does_not_block_new_work(client, store):
 
 
 def test_a_scheduled_follow_up_whose_scheduler_died_is_replaced(client, store):
-    store.redis.set(store.key("recent", "batch_s"), "1", px=60_000)  # a retrieve just happened
+    store.redis.set(store.keys.recent("batch_s"), "1", px=60_000)  # a retrieve just happened
     body, headers = signed(make_event("batch_s"))
     assert post(client, body, headers).json["job"] == "queued"
-    (late,) = store.redis.zrange(store.scheduled_key, 0, -1)
+    (late,) = store.redis.zrange(store.rq.scheduled_key, 0, -1)
     assert store.queue.count == 0
     # No scheduler moved it, and its time is long past.
-    store.redis.zadd(store.scheduled_key, {late: int(time.time()) - 60})
+    store.redis.zadd(store.rq.scheduled_key, {late: int(time.time()) - 60})
     body, headers = signed(make_event("batch_s", "batch.progress", key="batch.progress:90"))
     assert post(client, body, headers).json["job"] == "queued"
-    assert store.queue.count == 1 and store.redis.zcard(store.scheduled_key) == 0
+    assert store.queue.count == 1 and store.redis.zcard(store.rq.scheduled_key) == 0
 
 
 def test_the_sweep_replaces_a_job_waiting_longer_than_its_period(client, store):
@@ -214,7 +214,7 @@ def test_the_sweep_replaces_a_job_waiting_longer_than_its_period(client, store):
     # The job sits in a dead worker's hands with status 'queued'.
     store.redis.lpop(store.queue.key)
     assert store.request_reconcile("batch_w") == "coalesced"
-    store.redis.expire(store.key("pending", "batch_w"), 900 - 60)  # it has waited a minute
+    store.redis.expire(store.keys.pending("batch_w"), 900 - 60)  # it has waited a minute
     assert store.request_reconcile("batch_w", max_pending_age=30) == "queued"
     assert store.queue.count == 1
 

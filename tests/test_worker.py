@@ -11,7 +11,7 @@ import pytest
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry
 
 from aistats_hooks.store import Store
-from aistats_hooks.sync import Outcome, sync_batch
+from aistats_hooks.sync import Outcome, sync_batch, track_batch
 from aistats_hooks.web import create_app
 from tests.helpers import make_event, run_worker, signed, spawn_worker
 from tests.upstream import Upstream
@@ -67,7 +67,7 @@ def test_delivery_is_reconciled_from_retrieve(app, store, upstream):
     assert record["last_event"]["id"] == "evt_batch_b1_batch_progress_50"
     assert store.events("b1")[0]["outcome"] == "reconciled"
     assert upstream.calls["b1"] == 1
-    assert store.redis.hget(store.key("m", "reconcile_seconds"), "count") == b"1"  # for /metrics
+    assert store.redis.hget(store.keys.counters("reconcile_seconds"), "count") == b"1"  # for /metrics
 
 
 def test_final_batch_skips_the_upstream_call(app, store, upstream):
@@ -200,7 +200,7 @@ def test_two_workers_never_reconcile_one_batch_at_once(app, store, upstream, set
         assert worker.returncode == 0, output
     assert upstream.calls["b7"] == 4
     assert upstream.max_active == 1
-    assert store.redis.get(store.key("ledger", "total")) == b"20250"
+    assert store.ledger.total() == 20250
     assert FinishedJobRegistry(queue=store.queue).count == 4
 
 
@@ -211,16 +211,16 @@ def test_concurrent_saves_never_double_count(app, store):
 
     def save_many():
         for _ in range(25):
-            store.save(record, store.get("b8"))
+            store.save(record)
 
     threads = [threading.Thread(target=save_many) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert int(store.redis.get(store.key("ledger", "total"))) == 20250
+    assert store.ledger.total() == 20250
     day = datetime(2026, 6, 17).date().isoformat()
-    assert int(store.redis.hget(store.key("ledger", "day"), day)) == 20250
+    assert store.ledger.by("day")[day] == 20250
 
 
 def test_rereconcile_adds_only_the_difference(app, store):
@@ -232,9 +232,9 @@ def test_rereconcile_adds_only_the_difference(app, store):
     corrected["billing"] = dict(corrected["billing"], total_nanos=30000)
     corrected["updated_at"] = "2026-06-17T16:10:00.000Z"
     second = merge(first, corrected)
-    store.save(second, first)
-    assert int(store.redis.get(store.key("ledger", "total"))) == 30000
-    assert int(store.redis.hget(store.key("ledger", "model"), "openai/gpt-5-mini")) == 30000
+    store.save(second)
+    assert store.ledger.total() == 30000
+    assert store.ledger.by("model")["openai/gpt-5-mini"] == 30000
 
 
 def test_final_batch_keeps_its_terminal_body_and_drops_superseded_ones(app, store, upstream):
@@ -261,7 +261,7 @@ def test_tracking_never_overwrites_retrieved_state(app, store, upstream):
     deliver(app, make_event("b12"))
     run_worker(store)
     # The CLI's create-batch tracks the creation snapshot, after the webhook won the race.
-    store.track(make_event("b12", status="validating", updated_at="2026-06-17T15:59:00.000Z")["data"])
+    track_batch(store, make_event("b12", status="validating", updated_at="2026-06-17T15:59:00.000Z")["data"])
     record = store.get("b12")
     assert record["status"] == "completed" and record["source"] == "retrieve"
-    assert store.redis.get(store.key("lock", "b12")) is None  # tracking releases the lock it takes
+    assert store.redis.get(store.keys.lock("b12")) is None  # tracking releases the lock it takes

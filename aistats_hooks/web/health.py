@@ -23,7 +23,7 @@ def readyz():
     store = get_store()
     try:
         store.redis.ping()
-        probe = store.key("readyz")
+        probe = store.keys.readiness_probe
         store.redis.set(probe, "1", ex=10)
         depth = store.queue.count
     except RedisError as exc:

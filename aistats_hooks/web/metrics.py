@@ -72,16 +72,16 @@ class StoreCollector(Collector):
         statuses = [s.value for s in BatchStatus]
         pipe = redis.pipeline(transaction=False)
         for name in ("deliveries", "rejected", "upstream", "sweep", HISTOGRAM_KEY):
-            pipe.hgetall(store.key("m", name))
+            pipe.hgetall(store.keys.counters(name))
         pipe.llen(queue.key)
         pipe.zcard(ScheduledJobRegistry(queue=queue).key)
         pipe.zcard(StartedJobRegistry(queue=queue).key)
         pipe.zcard(FailedJobRegistry(queue=queue).key)
-        pipe.zcard(store.key("open"))
+        pipe.zcard(store.keys.open)
         for status in statuses:
-            pipe.zcard(store.key("idx", "status", status))
-        pipe.get(store.key("ledger", "total"))
-        pipe.hgetall(store.key("ledger", "provider"))
+            pipe.zcard(store.keys.index("status", status))
+        pipe.get(store.keys.ledger_total)
+        pipe.hgetall(store.keys.ledger("provider"))
         values = pipe.execute()
         out = dict(zip(("deliveries", "rejected", "upstream", "sweep", "histogram"), values[:5]))
         out["queued"], out["scheduled"], out["started"], out["failed"], out["open"] = values[5:10]

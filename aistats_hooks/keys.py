@@ -1,0 +1,117 @@
+"""Every Redis key of aistats-hooks, named in one place (``{p}`` is the key prefix).
+
+Per batch::
+
+    {p}:ev:{batch_id}       hash   event field -> packed headers + raw body (dedupe, audit), TTL = retention
+    {p}:eo:{batch_id}       hash   event field -> "outcome:received_ms" (+ "{field}#d": duplicates seen)
+    {p}:b:{batch_id}        hash   doc (the packed record JSON), status, final ("1"/"0"), session, model
+    {p}:pending:{batch_id}  string id of the batch's queued (or scheduled), not yet started job
+    {p}:recent:{batch_id}   string set for AISTATS_DEBOUNCE_MS when a worker retrieves the batch
+    {p}:lock:{batch_id}     string a worker's token while it reconciles the batch
+
+Shared::
+
+    {p}:open                        zset  batches not final, by last reconcile time (the sweep reads it)
+    {p}:idx:all                     zset  every record, by created time (the query API)
+    {p}:idx:{status|session|model}:{value}   zsets of one status, session or model, by created time
+    {p}:ledger:contrib              hash  batch -> its ledger contribution "nanos|day|session|model|provider"
+    {p}:ledger:total                string nanos of every batch
+    {p}:ledger:day                  hash  day -> nanos
+    {p}:ledger:{group}[:{day}]      hash  session_id / model / provider -> nanos (overall, or of one day)
+    {p}:m:{name}                    hash  counters shared by every process (metrics)
+    {p}:readyz                      string written by the readiness probe
+
+RQ's own keys (job hashes, the queue, its registries, ``rq:queues``) are not
+named here: ``queueing.RQContract`` takes them from RQ's classes.
+
+COMMIT (``store.commit``) derives the index and ledger keys inside Lua from
+the prefix, because which indexes a record leaves is only known once the
+script has read it; ``INDEX_NAMES`` and ``LEDGER_GROUPS`` are the shapes it
+uses, and ``tests/test_store_keys.py`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Record field -> index name (``{p}:idx:{name}:{value}``), as COMMIT writes them.
+INDEX_NAMES = {"status": "status", "session_id": "session", "model": "model"}
+# Ledger groups with one hash each (``{p}:ledger:{group}``); "day" is ``{p}:ledger:day``.
+LEDGER_GROUPS = ("session_id", "model", "provider")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builders for one key prefix."""
+
+    prefix: str
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # -- per batch ------------------------------------------------------------
+    def events(self, batch_id: str) -> str:
+        """The batch's stored deliveries (see ``eventlog``)."""
+        return self._key("ev", batch_id)
+
+    def outcomes(self, batch_id: str) -> str:
+        """The batch's delivery outcomes and duplicate counts."""
+        return self._key("eo", batch_id)
+
+    def record(self, batch_id: str) -> str:
+        """The batch's reconciled record."""
+        return self._key("b", batch_id)
+
+    def pending(self, batch_id: str) -> str:
+        """The id of the batch's waiting reconcile job (the coalescing slot)."""
+        return self._key("pending", batch_id)
+
+    def recent(self, batch_id: str) -> str:
+        """Set while the batch's debounce window runs."""
+        return self._key("recent", batch_id)
+
+    def lock(self, batch_id: str) -> str:
+        """A worker's token while it reconciles the batch."""
+        return self._key("lock", batch_id)
+
+    # -- shared ---------------------------------------------------------------
+    @property
+    def open(self) -> str:
+        """Batches not final, by last reconcile time."""
+        return self._key("open")
+
+    @property
+    def index_all(self) -> str:
+        """Every record, by created time."""
+        return self._key("idx", "all")
+
+    def index(self, field: str, value: str) -> str:
+        """The records whose ``field`` (status, session_id or model) is ``value``."""
+        return self._key("idx", INDEX_NAMES[field], value)
+
+    @property
+    def ledger_contributions(self) -> str:
+        """Each batch's current ledger contribution."""
+        return self._key("ledger", "contrib")
+
+    @property
+    def ledger_total(self) -> str:
+        """Nanos of every batch."""
+        return self._key("ledger", "total")
+
+    def ledger(self, group: str, day: str | None = None) -> str:
+        """Totals by ``group`` ("day", or one of ``LEDGER_GROUPS``), overall or of one ``day``."""
+        if group == "day":
+            return self._key("ledger", "day")
+        if group not in LEDGER_GROUPS:
+            raise ValueError(f"no ledger group {group!r}")
+        return self._key("ledger", group, day) if day else self._key("ledger", group)
+
+    def counters(self, name: str) -> str:
+        """A counter hash shared by every process ("deliveries", "upstream", ...)."""
+        return self._key("m", name)
+
+    @property
+    def readiness_probe(self) -> str:
+        """Written by ``/readyz`` to prove Redis accepts writes."""
+        return self._key("readyz")

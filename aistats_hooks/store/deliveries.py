@@ -1,0 +1,62 @@
+"""A batch's stored deliveries: list them, find one, compact them once the batch is final.
+
+INGEST writes them; ``eventlog`` is their stored form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from redis import Redis
+
+from .. import eventlog
+from ..keys import Keys
+from .script import text
+
+
+class Deliveries:
+    """Reads and compaction of stored deliveries."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    def of_batch(self, batch_id: str) -> list[dict]:
+        """Return the batch's stored events with their decoded bodies, oldest first."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.events(batch_id))
+        pipe.hgetall(self.keys.outcomes(batch_id))
+        packed, states = pipe.execute()
+        states = {text(k): text(v) for k, v in states.items()}
+        events = [eventlog.decode(batch_id, text(f), blob, states) for f, blob in packed.items()]
+        return sorted(events, key=lambda e: (e["received_at"], e["id"]))
+
+    def find(self, event_id: str, batch_id: str | None = None) -> dict | None:
+        """Return one stored event (its batch inferred from the id when not given), or None."""
+        candidates = [batch_id] if batch_id else self._batches_of(event_id)
+        for candidate in candidates:
+            found = next((e for e in self.of_batch(candidate) if e["id"] == event_id), None)
+            if found:
+                found["batch_id"] = candidate
+                return found
+        return None
+
+    def _batches_of(self, event_id: str) -> list[str]:
+        """Return the stored batches an ``evt_batch_{batch}_{key}`` id may belong to."""
+        rest = event_id.removeprefix("evt_batch_")
+        cuts = [i for i, c in enumerate(rest) if c == "_"]
+        candidates = [rest[:i] for i in cuts] or [rest]
+        pipe = self.redis.pipeline(transaction=False)
+        for candidate in candidates:
+            pipe.exists(self.keys.events(candidate))
+        return [c for c, hit in zip(candidates, pipe.execute()) if hit]
+
+    def compact(self, batch_id: str, keep_types: Collection[str]) -> int:
+        """Drop the bodies of a final batch's events whose type is not in ``keep_types``."""
+        key = self.keys.events(batch_id)
+        stripped = {name: small for name, blob in self.redis.hgetall(key).items()
+                    if (small := eventlog.strip_body(blob, keep_types)) is not None}
+        if stripped:
+            # Fields only, never new ones: an event that arrives meanwhile is untouched.
+            self.redis.hset(key, mapping=stripped)
+        return len(stripped)

@@ -1,0 +1,95 @@
+"""The acknowledgement path: record a verified delivery and queue its batch, in one round trip.
+
+The INGEST script is all-or-nothing: a delivery is either recorded *and*
+queued, or not touched at all, so answering 2xx after it returned can never
+lose an event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from redis import Redis
+
+from .. import eventlog
+from ..events import Event
+from ..keys import Keys
+from ..queueing import RQContract
+from .coalesce import ENQUEUE_LUA, EnqueueArgs
+from .script import Script, text
+
+
+class IngestScript(Script):
+    """INGEST: store a delivery, deduplicated on its event id, and queue its batch."""
+
+    LUA = ENQUEUE_LUA + """
+-- KEYS[1] batch events hash   {p}:ev:{batch_id}  (event field -> packed headers+body)
+-- KEYS[2] batch outcomes hash {p}:eo:{batch_id}  (event field -> "outcome:received_ms")
+-- KEYS[3] batch record hash   {p}:b:{batch_id}
+-- KEYS[4] delivery counters   {p}:m:deliveries
+-- KEYS[5] open batches zset   {p}:open (so the sweep finds the batch even if its job dies)
+-- KEYS[6..11] enqueue()'s keys (coalesce.EnqueueArgs)
+-- ARGV[1] event field, ARGV[2] packed event, ARGV[3] received at (ms), ARGV[4] retention (s),
+-- ARGV[5] 'batch' or 'ignore', ARGV[6] batch id, ARGV[7..] enqueue()'s arguments.
+-- Returns 'duplicate', 'ignored', 'final', 'coalesced' or 'queued'.
+local field, received = ARGV[1], ARGV[3]
+if redis.call('HEXISTS', KEYS[1], field) == 1 then
+  redis.call('HINCRBY', KEYS[2], field .. '#d', 1)
+  redis.call('HINCRBY', KEYS[4], 'duplicate', 1)
+  return 'duplicate'
+end
+local outcome
+if ARGV[5] == 'ignore' then
+  outcome = 'ignored'
+elseif redis.call('HGET', KEYS[3], 'final') == '1' then
+  outcome = 'final'
+else
+  outcome = enqueue(enqueue_args(6, 7))
+  -- NX: a known open batch keeps its last-reconciled score.
+  redis.call('ZADD', KEYS[5], 'NX', math.floor(tonumber(received) / 1000), ARGV[6])
+end
+redis.call('HSET', KEYS[1], field, ARGV[2])
+redis.call('HSET', KEYS[2], field, outcome .. ':' .. received)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('HINCRBY', KEYS[4], outcome, 1)
+return outcome
+"""
+
+    def call(self, keys: Keys, *, event_field: str, packed: bytes, received_ms: int, retention: int,
+             ignore: bool, enqueue: EnqueueArgs) -> str:
+        """Run INGEST; return the delivery's outcome."""
+        batch_id = enqueue.batch_id
+        return text(self.run(
+            [keys.events(batch_id), keys.outcomes(batch_id), keys.record(batch_id), keys.counters("deliveries"),
+             keys.open, *enqueue.key_list()],
+            [event_field, packed, received_ms, retention, "ignore" if ignore else "batch", batch_id,
+             *enqueue.arg_list()],
+        ))
+
+
+class Ingest:
+    """Records verified deliveries."""
+
+    def __init__(self, redis: Redis, keys: Keys, rq: RQContract, retention: int,
+                 new_job_id: Callable[[], str]) -> None:
+        self.keys = keys
+        self.rq = rq
+        self.retention = retention
+        self.new_job_id = new_job_id
+        self._ingest = IngestScript(redis)
+
+    def ingest(self, event: Event, body: bytes, headers: Mapping[str, str], *, ignore: bool = False) -> str:
+        """Record a verified event and queue its batch in one atomic step; return the outcome."""
+        received = int(time.time() * 1000)
+        job = self.rq.new_job(event.batch_id, self.new_job_id())
+        return self._ingest.call(
+            self.keys,
+            event_field=eventlog.field(event.id, event.batch_id),
+            packed=eventlog.pack(event, body, headers, received),
+            received_ms=received,
+            retention=self.retention,
+            ignore=ignore,
+            enqueue=EnqueueArgs(self.rq, self.keys, event.batch_id, job, received),
+        )
