@@ -91,6 +91,7 @@ class Settings:
     debounce_ms: int = 1000
     compact_events: bool = True
     sweep_interval: int = 30
+    webhook_endpoint_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -126,6 +127,8 @@ class Settings:
             # Once a batch is final, drop the bodies of its superseded snapshots (created, progress).
             compact_events=_bool(env, "AISTATS_COMPACT_EVENTS", default=True),
             sweep_interval=int_setting(env, "AISTATS_SWEEP_INTERVAL", 30, low=5, high=3600),
+            # The managed webhook endpoint (we_...) that `create-batch` names by default.
+            webhook_endpoint_id=env.get("AISTATS_WEBHOOK_ENDPOINT_ID", "").strip() or None,
         )
 
     def replace(self, **changes) -> Settings:
@@ -137,7 +140,8 @@ class Settings:
         if not self.webhook_secrets and not self.allow_unsigned:
             raise ConfigError(
                 "AISTATS_WEBHOOK_SECRET",
-                "required (comma-separated whsec_... secrets); set AISTATS_ALLOW_UNSIGNED=1 to accept unsigned deliveries",
+                "required (comma-separated whsec_... secrets), or store an endpoint's secret with "
+                "`python -m aistats_hooks endpoints create`; set AISTATS_ALLOW_UNSIGNED=1 to accept unsigned deliveries",
             )
 
     def require_api_key(self) -> str:

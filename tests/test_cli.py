@@ -17,97 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner
 
-from aistats_hooks.cli import cli
 from aistats_hooks.cli.trigger import _headers as trigger_headers, sample_event
-from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.web import create_app
-from tests.helpers import Served, run_worker, wait_for
-from workers import context
-
-ROOT = Path(__file__).resolve().parents[1]
-# Variables the CLI reads; cleared so the developer's own environment cannot leak in.
-CLEARED = (
-    "REDIS_URL", "AISTATS_API_KEY", "AISTATS_BASE_URL", "AISTATS_WEBHOOK_SECRET", "AISTATS_WEBHOOK_TOLERANCE",
-    "AISTATS_ALLOW_UNSIGNED", "PUBLIC_BASE_URL", "QUERY_API_TOKEN", "AISTATS_KEY_PREFIX", "AISTATS_QUEUE",
-    "AISTATS_UPSTREAM_TIMEOUT", "AISTATS_DATA_DIR", "PORT", "LOG_LEVEL",
+from tests.cli_support import (  # noqa: F401 - fixtures
+    CLEARED, ROOT, create, env, one_line_error, receiver, run, sandbox, sandbox_truth, store,
 )
-
-
-@pytest.fixture
-def sandbox(settings):
-    server = SandboxServer(api_key=settings.api_key, speed=600.0, seed=7).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def receiver(settings):
-    app = create_app(settings)
-    served = Served(app)
-    yield served, app.extensions["aistats"]
-    served.stop()
-
-
-@pytest.fixture
-def env(settings, sandbox, receiver, monkeypatch):
-    """The environment of an operator's shell pointed at this test's Redis, sandbox and receiver."""
-    for name in CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    values = {
-        "REDIS_URL": settings.redis_url,
-        "AISTATS_API_KEY": settings.api_key,
-        "AISTATS_BASE_URL": sandbox.base_url,
-        "AISTATS_WEBHOOK_SECRET": ",".join(settings.webhook_secrets + ("whsec_old_rotated",)),
-        "QUERY_API_TOKEN": settings.query_api_token,
-        "AISTATS_KEY_PREFIX": settings.key_prefix,
-        "AISTATS_QUEUE": settings.queue_name,
-        "PUBLIC_BASE_URL": receiver[0].url,
-    }
-    # The in-process RQ worker of some tests builds its context from os.environ too.
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    context.current.cache_clear()
-    yield values
-    context.current.cache_clear()
-
-
-@pytest.fixture
-def store(receiver):
-    return receiver[1]
-
-
-def run(env: dict, *args: str, **overrides):
-    """Invoke the CLI with ``env`` (plus overrides; None removes a variable)."""
-    full = {**env, **overrides}
-    result = CliRunner().invoke(cli, list(args), env=full, catch_exceptions=False)
-    return result
-
-
-def one_line_error(result, code: int = 1) -> str:
-    """Assert the invocation failed with ``code`` and exactly one line on stderr; return it."""
-    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    assert lines[0].startswith("aistats-hooks: ")
-    return lines[0]
-
-
-def create(env, *extra: str, outcome: str = "completed", duration: int = 120) -> str:
-    result = run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "file_cli",
-                 "--metadata", f"sandbox_outcome={outcome}", "--metadata", f"sandbox_duration_s={duration}", *extra)
-    assert result.exit_code == 0, result.output
-    return result.stdout.strip()
-
-
-def sandbox_truth(sandbox, settings, batch_id: str) -> dict:
-    resp = httpx.get(f"{sandbox.url}/_sandbox/batches/{batch_id}",
-                     headers={"Authorization": f"Bearer {settings.api_key}"})
-    resp.raise_for_status()
-    return resp.json()
-
+from tests.helpers import Served, run_worker, wait_for
 
 # -- create-batch ----------------------------------------------------------------
 
@@ -120,34 +36,42 @@ def test_create_batch_tracks_it_and_its_signed_webhooks_arrive(env, store, sandb
     # Tracked batches are open, so the sweep will poll them even if no webhook ever comes.
     assert batch_id in store.due_for_sweep(float("inf"))
     truth = sandbox_truth(sandbox, settings, batch_id)
+    assert truth["webhook"]["endpoint_id"] == env["AISTATS_WEBHOOK_ENDPOINT_ID"]
     assert truth["webhook"]["url"] == env["PUBLIC_BASE_URL"] + "/webhooks/aistats"
     assert truth["webhook"]["events"] == ["batch.created", "batch.completed"]
     assert truth["metadata"] == {"sandbox_outcome": "completed", "sandbox_duration_s": "120", "team": "search"}
-    # batch.created was signed with the first configured secret: the receiver accepted it.
+    # batch.created was signed with the endpoint's secret, stored by `endpoints create`: accepted.
     events = wait_for(lambda: store.events(batch_id), timeout=20)
     assert events[0]["type"] == "batch.created" and events[0]["outcome"] == "queued"
     assert not store.counters("rejected")
 
 
 def test_create_batch_json_and_endpoint_id(env, store, sandbox, settings):
+    endpoint_id = env["AISTATS_WEBHOOK_ENDPOINT_ID"]
     result = run(env, "--json", "create-batch", "--endpoint", "responses", "--input-file-id", "file_x",
-                 "--webhook-endpoint-id", "we_123")
+                 "--webhook-endpoint-id", endpoint_id, AISTATS_WEBHOOK_ENDPOINT_ID=None)
     assert result.exit_code == 0, result.output
     batch = json.loads(result.stdout)
     assert batch["id"].startswith("batch_") and batch["object"] == "batch"
     assert store.get(batch["id"])["status"] == "pending"
-    truth = sandbox_truth(sandbox, settings, batch["id"])
-    assert truth["webhook"]["endpoint_id"] == "we_123"
-    # --json also works after the command.
+    assert sandbox_truth(sandbox, settings, batch["id"])["webhook"]["endpoint_id"] == endpoint_id
+    # --json also works after the command; without a webhook the gateway omits it.
     result = run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "file_x", "--no-webhook", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["webhook"] is None
+    assert "webhook" not in json.loads(result.stdout)
+    # An endpoint the gateway does not know: its refusal, in one line.
+    line = one_line_error(run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "f",
+                              "--webhook-endpoint-id", "we_unknown"))
+    assert "gateway error" in line
 
 
 def test_create_batch_error_paths(env):
     line = one_line_error(run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "f",
-                              PUBLIC_BASE_URL=None), code=2)
-    assert "PUBLIC_BASE_URL" in line
+                              AISTATS_WEBHOOK_ENDPOINT_ID=None), code=2)
+    assert "AISTATS_WEBHOOK_ENDPOINT_ID" in line and "endpoints create" in line
+    line = one_line_error(run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "f",
+                              "--no-webhook", "--events", "batch.created"))
+    assert "--no-webhook" in line
     line = one_line_error(run(env, "create-batch", "--endpoint", "responses", "--input-file-id", "f",
                               AISTATS_API_KEY=None), code=2)
     assert "AISTATS_API_KEY" in line
@@ -287,8 +211,11 @@ def test_trigger_error_paths(env, receiver):
     line = one_line_error(run(env, "trigger", "batch.completed", "--url", "http://127.0.0.1:9/webhooks/aistats"))
     assert "could not reach the receiver" in line
     assert "not an event type" in one_line_error(run(env, "trigger", "batch.exploded"))
-    assert "AISTATS_WEBHOOK_SECRET" in one_line_error(run(env, "trigger", "batch.completed",
-                                                          AISTATS_WEBHOOK_SECRET=None), code=2)
+    # No configured secret: it signs with the endpoint's stored one; with neither, it refuses.
+    result = run(env, "trigger", "batch.completed", AISTATS_WEBHOOK_SECRET=None)
+    assert result.exit_code == 0 and "202 queued" in result.stdout, result.output
+    assert "AISTATS_WEBHOOK_SECRET" in one_line_error(run(env, "trigger", "batch.completed", AISTATS_WEBHOOK_SECRET=None,
+                                                          AISTATS_KEY_PREFIX="no_stored_secrets"), code=2)
 
 
 def test_trigger_unsigned_when_the_receiver_allows_it(env, settings):

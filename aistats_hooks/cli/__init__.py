@@ -9,7 +9,8 @@ error, 1 for anything else (a gateway error, a usage error, Redis down).
 ``--json`` (before or after the command) prints machine-readable output.
 
 One module per family of commands: ``batches`` (create-batch, upload,
-status, cancel), ``reconcile`` (reconcile, events, replay), ``trigger`` and
+status, cancel), ``endpoints`` (endpoints create/list/test/delete,
+rotate-secret), ``reconcile`` (reconcile, events, replay), ``trigger`` and
 ``config_cmd``; ``core`` holds what they share.
 """
 
@@ -21,7 +22,7 @@ import sys
 import click
 
 from .. import logs
-from . import batches, config_cmd, reconcile, trigger
+from . import batches, config_cmd, endpoints, reconcile, trigger
 from .core import HooksCLI, Resources
 
 
@@ -42,7 +43,7 @@ def cli(ctx: click.Context, json_output: bool) -> None:
     logs.configure(level, force=False)
 
 
-for _module in (batches, reconcile, trigger, config_cmd):
+for _module in (batches, endpoints, reconcile, trigger, config_cmd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

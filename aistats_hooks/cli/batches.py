@@ -8,8 +8,10 @@ import click
 from redis.exceptions import RedisError
 
 from ..config import Settings
+from ..errors import ConfigError
 from ..reconcile import nanos_to_usd
-from .core import CommandError, Resources, emit, event_type, json_option, pass_res, webhook_url
+from ..sync import track_batch
+from .core import CommandError, Resources, emit, event_type, json_option, pass_res
 
 
 def _key_values(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
@@ -31,15 +33,18 @@ def _event_list(ctx, param, values: tuple[str, ...]) -> list[str]:
     return events
 
 
-def _webhook(settings: Settings, events: list[str]) -> dict[str, Any]:
-    """Return the ``webhook`` of a batch request: our URL, signed with our first secret."""
-    webhook: dict[str, Any] = {"url": webhook_url(settings)}
-    settings.require_webhook_secret()
+def _webhook(settings: Settings, endpoint_id: str | None, events: list[str]) -> dict[str, Any]:
+    """Return the ``webhook`` of a batch request: a managed endpoint, by id (the gateway refuses inline URLs)."""
+    endpoint_id = endpoint_id or settings.webhook_endpoint_id
+    if not endpoint_id:
+        raise ConfigError(
+            "AISTATS_WEBHOOK_ENDPOINT_ID",
+            "required to give the batch a webhook: create one with `endpoints create` "
+            "(or pass --webhook-endpoint-id, or --no-webhook to rely on polling)",
+        )
+    webhook: dict[str, Any] = {"endpoint_id": endpoint_id}
     if events:
         webhook["events"] = events
-    if settings.webhook_secrets:
-        # The first secret signs; the others only verify (rotation).
-        webhook["secret"] = settings.webhook_secrets[0]
     return webhook
 
 
@@ -51,14 +56,15 @@ def _webhook(settings: Settings, events: list[str]) -> dict[str, Any]:
 @click.option("--metadata", "metadata", multiple=True, callback=_key_values, metavar="KEY=VALUE",
               help="Metadata to persist with the batch (repeatable).")
 @click.option("--events", "events", multiple=True, callback=_event_list, metavar="TYPE[,TYPE]",
-              help="Webhook events to subscribe to (repeatable; default: the gateway's terminal events).")
-@click.option("--webhook-endpoint-id", default=None, help="Use a webhook endpoint managed in the gateway (we_...).")
+              help="Webhook events for this batch (repeatable; default: the endpoint's events).")
+@click.option("--webhook-endpoint-id", default=None,
+              help="The managed webhook endpoint to deliver to (default: $AISTATS_WEBHOOK_ENDPOINT_ID).")
 @click.option("--no-webhook", is_flag=True, help="Create without a webhook; the sweep polls it.")
 @json_option
 @pass_res
 def create_batch(res: Resources, endpoint, input_file_id, completion_window, session_id, metadata, events,
                  webhook_endpoint_id, no_webhook) -> None:
-    """Create a batch upstream with our webhook, and track it here.
+    """Create a batch upstream, delivering to our managed webhook endpoint, and track it here.
 
     Prints the batch id (the whole batch object with --json).
     """
@@ -69,17 +75,15 @@ def create_batch(res: Resources, endpoint, input_file_id, completion_window, ses
         request["session_id"] = session_id
     if metadata:
         request["metadata"] = metadata
-    if webhook_endpoint_id:
-        if no_webhook:
-            raise click.UsageError("--webhook-endpoint-id and --no-webhook exclude each other")
-        request["webhook_endpoint_id"] = webhook_endpoint_id
-    elif not no_webhook:
-        request["webhook"] = _webhook(settings, events)
+    if no_webhook and (webhook_endpoint_id or events):
+        raise click.UsageError("--no-webhook excludes --webhook-endpoint-id and --events")
+    if not no_webhook:
+        request["webhook"] = _webhook(settings, webhook_endpoint_id, events)
     store = res.store
     store.redis.ping()  # fail before creating anything upstream we could not track
     batch = res.client.create_batch(request)
     try:
-        store.track(batch)
+        track_batch(store, batch)
     except RedisError as exc:
         raise CommandError(
             f"created {batch.get('id')} upstream but could not track it ({type(exc).__name__}); "

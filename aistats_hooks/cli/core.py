@@ -157,6 +157,6 @@ def webhook_url(settings: Settings) -> str:
     if not settings.public_base_url:
         raise ConfigError(
             "PUBLIC_BASE_URL",
-            "required to give the batch a webhook URL (or pass --webhook-endpoint-id, or --no-webhook to rely on polling)",
+            "required to build this service's webhook URL ($PUBLIC_BASE_URL/webhooks/aistats; or pass --url)",
         )
     return settings.public_base_url.rstrip("/") + WEBHOOK_PATH

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
+from redis.exceptions import RedisError
 
 from ..config import Settings
 from ..reconcile import iso
@@ -86,11 +87,23 @@ def _receiver_url(settings: Settings, url: str | None) -> str:
     return f"http://127.0.0.1:{os.environ.get('PORT', '').strip() or 8000}{WEBHOOK_PATH}"
 
 
-def _headers(settings: Settings, event: dict, body: bytes) -> dict[str, str]:
-    """Return the gateway's delivery headers, signed with the first secret when there is one."""
+def signing_secret(res: Resources) -> str:
+    """Return the secret to sign with: the first configured one, else the newest stored by `endpoints create`."""
+    settings = res.settings
+    if settings.webhook_secrets:
+        return settings.webhook_secrets[0]
+    from .. import endpoint_secrets
+
+    try:
+        return endpoint_secrets.newest(res.store.redis, settings.key_prefix) or ""
+    except RedisError:
+        return ""
+
+
+def _headers(settings: Settings, event: dict, body: bytes, secret: str = "") -> dict[str, str]:
+    """Return the gateway's delivery headers, signed with ``secret`` (unsigned only when allowed)."""
     from ..signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_headers
 
-    secret = settings.webhook_secrets[0] if settings.webhook_secrets else ""
     if not secret:
         settings.require_webhook_secret()  # raises unless AISTATS_ALLOW_UNSIGNED=1
     delivery = event["delivery"]
@@ -131,7 +144,7 @@ def trigger(res: Resources, event_type: str, batch_id: str | None, url: str | No
     batch_id = batch_id or f"batch_trigger_{secrets.token_hex(6)}"
     event = sample_event(event_type, batch_id, key=key, attempt=attempt)
     body = json.dumps(event, separators=(",", ":")).encode()
-    headers = _headers(res.settings, event, body)
+    headers = _headers(res.settings, event, body, signing_secret(res))
     try:
         response = httpx.post(target, content=body, headers=headers, timeout=10.0, follow_redirects=False)
     except httpx.HTTPError as exc:

@@ -11,8 +11,9 @@ import logging
 
 from flask import Flask
 from redis import Redis
+from redis.exceptions import RedisError
 
-from .. import logs
+from .. import endpoint_secrets, logs
 from ..config import Settings
 from ..redis_conn import connect
 from ..store import Store
@@ -26,10 +27,11 @@ log = logging.getLogger("aistats_hooks.web")
 def create_app(settings: Settings | None = None, *, redis: Redis | None = None) -> Flask:
     """Create the app for ``settings`` (read from the environment when None)."""
     settings = settings or Settings.from_env()
-    settings.require_webhook_secret()
+    redis = redis if redis is not None else connect(settings)
+    _require_secret(settings, redis)
     # JSON lines on the root logger, unless the host (a test runner) already logs.
     logs.configure(logs.level_from_env(), secrets=logs.secrets_of(settings), force=False)
-    if not settings.webhook_secrets:
+    if not settings.webhook_secrets and settings.allow_unsigned:
         log.warning(
             "AISTATS_ALLOW_UNSIGNED=1 and no AISTATS_WEBHOOK_SECRET: accepting UNSIGNED webhooks. "
             "Anyone who can reach this endpoint can inject events. Do not run this in production."
@@ -40,7 +42,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
 
     from . import context, errors, health, metrics, openapi, query, receiver, request_log
 
-    context.init_app(app, settings, Store(redis if redis is not None else connect(settings), settings))
+    context.init_app(app, settings, Store(redis, settings))
     errors.init_app(app)
     request_log.init_app(app)
     app.register_blueprint(receiver.bp)
@@ -49,3 +51,19 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     metrics.init_app(app)
     app.register_blueprint(openapi.bp)  # GET /openapi.json, public
     return app
+
+
+def _require_secret(settings: Settings, redis: Redis) -> None:
+    """Fail closed at start: no configured secret and none stored by `endpoints create`.
+
+    When Redis cannot be asked, start anyway: every delivery is then refused
+    with 503 until the stored secrets can be read (the gateway retries).
+    """
+    if settings.webhook_secrets or settings.allow_unsigned:
+        return
+    try:
+        stored = endpoint_secrets.active(redis, settings.key_prefix)
+    except RedisError:
+        return
+    if not stored:
+        settings.require_webhook_secret()

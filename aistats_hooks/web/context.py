@@ -12,18 +12,21 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 
 from ..config import Settings
+from ..endpoint_secrets import SecretRing
 
 if TYPE_CHECKING:  # the store's home may move; the web layer only hands it on
     from ..store import Store
 
 STORE = "aistats"
 SETTINGS = "aistats_settings"
+SECRETS = "aistats_secrets"
 
 
 def init_app(app: Flask, settings: Settings, store: Store) -> None:
     """Attach ``settings`` and ``store`` to ``app`` for every request it serves."""
     app.extensions[STORE] = store
     app.extensions[SETTINGS] = settings
+    app.extensions[SECRETS] = SecretRing(store.redis, settings.key_prefix, settings.webhook_secrets)
 
 
 def get_store(app: Flask | None = None) -> Store:
@@ -34,3 +37,8 @@ def get_store(app: Flask | None = None) -> Store:
 def get_settings(app: Flask | None = None) -> Settings:
     """Return the settings of ``app`` (default: the app serving this request)."""
     return (app or current_app).extensions[SETTINGS]
+
+
+def get_secret_ring(app: Flask | None = None) -> SecretRing:
+    """Return the webhook secrets ``app`` verifies with (configured and stored)."""
+    return (app or current_app).extensions[SECRETS]

@@ -14,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..errors import PayloadError, SignatureError
 from ..events import parse_event
 from ..signatures import verify_signature
-from .context import get_store
+from .context import get_secret_ring, get_store
 from .errors import error
 
 bp = Blueprint("webhooks", __name__)
@@ -34,12 +34,11 @@ def receive():
     if body is None or (request.content_length is None and len(body) >= settings.max_body_bytes):
         _count(store, "oversize")
         return error(413, "payload_too_large", f"bodies are limited to {settings.max_body_bytes} bytes")
-    if settings.webhook_secrets:
-        try:
-            verify_signature(body, request.headers, settings.webhook_secrets, tolerance=settings.webhook_tolerance)
-        except SignatureError as exc:
-            _count(store, exc.reason)
-            return error(401, "invalid_signature", exc.reason)
+    refusal = _verify(body, get_secret_ring(), settings)
+    if refusal is not None:
+        status, code, reason = refusal
+        _count(store, reason)
+        return error(status, code, reason)
     try:
         event = parse_event(body, request.headers)
     except PayloadError as exc:
@@ -52,6 +51,37 @@ def receive():
     if outcome == "ignored":
         return jsonify(status="ignored", event_id=event.id), 202
     return jsonify(status="queued", event_id=event.id, batch_id=event.batch_id, job=outcome), 202
+
+
+def _verify(body: bytes, ring, settings) -> tuple[int, str, str] | None:
+    """Return (status, error, reason) for a delivery that must be refused, or None when it verifies.
+
+    A mismatch re-reads the stored endpoint secrets (at most once a second)
+    before refusing, so a secret rotated a moment ago verifies at once.
+    """
+    try:
+        secrets = ring.secrets()
+    except RedisError:
+        # Fail closed: without the stored secrets we cannot tell a forgery from a delivery.
+        return 503, "store_unavailable", "secrets_unavailable"
+    if not secrets:
+        if settings.allow_unsigned:
+            return None
+        return 503, "no_webhook_secret", "no_secret"
+    try:
+        verify_signature(body, request.headers, secrets, tolerance=settings.webhook_tolerance)
+        return None
+    except SignatureError as exc:
+        reason = exc.reason
+        try:
+            if reason == "mismatch" and ring.reload():
+                verify_signature(body, request.headers, ring.secrets(), tolerance=settings.webhook_tolerance)
+                return None
+        except SignatureError as again:
+            reason = again.reason
+        except RedisError:
+            pass
+        return 401, "invalid_signature", reason
 
 
 def _count(store, reason: str) -> None:
