@@ -28,12 +28,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .demo import DEMO_EVENTS, DEMO_PLANS, SANDBOX_SPEED, demo
+from .demo import DEMO_PLANS, SANDBOX_SPEED, demo
 from .environ import DEFAULT_PORT, SECRETS_FILE, load_or_create_secrets, read_env_file, validate
 from .processes import SESSION_ENV_FILE, run
 
 __all__ = [
-    "DEFAULT_PORT", "DEMO_EVENTS", "DEMO_PLANS", "SANDBOX_SPEED", "SECRETS_FILE", "SESSION_ENV_FILE", "demo",
+    "DEFAULT_PORT", "DEMO_PLANS", "SANDBOX_SPEED", "SECRETS_FILE", "SESSION_ENV_FILE", "demo",
     "load_or_create_secrets", "main", "read_env_file", "run", "validate",
 ]
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from .environ import DEFAULT_PORT
 
 SANDBOX_SPEED = 60
 # (outcome, simulated seconds): at speed 60 each ends 10 to 30 real seconds after creation.
 DEMO_PLANS = (("completed", 600), ("completed", 1200), ("failed", 900), ("cancelled", 1500), ("expired", 1800))
-DEMO_EVENTS = "batch.created,batch.progress,batch.completed,batch.failed,batch.cancelled,batch.expired"
+DEMO_MODELS = ("openai/gpt-5-nano", "openai/gpt-5-mini", "anthropic/claude-haiku-4-5")
 
 
 def _wait_http(url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 60.0) -> bool:
@@ -46,17 +48,27 @@ def _stack_ready(env: Mapping[str, str], web: str) -> bool:
     return True
 
 
-def _create(env: Mapping[str, str], n: int) -> str | None:
-    """Create the ``n``-th demo batch with the CLI; return its id, or None when that failed."""
+def _cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aistats_hooks", *args], env=dict(env), capture_output=True,
+                          text=True, timeout=60)
+
+
+def _create(env: Mapping[str, str], n: int, data_dir: Path) -> str | None:
+    """Upload the ``n``-th demo input file and create its batch with the CLI; return the id, or None."""
     outcome, duration = DEMO_PLANS[n % len(DEMO_PLANS)]
-    command = [
-        sys.executable, "-m", "aistats_hooks", "create-batch",
-        "--endpoint", "responses", "--input-file-id", f"file_demo_{n + 1}",
-        "--session-id", "demo", "--events", DEMO_EVENTS,
-        "--metadata", f"sandbox_outcome={outcome}", "--metadata", f"sandbox_duration_s={duration}",
-        "--metadata", "demo=1",
-    ]
-    result = subprocess.run(command, env=dict(env), capture_output=True, text=True, timeout=60)
+    rows = data_dir / f"demo-input-{n + 1}.jsonl"
+    rows.write_text("".join(
+        json.dumps({"custom_id": f"demo-{n + 1}-{i}", "method": "POST", "url": "/v1/responses",
+                    "body": {"model": DEMO_MODELS[n % len(DEMO_MODELS)], "input": f"Say {i} in French."}}) + "\n"
+        for i in range(1, 4)
+    ))
+    uploaded = _cli(env, "upload", str(rows))
+    if uploaded.returncode != 0:
+        print(f"demo: upload failed: {(uploaded.stderr or uploaded.stdout).strip()}", flush=True)
+        return None
+    result = _cli(env, "create-batch", "--endpoint", "responses", "--input-file-id", uploaded.stdout.strip(),
+                  "--session-id", "demo", "--metadata", f"sandbox_outcome={outcome}",
+                  "--metadata", f"sandbox_duration_s={duration}", "--metadata", "demo=1")
     if result.returncode != 0:
         print(f"demo: create-batch failed: {(result.stderr or result.stdout).strip()}", flush=True)
         return None
@@ -82,7 +94,7 @@ def demo(args: argparse.Namespace) -> int:
     for n in range(int(env.get("AISTATS_DEMO_BATCHES") or len(DEMO_PLANS))):
         if stop["now"]:
             return 0
-        batch_id = _create(env, n)
+        batch_id = _create(env, n, Path(env.get("AISTATS_DATA_DIR") or ".data"))
         if batch_id is not None:
             created.append(batch_id)
     if created:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..config import EXIT_CONFIG, Settings, config_error_message, int_setting
-from ..errors import ConfigError
+from ..errors import ConfigError, HooksError
 from .demo import DEMO_PLANS, SANDBOX_SPEED
 from .environ import (
     GENERATED, ROOT, SECRETS_FILE, free_port, load_or_create_secrets, port_in_use, read_env_file, validate,
@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return 0 if code in (130, 143) else code
     except (_Stop, KeyboardInterrupt):
         return 130
+    except HooksError as exc:  # e.g. the sandbox refused to create the stack's webhook endpoint
+        return _error(f"could not start: {type(exc).__name__}: {exc}")
     finally:
         _restore(previous)
         stack.stop_sandbox()
@@ -115,6 +117,7 @@ class Stack:
         if not self.env.get("PUBLIC_BASE_URL", "").strip():
             self.supplied["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{self.port}"
         self.env.update(self.supplied)
+        self._ensure_endpoint()
         self.banner += [
             f"  Web       http://{self.env['BIND_HOST']}:{self.port}  (webhooks: POST /webhooks/aistats)",
             f"  Public    {self.env['PUBLIC_BASE_URL']}",
@@ -165,6 +168,21 @@ class Stack:
             env=self.env, cwd=str(ROOT), start_new_session=True,
         )
         self.banner.append(f"            sandbox pid {self.sandbox.pid}")
+
+    def _ensure_endpoint(self) -> None:
+        """Give the sandbox a managed webhook endpoint for this stack, unless one is configured."""
+        if self.env.get("AISTATS_WEBHOOK_ENDPOINT_ID", "").strip():
+            self.banner.append(f"  Endpoint  {self.env['AISTATS_WEBHOOK_ENDPOINT_ID']} (AISTATS_WEBHOOK_ENDPOINT_ID)")
+            return
+        if self.sandbox is None:
+            self.banner.append("  Endpoint  none: create one with `python -m aistats_hooks endpoints create`")
+            return
+        from .endpoint import create_endpoint
+
+        endpoint_id = self.supplied["AISTATS_WEBHOOK_ENDPOINT_ID"] = create_endpoint(self.env)
+        self.env["AISTATS_WEBHOOK_ENDPOINT_ID"] = endpoint_id
+        self.banner.append(f"  Endpoint  {endpoint_id} in the sandbox -> {self.env['PUBLIC_BASE_URL']}"
+                           "/webhooks/aistats (signing secret stored in Redis)")
 
     def stop_sandbox(self) -> None:
         """Stop the sandbox, if this launcher started it."""
