@@ -175,7 +175,7 @@ def test_events_and_replay(env, store):
     assert "payload" in json.loads(run(env, "events", batch_id, "--json", "--payload").stdout)["data"][0]
 
     run_worker(store)  # empty the queue, so the replay queues afresh
-    result = run(env, "replay", event_id)
+    result = run(env, "replay", event_id, "--batch", batch_id)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"1 event(s) of {batch_id}: reconcile queued"
     assert json.loads(run(env, "replay", "--batch", batch_id, "--json").stdout) == {
@@ -184,8 +184,9 @@ def test_events_and_replay(env, store):
     assert store.queue.count == 1
 
     assert "no batch 'batch_nope'" in one_line_error(run(env, "events", "batch_nope"))
-    assert "no stored event" in one_line_error(run(env, "replay", "evt_nope"))
-    assert "EVENT_ID or --batch" in one_line_error(run(env, "replay"))
+    assert "no stored event" in one_line_error(run(env, "replay", "evt_nope", "--batch", batch_id))
+    assert "--batch BATCH_ID" in one_line_error(run(env, "replay"))
+    assert "--batch BATCH_ID" in one_line_error(run(env, "replay", event_id))
 
 
 # -- trigger -----------------------------------------------------------------------
@@ -194,7 +195,7 @@ def test_trigger_sends_a_signed_delivery(env, store, receiver):
     result = run(env, "trigger", "batch.completed", "--batch", "batch_trig", "--url", receiver[0].url)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "batch.completed evt_batch_batch_trig_batch_completed -> 202 queued"
-    event = store.event("evt_batch_batch_trig_batch_completed")
+    event = store.event("evt_batch_batch_trig_batch_completed", "batch_trig")
     assert event["type"] == "batch.completed" and event["payload"]["data"]["status"] == "completed"
     # Same event again: deduplicated by the receiver, still a success.
     again = json.loads(run(env, "--json", "trigger", "completed", "--batch", "batch_trig").stdout)

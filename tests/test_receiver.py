@@ -28,7 +28,7 @@ def test_signed_delivery_is_recorded_and_queued(client, store):
     assert resp.status_code == 202
     assert resp.json["status"] == "queued" and resp.json["event_id"] == "evt_batch_batch_a_batch_completed"
     assert queued_jobs(store) == 1
-    event = store.event("evt_batch_batch_a_batch_completed")
+    event = store.event("evt_batch_batch_a_batch_completed", "batch_a")
     assert event["body"] == body.decode()
     assert event["headers"]["x-phaseo-signature"] == headers["x-phaseo-signature"]
     assert event["attempt"] == 1 and event["outcome"] == "queued"
@@ -43,7 +43,7 @@ def test_duplicate_event_queues_nothing(client, store):
     resp = post(client, body2, headers2)
     assert resp.status_code == 200 and resp.json["status"] == "duplicate"
     assert queued_jobs(store) == 1
-    assert store.event("evt_batch_batch_a_batch_completed")["duplicates"] == 1
+    assert store.event("evt_batch_batch_a_batch_completed", "batch_a")["duplicates"] == 1
 
 
 def test_same_delivery_key_on_two_batches_is_not_a_duplicate(client, store):
@@ -68,7 +68,7 @@ def test_non_batch_event_is_ignored_and_recorded(client, store):
     resp = post(client, body, headers)
     assert resp.status_code == 202 and resp.json["status"] == "ignored"
     assert queued_jobs(store) == 0
-    assert store.event(event["id"])["outcome"] == "ignored"
+    assert store.event(event["id"], event["data"]["id"])["outcome"] == "ignored"
 
 
 @pytest.mark.parametrize("mutate,reason", [
@@ -85,7 +85,7 @@ def test_forged_requests_are_refused(client, store, mutate, reason):
     assert resp.status_code == 401
     assert resp.json == {"error": "invalid_signature", "reason": reason}
     assert queued_jobs(store) == 0
-    assert store.event("evt_batch_batch_f_batch_completed") is None
+    assert store.event("evt_batch_batch_f_batch_completed", "batch_f") is None
     assert store.counters("rejected")[reason] == 1
 
 
@@ -149,7 +149,7 @@ def test_redis_down_answers_503_and_records_nothing(settings, redis_client):
     assert resp.status_code == 503 and resp.json["error"] == "store_unavailable"
     # Nothing reached the real Redis either: the gateway's retry will be new to us.
     live = Store(redis_client, settings)
-    assert live.event("evt_batch_batch_down_batch_completed") is None
+    assert live.event("evt_batch_batch_down_batch_completed", "batch_down") is None
     assert live.queue.count == 0
 
 

@@ -77,28 +77,20 @@ def events(res: Resources, batch_id: str, payload: bool) -> None:
     emit(res, {"batch_id": batch_id, "data": rows}, [_event_row(e) for e in found] or [f"{batch_id}: no events"])
 
 
-def _event_batch(res: Resources, event_id: str) -> str:
-    """Return the batch a stored event is about, or raise."""
-    event = res.store.event(event_id)
-    if event is None:
-        raise CommandError(f"no stored event {event_id!r} (events are kept AISTATS_EVENT_RETENTION seconds)")
-    batch_id = event.get("batch_id") or event.get("batch")
-    if not batch_id:
-        raise CommandError(f"event {event_id!r} is not about a batch (type {event.get('type')!r})")
-    return batch_id
-
-
 @click.command()
 @click.argument("event_id", required=False)
-@click.option("--batch", "batch_id", default=None, help="Replay every stored event of this batch.")
+@click.option("--batch", "batch_id", default=None,
+              help="The batch of EVENT_ID; alone, replay every stored event of this batch.")
 @json_option
 @pass_res
 def replay(res: Resources, event_id: str | None, batch_id: str | None) -> None:
     """Re-queue stored events: a fresh reconcile of their batch."""
-    if bool(event_id) == bool(batch_id):
-        raise click.UsageError("give an EVENT_ID or --batch BATCH_ID (not both)")
+    if not batch_id:
+        raise click.UsageError("give --batch BATCH_ID (and optionally one EVENT_ID of it)")
     if event_id:
-        batch_id = _event_batch(res, event_id)
+        if res.store.event(event_id, batch_id) is None:
+            raise CommandError(f"no stored event {event_id!r} of {batch_id} "
+                               "(events are kept AISTATS_EVENT_RETENTION seconds; see `events BATCH_ID`)")
         ids = [event_id]
     else:
         ids = [e["id"] for e in res.store.events(batch_id)]

@@ -119,8 +119,8 @@ class Store:
         """Return the batch's stored events, oldest first."""
         return self.deliveries.of_batch(batch_id)
 
-    def event(self, event_id: str, batch_id: str | None = None) -> dict | None:
-        """Return one stored event, or None."""
+    def event(self, event_id: str, batch_id: str) -> dict | None:
+        """Return one stored event of ``batch_id``, or None."""
         return self.deliveries.find(event_id, batch_id)
 
     def compact_events(self, batch_id: str, keep_types: set[str]) -> int:

@@ -31,25 +31,12 @@ class Deliveries:
         events = [eventlog.decode(batch_id, text(f), blob, states) for f, blob in packed.items()]
         return sorted(events, key=lambda e: (e["received_at"], e["id"]))
 
-    def find(self, event_id: str, batch_id: str | None = None) -> dict | None:
-        """Return one stored event (its batch inferred from the id when not given), or None."""
-        candidates = [batch_id] if batch_id else self._batches_of(event_id)
-        for candidate in candidates:
-            found = next((e for e in self.of_batch(candidate) if e["id"] == event_id), None)
-            if found:
-                found["batch_id"] = candidate
-                return found
-        return None
-
-    def _batches_of(self, event_id: str) -> list[str]:
-        """Return the stored batches an ``evt_batch_{batch}_{key}`` id may belong to."""
-        rest = event_id.removeprefix("evt_batch_")
-        cuts = [i for i, c in enumerate(rest) if c == "_"]
-        candidates = [rest[:i] for i in cuts] or [rest]
-        pipe = self.redis.pipeline(transaction=False)
-        for candidate in candidates:
-            pipe.exists(self.keys.events(candidate))
-        return [c for c, hit in zip(candidates, pipe.execute()) if hit]
+    def find(self, event_id: str, batch_id: str) -> dict | None:
+        """Return one stored event of ``batch_id``, or None (events are stored per batch)."""
+        found = next((e for e in self.of_batch(batch_id) if e["id"] == event_id), None)
+        if found:
+            found["batch_id"] = batch_id
+        return found
 
     def compact(self, batch_id: str, keep_types: Collection[str]) -> int:
         """Drop the bodies of a final batch's events whose type is not in ``keep_types``."""
