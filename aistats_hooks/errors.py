@@ -8,6 +8,7 @@ caller can catch the whole family at one boundary::
     ├── SignatureError         a webhook failed verification (``reason`` says why)
     ├── PayloadError           a webhook body is not a usable event (HTTP 400)
     ├── StoreUnavailable       Redis did not answer (HTTP 503; the gateway retries)
+    ├── BatchLocked            another run held a batch's lock longer than the caller would wait
     └── AIStatsError           the upstream gateway answered with an error, or a call was refused
         │                      before sending (``status`` None); every one carries ``status``,
         │                      ``code`` ("validation_error", "not_found", ...), ``reason``
@@ -62,6 +63,10 @@ class PayloadError(HooksError):
 
 class StoreUnavailable(HooksError):
     """Redis could not be reached or failed mid-operation."""
+
+
+class BatchLocked(HooksError):
+    """Another run held the batch's lock for longer than the caller would wait."""
 
 
 class AIStatsError(HooksError):

@@ -1,8 +1,8 @@
 """RQ job functions. Thin and idempotent: they take ids and call the library.
 
 Retries use RQ's own mechanism (each job is enqueued with ``Retry``); these
-functions only adjust it: a 429 waits for its Retry-After, an auth error is
-not retried, and the last failed attempt applies the webhook payload as a
+functions only adjust it: a 429 waits for its Retry-After, an auth error (or
+any other error that retrying cannot fix, such as 402) is not retried, and the last failed attempt applies the webhook payload as a
 marked fallback before failing visibly.
 """
 
@@ -46,6 +46,9 @@ def reconcile_batch(batch_id: str, force: bool = False) -> str:
     except AIStatsError as exc:
         if exc.retryable:
             _fallback_if_last(ctx, job, batch_id)
+        elif job is not None:
+            # 402, 400, 409...: retrying the same call cannot succeed; fail visibly now.
+            job.retries_left = 0
         raise
     finally:
         with contextlib.suppress(RedisError):  # a metric must not fail the job

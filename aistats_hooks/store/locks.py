@@ -14,15 +14,11 @@ from dataclasses import dataclass
 from redis import Redis
 
 from .. import codec, eventlog
-from ..errors import HooksError
+from ..errors import BatchLocked
 from ..keys import Keys
 from .script import Script, text
 
 LOCK_MARGIN_S = 10
-
-
-class BatchLocked(HooksError):
-    """Another run held the batch's lock for longer than the caller would wait."""
 
 
 @dataclass(frozen=True)
