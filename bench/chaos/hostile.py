@@ -167,7 +167,7 @@ class Hostile:
         now, tol = time.time(), self.opts.tolerance
         outside = self.rng.random() < 0.5
         item = (self.record.take_captured(now - tol - 3) if outside
-                else self.record.take_captured(now - 1, newer_than=now - tol + 8))
+                else self.record.take_captured(now - 1, newer_than=now - tol + 8, keep=True))
         if item is None:
             return
         batch_id = json.loads(item.body)["data"]["id"]

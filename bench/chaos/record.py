@@ -95,11 +95,17 @@ class Record:
             at = float(signed_at) if signed_at.isdigit() else time.time()
             self.captured.append(Captured(at, event_id, body, headers))
 
-    def take_captured(self, older_than: float, newer_than: float = 0.0) -> Captured | None:
-        """Pop a captured delivery signed between ``newer_than`` and ``older_than`` (unix seconds)."""
+    def take_captured(self, older_than: float, newer_than: float = 0.0, *, keep: bool = False) -> Captured | None:
+        """Return a captured delivery signed between ``newer_than`` and ``older_than`` (unix seconds).
+
+        It is removed unless ``keep``: an in-window replay keeps it, so it can age
+        into an out-of-window replay later (the gateway sends few deliveries per
+        batch, so captures are scarce).
+        """
         with self.lock:
             for i, item in enumerate(self.captured):
                 if newer_than <= item.at <= older_than:
-                    del self.captured[i]
+                    if not keep:
+                        del self.captured[i]
                     return item
         return None
