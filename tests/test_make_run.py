@@ -181,6 +181,7 @@ def test_make_run_from_nothing_then_sigint_stops_everything(tmp_path):
             run.proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_malformed_setting_exits_2_with_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "aistats_hooks.launcher", "--no-env-file"], cwd=ROOT, capture_output=True, text=True,
@@ -202,6 +203,7 @@ def test_launcher_validates_its_own_settings(name, value):
         launcher.validate({name: value})
 
 
+@pytest.mark.slow
 def test_port_in_use_is_one_line(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

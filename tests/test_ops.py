@@ -305,9 +305,10 @@ def test_procfile_runs_web_worker_and_cron():
     assert processes["web"].startswith("gunicorn app:app ") and "${PORT:-8000}" in processes["web"]
     assert "--preload" in processes["web"]  # a bad setting stops the master, not a crash loop
     assert processes["worker"].startswith("rq worker -c workers.settings") and "--with-scheduler" in processes["worker"]
-    assert processes["cron"] == "rq cron -c workers.settings workers/cron_config.py"
+    assert processes["cron"].startswith("rq cron -c workers.settings") and "workers/cron_config.py" in processes["cron"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["worker", "cron", "web"])
 def test_each_process_refuses_a_malformed_setting(name, redis_url):
     command = procfile()[name].replace("${PORT:-8000}", str(free_port()))
@@ -327,6 +328,7 @@ def test_each_process_refuses_a_malformed_setting(name, redis_url):
     ]
 
 
+@pytest.mark.slow
 def test_worker_without_api_key_and_cron_with_bad_interval_exit_2(redis_url):
     proc = run_process(["rq", "worker", "-c", "workers.settings", "--burst"], REDIS_URL=redis_url,
                        AISTATS_WEBHOOK_SECRET="whsec_x_123456")
@@ -341,6 +343,7 @@ def test_worker_without_api_key_and_cron_with_bad_interval_exit_2(redis_url):
     ]
 
 
+@pytest.mark.slow
 def test_cron_config_registers_the_sweep_on_the_project_queue(redis_url, prefix):
     code = (
         "from redis import Redis\n"

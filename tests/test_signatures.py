@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,8 +14,9 @@ from werkzeug.datastructures import EnvironHeaders, Headers
 
 from aistats_hooks.errors import SignatureError
 from aistats_hooks.signatures import compute_signature, sign_headers, verify_signature
+from tests import helpers
 
-FIXTURE = Path("/work/shared/fixtures/batch_completed.json")
+FIXTURE = helpers.FIXTURE
 SECRET = "whsec_test_secret"
 OLD_SECRET = "whsec_previous_secret"
 NOW = 1_781_712_000
@@ -25,7 +25,7 @@ UNICODE_BODY = '{"id":"evt_2","data":{"metadata":{"note":"caf\u00e9 \u2014 \u65e
 
 
 def reference(secret: str, timestamp: str, body: bytes) -> str:
-    """Sign the way PROTOCOL.md describes, without the module under test."""
+    """Sign the way docs/protocol.md describes, without the module under test."""
     return hmac.new(secret.encode("utf-8"), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
