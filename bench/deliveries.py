@@ -17,7 +17,8 @@ from aistats_hooks.signatures import sign_headers
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = (ROOT.parent / "shared" / "fixtures" / "batch_completed.json", ROOT / "tests" / "fixtures" / "batch_completed.json")
 PLACEHOLDER = "BENCHBATCHID"
-# The storm: ten progress buckets of one batch, as PROTOCOL.md buckets them (5 to 95).
+# The storm: ten progress buckets of one batch (5 to 95), distinct events for the ack path to absorb
+# (the real gateway sends no batch progress deliveries: docs/protocol.md).
 STORM_KEYS = tuple(f"batch.progress:{p}" for p in range(5, 100, 10))
 
 Delivery = tuple[bytes, dict[str, str]]

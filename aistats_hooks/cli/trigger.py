@@ -29,7 +29,7 @@ _STATUS = {
 
 def sample_event(event_type: str, batch_id: str, *, key: str | None = None, attempt: int = 1,
                  now: float | None = None) -> dict:
-    """Return a delivery body shaped like the gateway's (see PROTOCOL.md and the fixture)."""
+    """Return a delivery body shaped like the gateway's (see docs/protocol.md and the fixture)."""
     now = time.time() if now is None else now
     kind = event_type.split(".", 1)[1]
     status = _STATUS[kind]
