@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from .. import __version__
+from ..config import DEFAULT_BASE_URL
 from ..errors import AIStatsError, UpstreamUnavailable
 from ._errors import MAX_ERROR_BODY_BYTES, translate
 
-DEFAULT_BASE_URL = "https://api.phaseo.app/v1"
 USER_AGENT = f"aistats-hooks/{__version__} httpx/{httpx.__version__}"
 STREAM_CHUNK_BYTES = 64 * 1024
 
