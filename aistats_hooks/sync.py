@@ -18,7 +18,8 @@ from enum import Enum
 from .errors import AIStatsError, NotFoundError
 from .reconcile import BatchStatus, Source, is_final, iso, merge
 from .sdk import AIStats
-from .store import BatchLocked, Begun, Store
+from .errors import BatchLocked
+from .store import Begun, Store
 
 log = logging.getLogger("aistats_hooks.sync")
 # Seconds a run waits for another worker's run of the same batch before

@@ -80,8 +80,8 @@ def test_metrics_count_deliveries_rejections_queue_and_billing(client, store, se
     assert client.post("/webhooks/aistats", data=body, headers=headers).status_code == 200
     body, headers = signed(make_event("batch_m2"), secret="whsec_not_ours")
     assert client.post("/webhooks/aistats", data=body, headers=headers).status_code == 401
-    store.redis.set(store.key("ledger", "total"), 1_500_000_000)
-    store.redis.hset(store.key("ledger", "provider"), mapping={"openai": 1_000_000_000, "anthropic": 500_000_000})
+    store.redis.set(store.keys.ledger_total, 1_500_000_000)
+    store.redis.hset(store.keys.ledger("provider"), mapping={"openai": 1_000_000_000, "anthropic": 500_000_000})
     store.incr("upstream", "retrieve", 3)
     store.incr("upstream", "200", 2)
     store.incr("upstream", "429")

@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import pytest

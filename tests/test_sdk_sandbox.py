@@ -143,8 +143,6 @@ def test_batch_naming_an_endpoint_is_delivered_and_its_results_stream(client, in
     assert len(output_rows) == done["request_counts"]["completed"]
 
 
-@pytest.mark.xfail(strict=True, reason="sandbox bug: its 409 passes the batch status as the HTTP status "
-                   "(flat(..., status=batch.status) in sandbox/app.py), so the answer line is 'HTTP/1.1 0 validating'")
 def test_results_of_a_running_batch_are_not_ready(client):
     batch = client.create_batch(batch_body(prompts=2, duration="100000"))
     with pytest.raises(ResultsNotReady) as early:

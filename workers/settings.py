@@ -18,10 +18,9 @@ refused at start too.
 
 from __future__ import annotations
 
-import sys
 
 from aistats_hooks import logs
-from aistats_hooks.config import Settings
+from aistats_hooks.config import Settings, exit_config_error
 from aistats_hooks.errors import ConfigError
 
 
@@ -33,8 +32,7 @@ def _load() -> tuple[Settings, str, int]:
         settings.require_api_key()
         return settings, logs.level_from_env(), settings.sweep_interval
     except ConfigError as exc:
-        print(f"aistats-hooks: configuration error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        exit_config_error(exc)
 
 
 SETTINGS, LOG_LEVEL, SWEEP_INTERVAL = _load()

@@ -14,8 +14,10 @@ import subprocess
 import sys
 import time
 
+from ..config import EXIT_CONFIG
+
 MAX_PAUSE = 10.0
-FINAL_CODES = (0, 2)  # done, or a setting to fix: restarting would not help
+FINAL_CODES = (0, EXIT_CONFIG)  # done, or a setting to fix: restarting would not help
 
 
 def supervise(argv: list[str], *, pause: float = 1.0) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 import random
 
 from .batch import OUTCOMES, Batch, Plan, settle, void

@@ -34,11 +34,11 @@ from .counters import Counters
 from .deliveries import Deliveries
 from .ingest import Ingest
 from .ledger import Ledger
-from .locks import BatchLocked, Begun, Locks
+from .locks import Begun, Locks
 from .records import Records
 from .sweep import OpenBatches
 
-__all__ = ["BatchLocked", "Begun", "Store"]
+__all__ = ["Begun", "Store"]
 
 
 class Store:

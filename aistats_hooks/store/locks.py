@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from redis import Redis
 
 from .. import codec, eventlog
-from ..errors import BatchLocked
 from ..keys import Keys
 from .script import Script, text
 

@@ -13,16 +13,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import httpx
-import pytest
 
 from aistats_hooks.cli.trigger import _headers as trigger_headers, sample_event
 from aistats_hooks.web import create_app
-from tests.cli_support import (  # noqa: F401 - fixtures
-    CLEARED, ROOT, create, env, one_line_error, receiver, run, sandbox, sandbox_truth, store,
-)
+from tests.cli.conftest import CLEARED, ROOT, create, one_line_error, run, sandbox_truth
 from tests.helpers import Served, run_worker, wait_for
 
 # -- create-batch ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What the CLI tests share: a real sandbox, a served receiver, an operator's environment.
+"""Fixtures and helpers the CLI tests share: a real sandbox, a served receiver, an operator's environment.
 
 The environment has a managed webhook endpoint, created through the CLI's own
 `endpoints create` (the gateway delivers only to managed endpoints), whose
@@ -20,7 +20,7 @@ from aistats_hooks.web import create_app
 from tests.helpers import Served
 from workers import context
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Variables the CLI reads; cleared so the developer's own environment cannot leak in.
 CLEARED = (
     "REDIS_URL", "AISTATS_API_KEY", "AISTATS_BASE_URL", "AISTATS_WEBHOOK_SECRET", "AISTATS_WEBHOOK_TOLERANCE",

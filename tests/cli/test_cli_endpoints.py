@@ -15,7 +15,7 @@ import stat
 import httpx
 
 from aistats_hooks import endpoint_secrets
-from tests.cli_support import env, one_line_error, receiver, run, sandbox, store  # noqa: F401 - fixtures
+from tests.cli.conftest import one_line_error, run
 from tests.helpers import make_event, signed, wait_for
 
 
