@@ -51,7 +51,7 @@ class Keys:
 
     # -- per batch ------------------------------------------------------------
     def events(self, batch_id: str) -> str:
-        """The batch's stored deliveries (see ``eventlog``)."""
+        """The batch's stored deliveries (see ``store.delivery_codec``)."""
         return self._key("ev", batch_id)
 
     def outcomes(self, batch_id: str) -> str:

@@ -11,7 +11,7 @@ INGEST = (
     "per request against ~205 for bare Flask, and a sync worker also sits idle for its Redis round trip, "
     "which bare Flask never makes. In process, uncontended: Store.ingest ~175-220 us, of which the redis-py "
     "call ~110-150 us (a loopback round trip alone is 30-65 us here; the INGEST script runs 13.5 us inside "
-    "Redis, INFO commandstats), eventlog.pack ~22 us (dictionary zlib of the 2 KB body: what keeps a batch "
+    "Redis, INFO commandstats), delivery_codec.pack ~22 us (dictionary zlib of the 2 KB body: what keeps a batch "
     "under 4 KiB), the job's serialized call 7 us; verify 5 us, parse 10 us. Already done from this "
     "bench's earlier findings: constant RQ job fields baked into the script (41 -> 11 arguments, no Job "
     "object per request), a primed compressor copied per use, the per-request log line only a level check "

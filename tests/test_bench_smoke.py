@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from werkzeug.datastructures import Headers
 
-from aistats_hooks.events import parse_event
+from aistats_hooks.delivery import parse_event
 from aistats_hooks.signatures import verify_signature
 from bench import deliveries, loadgen, report
 from bench.context import Row

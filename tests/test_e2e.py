@@ -17,7 +17,7 @@ import pytest
 
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.sdk import AIStats
-from aistats_hooks.sync import track_batch
+from aistats_hooks.reconcile import track_batch
 from aistats_hooks.web import create_app
 from tests.helpers import Served, spawn_worker, wait_for
 

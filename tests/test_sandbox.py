@@ -23,7 +23,7 @@ from werkzeug.wrappers import Request, Response
 
 from aistats_hooks.errors import SignatureError
 from aistats_hooks.sandbox import SandboxServer
-from aistats_hooks.sandbox.events import event_id
+from aistats_hooks.sandbox.notifications import event_id
 from aistats_hooks.signatures import verify_signature
 from tests import helpers
 

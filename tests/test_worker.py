@@ -11,7 +11,7 @@ import pytest
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry
 
 from aistats_hooks.store import Store
-from aistats_hooks.sync import Outcome, sync_batch, track_batch
+from aistats_hooks.reconcile import Outcome, reconcile_batch, track_batch
 from aistats_hooks.web import create_app
 from tests.helpers import make_event, run_worker, signed, spawn_worker
 from tests.upstream import Upstream
@@ -78,7 +78,7 @@ def test_final_batch_skips_the_upstream_call(app, store, upstream):
     resp = deliver(app, make_event("b2", "batch.progress", key="batch.progress:90", status="in_progress"))
     assert resp.json["job"] == "final"
     assert store.queue.count == 0
-    assert sync_batch(store, context.current().client, "b2") == Outcome.SKIPPED_FINAL
+    assert reconcile_batch(store, context.current().client, "b2") == Outcome.SKIPPED_FINAL
     assert upstream.calls["b2"] == 1
     assert store.get("b2")["status"] == "completed"
 
@@ -205,7 +205,8 @@ def test_two_workers_never_reconcile_one_batch_at_once(app, store, upstream, set
 
 
 def test_concurrent_saves_never_double_count(app, store):
-    from aistats_hooks.reconcile import Source, merge
+    from aistats_hooks.merge import merge
+    from aistats_hooks.status import Source
 
     record = merge(None, completed("b8"), source=Source.RETRIEVE)
 
@@ -224,7 +225,7 @@ def test_concurrent_saves_never_double_count(app, store):
 
 
 def test_rereconcile_adds_only_the_difference(app, store):
-    from aistats_hooks.reconcile import merge
+    from aistats_hooks.merge import merge
 
     first = merge(None, completed("b9"))
     store.save(first)

@@ -18,7 +18,8 @@ from rq import get_current_job
 
 from aistats_hooks import telemetry
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
-from aistats_hooks.sync import Outcome, apply_fallback, sync_batch
+from aistats_hooks import reconcile
+from aistats_hooks.reconcile import Outcome, apply_fallback
 
 from . import context
 
@@ -31,7 +32,7 @@ def reconcile_batch(batch_id: str, force: bool = False) -> str:
     job = get_current_job()
     started = time.monotonic()
     try:
-        return sync_batch(ctx.store, ctx.client, batch_id, job_id=job.id if job else "", force=force).value
+        return reconcile.reconcile_batch(ctx.store, ctx.client, batch_id, job_id=job.id if job else "", force=force).value
     except AuthenticationError:
         # A bad API key will not fix itself: fail now, into the failed registry.
         ctx.store.incr("upstream", "auth_failed")

@@ -9,8 +9,8 @@ from redis.exceptions import RedisError
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..reconcile import nanos_to_usd
-from ..sync import track_batch
+from ..billing import nanos_to_usd
+from ..reconcile import track_batch
 from .core import CommandError, Resources, emit, event_type, json_option, pass_res
 
 

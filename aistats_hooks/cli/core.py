@@ -12,11 +12,11 @@ from redis.exceptions import RedisError
 
 from .. import logs
 from ..config import EXIT_CONFIG, Settings, config_error_message
+from ..delivery import EVENT_FAMILIES, EVENT_KINDS
 from ..errors import AIStatsError, ConfigError, HooksError
 
 EXIT_ERROR = 1
 WEBHOOK_PATH = "/webhooks/aistats"
-EVENT_KINDS = ("created", "progress", "completed", "failed", "cancelled", "expired")
 
 
 class CommandError(click.ClickException):
@@ -145,7 +145,7 @@ def event_type(value: str, *, loose: bool = False) -> str:
         # As `trigger` accepts: "completed" is batch.completed, "batch.progress:50" a delivery key.
         family, kind = (family, kind) if sep else ("batch", value)
         kind = kind.split(":")[0]
-    if family not in ("batch", "job") or kind not in EVENT_KINDS:
+    if family not in EVENT_FAMILIES or kind not in EVENT_KINDS:
         raise click.BadParameter(
             f"{value!r} is not an event type (batch.<kind> or job.<kind>, kind one of {', '.join(EVENT_KINDS)})"
         )

@@ -13,18 +13,10 @@ import click
 from redis.exceptions import RedisError
 
 from ..config import Settings
-from ..reconcile import iso
+from ..delivery import KIND_STATUS
+from ..timestamps import iso
 from .core import WEBHOOK_PATH, CommandError, Resources, emit, event_type, json_option, pass_res, webhook_url
 
-# What each event type says about the batch.
-_STATUS = {
-    "created": "pending",
-    "progress": "in_progress",
-    "completed": "completed",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "expired": "expired",
-}
 
 
 def sample_event(event_type: str, batch_id: str, *, key: str | None = None, attempt: int = 1,
@@ -32,7 +24,7 @@ def sample_event(event_type: str, batch_id: str, *, key: str | None = None, atte
     """Return a delivery body shaped like the gateway's (see docs/protocol.md and the fixture)."""
     now = time.time() if now is None else now
     kind = event_type.split(".", 1)[1]
-    status = _STATUS[kind]
+    status = KIND_STATUS[kind]
     key = key or ("batch.progress:50" if kind == "progress" else f"batch.{kind}")
     safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in key)
     total = 2

@@ -9,7 +9,7 @@ import heapq
 from typing import Any
 
 from .batch import Batch
-from .events import TERMINAL_EVENT, Event, subscribed
+from .notifications import TERMINAL_EVENT, Event, subscribed
 from .lifecycle import begin_cancel, begin_finalizing, finish, next_step, raise_counts
 from .results import write_outputs
 from .batch import iso

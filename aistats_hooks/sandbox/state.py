@@ -14,7 +14,7 @@ from .clock import SimClock
 from .endpoints import Endpoints
 from .engine import Engine
 from .errors import flat
-from .events import Event
+from .notifications import Event
 from .faults import parse_fault_rates, retrieve_fault
 from .ids import batch_id, native_batch_id, new_id
 from .lifecycle import begin_cancel, make_plan, request_total

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.client import Pipeline
 
-from .. import codec
+from . import compression
 from ..keys import Keys
-from ..reconcile import contribution, is_final, parse_time
+from ..billing import contribution
+from ..merge import is_final
+from ..timestamps import parse_time
 from .script import Script
 
 
@@ -49,7 +51,7 @@ class RecordRow:
         final = is_final(record)
         nanos, groups = contribution(record)
         return cls(
-            doc=codec.pack(json.dumps(record, separators=(",", ":"), sort_keys=True).encode()),
+            doc=compression.pack(json.dumps(record, separators=(",", ":"), sort_keys=True).encode()),
             status=record["status"],
             final=final,
             session=str(record.get("session_id") or ""),

@@ -1,6 +1,6 @@
 """A batch's stored deliveries: list them, find one, compact them once the batch is final.
 
-INGEST writes them; ``eventlog`` is their stored form.
+INGEST writes them; ``delivery_codec`` is their stored form.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Collection
 
 from redis import Redis
 
-from .. import eventlog
+from . import delivery_codec
 from ..keys import Keys
 from .script import text
 
@@ -28,7 +28,7 @@ class Deliveries:
         pipe.hgetall(self.keys.outcomes(batch_id))
         packed, states = pipe.execute()
         states = {text(k): text(v) for k, v in states.items()}
-        events = [eventlog.decode(batch_id, text(f), blob, states) for f, blob in packed.items()]
+        events = [delivery_codec.decode(batch_id, text(f), blob, states) for f, blob in packed.items()]
         return sorted(events, key=lambda e: (e["received_at"], e["id"]))
 
     def find(self, event_id: str, batch_id: str) -> dict | None:
@@ -42,7 +42,7 @@ class Deliveries:
         """Drop the bodies of a final batch's events whose type is not in ``keep_types``."""
         key = self.keys.events(batch_id)
         stripped = {name: small for name, blob in self.redis.hgetall(key).items()
-                    if (small := eventlog.strip_body(blob, keep_types)) is not None}
+                    if (small := delivery_codec.strip_body(blob, keep_types)) is not None}
         if stripped:
             # Fields only, never new ones: an event that arrives meanwhile is untouched.
             self.redis.hset(key, mapping=stripped)

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 
 from redis import Redis
 
-from .. import eventlog
-from ..events import Event
+from . import delivery_codec
+from ..delivery import Event
 from ..keys import Keys
 from ..queueing import RQContract
 from .coalesce import ENQUEUE_LUA, EnqueueArgs
@@ -86,8 +86,8 @@ class Ingest:
         job = self.rq.new_job(event.batch_id, self.new_job_id())
         return self._ingest.call(
             self.keys,
-            event_field=eventlog.field(event.id, event.batch_id),
-            packed=eventlog.pack(event, body, headers, received),
+            event_field=delivery_codec.field(event.id, event.batch_id),
+            packed=delivery_codec.pack(event, body, headers, received),
             received_ms=received,
             retention=self.retention,
             ignore=ignore,

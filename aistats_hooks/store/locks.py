@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from .. import codec, eventlog
+from . import compression, delivery_codec
 from ..keys import Keys
 from .script import Script, text
 
@@ -129,8 +129,8 @@ class Locks:
         if not reply[0]:
             return None
         doc, field, blob = reply[1], reply[2], reply[3]
-        newest = eventlog.decode(batch_id, text(field), blob, {}) if field and blob else None
-        return Begun(json.loads(codec.unpack(doc)) if doc else None, newest)
+        newest = delivery_codec.decode(batch_id, text(field), blob, {}) if field and blob else None
+        return Begun(json.loads(compression.unpack(doc)) if doc else None, newest)
 
     def unlock(self, batch_id: str, token: str) -> None:
         """Release the batch's lock if ``token`` still holds it."""

@@ -6,7 +6,7 @@ import json
 
 from redis import Redis
 
-from .. import codec
+from . import compression
 from ..keys import Keys
 from .script import text
 
@@ -21,14 +21,14 @@ class Records:
     def get(self, batch_id: str) -> dict | None:
         """Return the reconciled record of ``batch_id``, or None."""
         doc = self.redis.hget(self.keys.record(batch_id), "doc")
-        return json.loads(codec.unpack(doc)) if doc else None
+        return json.loads(compression.unpack(doc)) if doc else None
 
     def get_many(self, batch_ids: list[str]) -> list[dict | None]:
         """Return the records of ``batch_ids`` in order (None where unknown)."""
         pipe = self.redis.pipeline(transaction=False)
         for batch_id in batch_ids:
             pipe.hget(self.keys.record(batch_id), "doc")
-        return [json.loads(codec.unpack(doc)) if doc else None for doc in pipe.execute()]
+        return [json.loads(compression.unpack(doc)) if doc else None for doc in pipe.execute()]
 
     def index_key(self, *, status: str | None = None, session_id: str | None = None,
                   model: str | None = None) -> str:

@@ -26,7 +26,7 @@ from prometheus_client.utils import floatToGoString
 from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from ..reconcile import BatchStatus
+from ..status import BatchStatus
 from ..store import Store
 from ..telemetry import HISTOGRAM_KEY, RECONCILE_BUCKETS
 from .auth import require_token

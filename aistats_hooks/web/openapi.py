@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from ..reconcile import BatchStatus, Source
+from ..status import BatchStatus, Source
 from ..signatures import MAX_SIGNATURE_HEADER
 
 # A UTC day; an empty value means "no bound", like an absent one.

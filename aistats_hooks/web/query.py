@@ -8,7 +8,7 @@ from datetime import date
 from flask import Blueprint, jsonify, request
 
 from .. import queries
-from ..reconcile import BatchStatus
+from ..status import BatchStatus
 from .auth import require_token
 from .context import get_store
 from .errors import error

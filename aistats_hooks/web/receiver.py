@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import PayloadError, SignatureError
-from ..events import parse_event
+from ..delivery import parse_event
 from ..signatures import verify_signature
 from .context import get_secret_ring, get_store
 from .errors import error

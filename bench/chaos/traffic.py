@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from aistats_hooks.config import Settings
 from aistats_hooks.sdk import AIStats
 from aistats_hooks.store import Store
-from aistats_hooks.sync import track_batch
+from aistats_hooks.reconcile import track_batch
 
 from .record import Record
 

@@ -1,4 +1,4 @@
-"""Webhook events: parsing a verified body into an ``Event``, nothing more.
+"""A received webhook delivery: the event kinds there are, and parsing a verified body into an ``Event``.
 
 Parsing is lenient about everything it does not need (unknown fields, extra
 keys) and strict about the three it does: the event id, its type and the
@@ -13,8 +13,24 @@ from dataclasses import dataclass
 
 from .errors import PayloadError
 
-BATCH_EVENT_TYPES = frozenset(
-    {"created", "progress", "completed", "failed", "cancelled", "canceled", "expired"}
+# Event types are "<family>.<kind>": the gateway names batch events `batch.*`,
+# and subscriptions may use the generic `job.*` form. Every place that needs
+# the kinds (the receiver, the CLI's checks and samples, compaction) reads them here.
+EVENT_FAMILIES = ("batch", "job")
+# kind -> the batch status an event of that kind reports.
+KIND_STATUS = {
+    "created": "pending",
+    "progress": "in_progress",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "expired": "expired",
+}
+EVENT_KINDS = tuple(KIND_STATUS)
+# Accepted on receipt: the kinds, and the American spelling some surfaces use.
+BATCH_EVENT_KINDS = frozenset(EVENT_KINDS) | {"canceled"}
+TERMINAL_EVENT_TYPES = frozenset(
+    f"{family}.{kind}" for family in EVENT_FAMILIES for kind in ("completed", "failed", "cancelled", "canceled", "expired")
 )
 MAX_ID_LENGTH = 256
 HEADER_PREFIX = "x-phaseo-"
@@ -37,7 +53,7 @@ class Event:
     def is_batch_event(self) -> bool:
         """Tell whether this event concerns a batch (``batch.*`` or ``job.*``)."""
         family, _, name = self.type.partition(".")
-        return family in ("batch", "job") and name.split(":")[0] in BATCH_EVENT_TYPES
+        return family in EVENT_FAMILIES and name.split(":")[0] in BATCH_EVENT_KINDS
 
 
 def _text_id(value: object, name: str) -> str:

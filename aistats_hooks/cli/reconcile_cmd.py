@@ -5,15 +5,15 @@ from __future__ import annotations
 import click
 
 from ..errors import AIStatsError
-from ..reconcile import iso
+from ..timestamps import iso
 from .core import CommandError, Resources, emit, json_option, pass_res
 
 
 def _reconcile_now(res: Resources, batch_id: str, force: bool) -> str:
     """Reconcile one batch here and now; return the outcome."""
-    from ..sync import sync_batch
+    from ..reconcile import reconcile_batch
 
-    return sync_batch(res.store, res.client, batch_id, force=force).value
+    return reconcile_batch(res.store, res.client, batch_id, force=force).value
 
 
 @click.command()

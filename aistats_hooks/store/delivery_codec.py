@@ -2,7 +2,7 @@
 
 Within its batch's hash an event's field is its id with the redundant
 ``evt_batch_{batch_id}_`` prefix cut to ``~`` (ids repeat the batch id).
-The value is ``codec.pack`` of a JSON line of metadata (type, delivery key,
+The value is ``compression.pack`` of a JSON line of metadata (type, delivery key,
 attempt, received time, headers) followed by the raw body, byte for byte.
 Headers that merely repeat the payload are rebuilt on read, not stored.
 Once a batch is final, the bodies of its superseded snapshots (created and
@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 
-from . import codec
-from .events import Event, phaseo_headers
+from . import compression
+from ..delivery import Event, phaseo_headers
 
 
 def pack(event: Event, body: bytes, headers: Mapping[str, str], received_ms: int) -> bytes:
@@ -23,7 +23,7 @@ def pack(event: Event, body: bytes, headers: Mapping[str, str], received_ms: int
     meta = {"t": event.type, "k": event.delivery_key, "a": event.attempt, "r": received_ms}
     derived = _derived_headers(event.id, meta)
     meta["h"] = {k: v for k, v in phaseo_headers(headers).items() if derived.get(k) != v}
-    return codec.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body)
+    return compression.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body)
 
 
 def strip_body(blob: bytes, keep_types: Collection[str]) -> bytes | None:
@@ -31,17 +31,17 @@ def strip_body(blob: bytes, keep_types: Collection[str]) -> bytes | None:
 
     None when its type is in ``keep_types`` or its body is already gone.
     """
-    meta_line, _, _ = codec.unpack(blob).partition(b"\n")
+    meta_line, _, _ = compression.unpack(blob).partition(b"\n")
     meta = json.loads(meta_line)
     if meta.get("x") or meta.get("t") in keep_types:
         return None
     meta["x"] = 1  # the body was dropped once the batch was final
-    return codec.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n")
+    return compression.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n")
 
 
 def decode(batch_id: str, field: str, blob: bytes, states: Mapping[str, str]) -> dict:
     """Return a stored event as a dict; ``states`` is the batch's outcomes hash."""
-    meta_line, _, body = codec.unpack(blob).partition(b"\n")
+    meta_line, _, body = compression.unpack(blob).partition(b"\n")
     meta = json.loads(meta_line)
     outcome, _, _ = states.get(field, "unknown:").partition(":")
     text = body.decode("utf-8", "replace")
