@@ -24,8 +24,8 @@ ENQUEUE_LUA = """
 local SCHEDULER_GRACE_MS = 5000
 -- Read enqueue()'s arguments from KEYS[k..k+5] and ARGV[a..] (layout: coalesce.EnqueueArgs).
 local function enqueue_args(k, a)
-  local fields = {}
-  for i = a + 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+  local fields = cjson.decode(ARGV[a + 9])   -- the fields every reconcile job shares (RQContract.constant_fields)
+  for i = a + 10, #ARGV do fields[#fields + 1] = ARGV[i] end
   return {
     pending = KEYS[k], recent = KEYS[k + 1],  -- the batch's slot ({p}:pending:{id}) and debounce key
     job = KEYS[k + 2], queue = KEYS[k + 3],   -- RQ's job hash and queue list
@@ -108,7 +108,7 @@ class EnqueueArgs:
         """ARGV[a..] (the job's fields last: their number varies)."""
         return [self.job.id, PENDING_TTL, self.now_ms, int(self.debounce), self.max_age,
                 self.rq.job_key_prefix, self.rq.queued, self.rq.scheduled, self.job.enqueued_at,
-                *self.job.fields]
+                self.rq.constant_fields, *self.job.fields]
 
 
 class RequestScript(Script):
