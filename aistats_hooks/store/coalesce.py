@@ -1,6 +1,6 @@
 """Queue coalescing: at most one waiting reconcile job per batch, enqueued as RQ would.
 
-``ENQUEUE_LUA`` is the Lua function INGEST and REQUEST share; ``EnqueueArgs``
+``enqueue_lua(rq)`` is the Lua function INGEST and REQUEST share; ``EnqueueArgs``
 builds its KEYS and ARGV (always the last of the including script's, since
 the job's fields vary in number). ``Requests`` queues a reconcile with no
 event (sweep, CLI, replay, follow-up) through the REQUEST script.
@@ -15,27 +15,28 @@ from redis import Redis
 
 from ..keys import Keys
 from ..queueing import NewJob, RQContract
-from .script import Script, text
+from .script import Script, lua_string, text
 
 # Seconds a pending slot lives: longer than any wait in the queue we expect.
 PENDING_TTL = 900
 
-ENQUEUE_LUA = """
+_ENQUEUE_LUA = """
 local SCHEDULER_GRACE_MS = 5000
 -- Read enqueue()'s arguments from KEYS[k..k+5] and ARGV[a..] (layout: coalesce.EnqueueArgs).
 local function enqueue_args(k, a)
-  local fields = cjson.decode(ARGV[a + 9])   -- the fields every reconcile job shares (RQContract.constant_fields)
-  for i = a + 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+  local fields = {unpack(RQ.constant)}        -- the fields every reconcile job shares
+  for i = a + 5, #ARGV do fields[#fields + 1] = ARGV[i] end
   return {
     pending = KEYS[k], recent = KEYS[k + 1],  -- the batch's slot ({p}:pending:{id}) and debounce key
     job = KEYS[k + 2], queue = KEYS[k + 3],   -- RQ's job hash and queue list
     queues = KEYS[k + 4], scheduled = KEYS[k + 5],  -- RQ's set of queues (rq:queues), scheduled registry
-    job_id = ARGV[a], pending_ttl = tonumber(ARGV[a + 1]), now_ms = tonumber(ARGV[a + 2]),
-    debounce = ARGV[a + 3] == '1',            -- wait out a recent retrieve's window
-    max_age = tonumber(ARGV[a + 4]),          -- seconds after which a waiting job is presumed lost (0 = never)
-    job_prefix = ARGV[a + 5], queued = ARGV[a + 6], scheduled_status = ARGV[a + 7],  -- RQ's names
-    enqueued_at = ARGV[a + 8],                -- RQ writes it when it queues, not when it schedules
-    fields = fields,                          -- the rest of the job hash, as RQ's Job.to_dict() has it
+    job_id = ARGV[a], now_ms = tonumber(ARGV[a + 1]),
+    debounce = ARGV[a + 2] == '1',            -- wait out a recent retrieve's window
+    max_age = tonumber(ARGV[a + 3]),          -- seconds after which a waiting job is presumed lost (0 = never)
+    enqueued_at = ARGV[a + 4],                -- RQ writes it when it queues, not when it schedules
+    fields = fields,                          -- the job hash, as RQ's Job.to_dict() has it
+    pending_ttl = RQ.pending_ttl, job_prefix = RQ.job_prefix,
+    queued = RQ.queued, scheduled_status = RQ.scheduled,
   }
 end
 -- Queue one reconcile job for the batch unless one is already waiting; return
@@ -87,6 +88,22 @@ end
 """
 
 
+def enqueue_lua(rq: RQContract) -> str:
+    """Return the shared enqueue function, with RQ's names and constant job fields read at start.
+
+    They come from RQ's own classes (``RQContract``) when the store starts, are
+    the same for every call, and so are baked into the script rather than sent
+    with each acknowledgement; ``tests/test_queueing.py`` diffs the result
+    against RQ's own enqueue.
+    """
+    constant = ", ".join(lua_string(str(x)) for x in rq.constant)
+    return (
+        f"local RQ = {{job_prefix = {lua_string(rq.job_key_prefix)}, queued = {lua_string(rq.queued)}, "
+        f"scheduled = {lua_string(rq.scheduled)}, pending_ttl = {PENDING_TTL},\n"
+        f"            constant = {{{constant}}}}}\n" + _ENQUEUE_LUA
+    )
+
+
 @dataclass(frozen=True)
 class EnqueueArgs:
     """The KEYS and ARGV of ``enqueue_args(k, a)``, in the order it reads them."""
@@ -105,19 +122,20 @@ class EnqueueArgs:
                 self.rq.queue_key, self.rq.queues_key, self.rq.scheduled_key]
 
     def arg_list(self) -> list:
-        """ARGV[a..] (the job's fields last: their number varies)."""
-        return [self.job.id, PENDING_TTL, self.now_ms, int(self.debounce), self.max_age,
-                self.rq.job_key_prefix, self.rq.queued, self.rq.scheduled, self.job.enqueued_at,
-                self.rq.constant_fields, *self.job.fields]
+        """ARGV[a..] (the job's varying fields last)."""
+        return [self.job.id, self.now_ms, int(self.debounce), self.max_age, self.job.enqueued_at, *self.job.fields]
 
 
 class RequestScript(Script):
     """REQUEST: queue a reconcile of one batch with no event."""
 
-    LUA = ENQUEUE_LUA + """
+    LUA = """
 -- KEYS[1..6], ARGV[1..]: enqueue()'s (coalesce.EnqueueArgs). Returns 'coalesced' or 'queued'.
 return enqueue(enqueue_args(1, 1))
 """
+
+    def __init__(self, redis: Redis, rq: RQContract) -> None:
+        super().__init__(redis, enqueue_lua(rq) + self.LUA)
 
     def call(self, enqueue: EnqueueArgs) -> str:
         """Run REQUEST for ``enqueue``."""
@@ -131,7 +149,7 @@ class Requests:
         self.keys = keys
         self.rq = rq
         self.new_job_id = new_job_id
-        self._request = RequestScript(redis)
+        self._request = RequestScript(redis, rq)
 
     def request(self, batch_id: str, *, debounce: bool = True, max_pending_age: int = 0) -> str:
         """Queue a reconcile of ``batch_id`` unless one is waiting; return 'queued' or 'coalesced'.

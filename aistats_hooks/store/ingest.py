@@ -16,14 +16,14 @@ from . import delivery_codec
 from ..delivery import Event
 from ..keys import Keys
 from ..queueing import RQContract
-from .coalesce import ENQUEUE_LUA, EnqueueArgs
+from .coalesce import EnqueueArgs, enqueue_lua
 from .script import Script, text
 
 
 class IngestScript(Script):
     """INGEST: store a delivery, deduplicated on its event id, and queue its batch."""
 
-    LUA = ENQUEUE_LUA + """
+    LUA = """
 -- KEYS[1] batch events hash   {p}:ev:{batch_id}  (event field -> packed headers+body)
 -- KEYS[2] batch outcomes hash {p}:eo:{batch_id}  (event field -> "outcome:received_ms")
 -- KEYS[3] batch record hash   {p}:b:{batch_id}
@@ -78,7 +78,7 @@ class Ingest:
         self.rq = rq
         self.retention = retention
         self.new_job_id = new_job_id
-        self._ingest = IngestScript(redis)
+        self._ingest = IngestScript(redis, enqueue_lua(rq) + IngestScript.LUA)
 
     def ingest(self, event: Event, body: bytes, headers: Mapping[str, str], *, ignore: bool = False) -> str:
         """Record a verified event and queue its batch in one atomic step; return the outcome."""

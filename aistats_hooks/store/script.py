@@ -18,9 +18,9 @@ class Script:
 
     LUA: ClassVar[str]
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, lua: str | None = None) -> None:
         self.redis = redis
-        self._script = redis.register_script(self.LUA)
+        self._script = redis.register_script(lua if lua is not None else self.LUA)
 
     def run(self, keys: list, args: list, client: Redis | Pipeline | None = None) -> Any:
         """Run with ``keys`` and ``args`` on ``client`` (default: the script's Redis)."""
@@ -30,3 +30,9 @@ class Script:
 def text(value: bytes | str) -> str:
     """Return a Redis reply as text."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def lua_string(value: str) -> str:
+    """Quote ``value`` as a Lua string literal (for values read at start and baked into a script)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
