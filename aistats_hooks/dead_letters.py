@@ -1,0 +1,69 @@
+"""Failed work, as RQ keeps it: list the jobs in the queue's FailedJobRegistry and requeue them.
+
+A reconcile that failed for good (a refused API key, a gateway down past
+every retry) lands in RQ's own failed registry; this module reads it for the
+CLI, the query API, the dashboard and ``/metrics``, and requeues through
+RQ's ``FailedJobRegistry.requeue``. No copy of RQ's state is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq import Queue
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.results import Result
+
+from .timestamps import iso
+
+
+def count(queue: Queue) -> int:
+    """Return how many jobs wait in the failed registry."""
+    return queue.failed_job_registry.count
+
+
+def failed_jobs(queue: Queue, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Return the newest failed jobs: id, function, batch id, error (last line), attempts, when."""
+    registry = queue.failed_job_registry
+    ids = registry.get_job_ids(0, max(limit, 1) - 1, desc=True)
+    jobs = Job.fetch_many(ids, connection=queue.connection, serializer=queue.serializer)
+    return [describe(job) for job in jobs if job is not None]
+
+
+def describe(job: Job) -> dict[str, Any]:
+    """Return what a person needs to know about a failed job."""
+    error = _error(job)
+    retries = job.number_of_retries or 0
+    args = job.args if isinstance(job.args, (list, tuple)) else ()
+    return {
+        "job_id": job.id,
+        "function": job.func_name,
+        "batch_id": args[0] if args and isinstance(args[0], str) else None,
+        "error": error.strip().splitlines()[-1] if error and error.strip() else None,
+        "attempts": retries + 1,
+        "failed_at": iso(job.ended_at.timestamp()) if job.ended_at else None,
+        "enqueued_at": iso(job.enqueued_at.timestamp()) if job.enqueued_at else None,
+    }
+
+
+def requeue(queue: Queue, job_id: str) -> bool:
+    """Put one failed job back on its queue; False when it is not in the failed registry."""
+    try:
+        queue.failed_job_registry.requeue(job_id)
+    except (InvalidJobOperation, NoSuchJobError):
+        return False
+    return True
+
+
+def requeue_all(queue: Queue) -> int:
+    """Requeue every failed job; return how many went back on the queue."""
+    return sum(requeue(queue, job_id) for job_id in queue.failed_job_registry.get_job_ids())
+
+
+def _error(job: Job) -> str | None:
+    """The failure's traceback text: from RQ's latest result, else the job's own record."""
+    result = job.latest_result()
+    if result is not None and result.type == Result.Type.FAILED:
+        return result.exc_string
+    return getattr(job, "_exc_info", None)
