@@ -68,6 +68,25 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
     return raw.rstrip("/")
 
 
+def _sentinel_settings(env: Mapping[str, str]) -> dict:
+    """Read REDIS_SENTINELS (host:port,...), REDIS_SENTINEL_MASTER and REDIS_SENTINEL_PASSWORD."""
+    raw = env.get("REDIS_SENTINELS", "").strip()
+    master = env.get("REDIS_SENTINEL_MASTER", "").strip() or None
+    if not raw:
+        return {}
+    sentinels = []
+    for item in raw.split(","):
+        host, _, port = item.strip().rpartition(":")
+        host = host.strip("[]")
+        if not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+            raise ConfigError("REDIS_SENTINELS", f"expected host:port,host:port,..., got {item.strip()!r}")
+        sentinels.append((host, int(port)))
+    if not master:
+        raise ConfigError("REDIS_SENTINEL_MASTER", "required with REDIS_SENTINELS (the service name Sentinel monitors)")
+    return {"redis_sentinels": tuple(sentinels), "redis_sentinel_master": master,
+            "redis_sentinel_password": env.get("REDIS_SENTINEL_PASSWORD", "") or None}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process of aistats-hooks needs to know, read once."""
@@ -92,6 +111,13 @@ class Settings:
     compact_events: bool = True
     sweep_interval: int = 30
     webhook_endpoint_id: str | None = None
+    # Sentinel (redis_sentinel.py): the sentinels' (host, port) and the service name.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    # Acknowledge a delivery only once this many replicas have it (WAIT), within the timeout.
+    min_replicas: int = 0
+    replica_timeout_ms: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

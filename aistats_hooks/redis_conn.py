@@ -24,7 +24,11 @@ EMBEDDED_CONFIG = {
 
 
 def connect(settings: Settings) -> Redis:
-    """Return a Redis client for ``settings`` (embedded when no URL is set)."""
+    """Return a Redis client for ``settings`` (through Sentinel when set; embedded when no URL is set)."""
+    if settings.redis_sentinels:
+        from .redis_sentinel import master_client
+
+        return master_client(settings)
     url = settings.redis_url or start_embedded(settings.data_dir)
     return Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
 

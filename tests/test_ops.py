@@ -41,7 +41,8 @@ def test_readyz_ready_with_queue_depth(client, store):
     store.request_reconcile("batch_r")
     resp = client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.json == {"status": "ready", "queue_depth": 1}
+    assert resp.json == {"status": "ready", "queue_depth": 1,
+                         "replicas": {"role": "master", "connected": 0, "required": 0}}
 
 
 def test_readyz_503_when_redis_is_unreachable(settings):

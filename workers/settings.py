@@ -6,6 +6,8 @@ naming the variable and exits with status 2, before RQ starts anything.
 
 - ``REDIS_URL``: the service's Redis (the embedded one under ``.data/``
   when ``REDIS_URL`` is unset, as every process of aistats-hooks does);
+- ``SENTINEL``: instead of ``REDIS_URL`` when ``REDIS_SENTINELS`` is set
+  (RQ's Sentinel setting; see ``aistats_hooks/redis_sentinel.py``);
 - ``QUEUES``: the project's reconcile queue (``AISTATS_QUEUE``, default the
   key prefix, default ``aistats``);
 - ``DICT_CONFIG``: JSON log lines with secrets redacted (``LOG_LEVEL``);
@@ -19,7 +21,7 @@ refused at start too.
 from __future__ import annotations
 
 
-from aistats_hooks import logs
+from aistats_hooks import handlers, logs
 from aistats_hooks.config import Settings, exit_config_error
 from aistats_hooks.errors import ConfigError
 
@@ -30,6 +32,7 @@ def _load() -> tuple[Settings, str, int]:
     try:
         settings = Settings.from_env()
         settings.require_api_key()
+        handlers.load(settings.handler_modules)  # an import error is a setting to fix: one line, exit 2
         return settings, logs.level_from_env(), settings.sweep_interval
     except ConfigError as exc:
         exit_config_error(exc)
@@ -37,7 +40,13 @@ def _load() -> tuple[Settings, str, int]:
 
 SETTINGS, LOG_LEVEL, SWEEP_INTERVAL = _load()
 
-if SETTINGS.redis_url:
+if SETTINGS.redis_sentinels:
+    # RQ's own Sentinel support: it builds Sentinel(...).master_for(MASTER_NAME), which
+    # follows a failover; REDIS_URL must then stay undefined here (RQ would prefer it).
+    from aistats_hooks.redis_sentinel import rq_sentinel
+
+    SENTINEL = rq_sentinel(SETTINGS)
+elif SETTINGS.redis_url:
     REDIS_URL = SETTINGS.redis_url
 else:  # pragma: no cover - the launcher and PaaS set REDIS_URL
     from aistats_hooks.redis_conn import start_embedded

@@ -54,7 +54,8 @@ class Store:
         def new_job_id() -> str:
             return queueing.new_job_id(settings)
 
-        self._ingest = Ingest(redis, self.keys, self.rq, settings.event_retention, new_job_id)
+        self._ingest = Ingest(redis, self.keys, self.rq, settings.event_retention, new_job_id,
+                              min_replicas=settings.min_replicas, replica_timeout_ms=settings.replica_timeout_ms)
         self.requests = Requests(redis, self.keys, self.rq, new_job_id)
         self.locks = Locks(redis, self.keys, upstream_timeout=settings.upstream_timeout,
                            debounce_ms=settings.debounce_ms)
@@ -93,9 +94,12 @@ class Store:
         settle: tuple[str, int] | None = None,
         upstream: str = "",
         pipeline: Pipeline | None = None,
-    ) -> None:
-        """Write ``record`` (when given) with indexes and ledger, settle events, count, unlock: atomically."""
-        self._commit.call(self.keys, batch_id, row=RecordRow.of(record) if record else None, settle=settle,
+    ) -> bool:
+        """Write ``record`` (when given) with indexes and ledger, settle events, count, unlock: atomically.
+
+        False when ``token`` no longer held the lock: nothing was written (``CommitScript.call``).
+        """
+        return self._commit.call(self.keys, batch_id, row=RecordRow.of(record) if record else None, settle=settle,
                           token=token, upstream=upstream, client=pipeline)
 
     def unlock(self, batch_id: str, token: str) -> None:

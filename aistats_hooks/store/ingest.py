@@ -3,6 +3,12 @@
 The INGEST script is all-or-nothing: a delivery is either recorded *and*
 queued, or not touched at all, so answering 2xx after it returned can never
 lose an event.
+
+On one Redis that is all. With replicas (``AISTATS_MIN_REPLICAS`` > 0) the
+script and ``WAIT numreplicas timeout`` go out together in one pipeline on
+one connection (WAIT counts the writes of its own connection): fewer
+replicas acknowledging in time raises ``NotReplicated`` and the receiver
+answers 503, so the gateway retries. At 0 nothing extra is sent.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from redis import Redis
+from redis.exceptions import NoScriptError
 
 from . import delivery_codec
 from ..delivery import Event
@@ -18,6 +25,14 @@ from ..keys import Keys
 from ..queueing import RQContract
 from .coalesce import EnqueueArgs, enqueue_lua
 from .script import Script, text
+
+
+class NotReplicated(Exception):
+    """The delivery is on the primary but fewer than ``wanted`` replicas confirmed it in time."""
+
+    def __init__(self, acknowledged: int, wanted: int) -> None:
+        super().__init__(f"{acknowledged} of {wanted} replicas acknowledged")
+        self.acknowledged, self.wanted = acknowledged, wanted
 
 
 class IngestScript(Script):
@@ -58,23 +73,45 @@ return outcome
 """
 
     def call(self, keys: Keys, *, event_field: str, packed: bytes, received_ms: int, retention: int,
-             ignore: bool, enqueue: EnqueueArgs) -> str:
-        """Run INGEST; return the delivery's outcome."""
+             ignore: bool, enqueue: EnqueueArgs, replicas: int = 0, replica_timeout_ms: int = 500) -> str:
+        """Run INGEST; return the delivery's outcome. With ``replicas``, WAIT for them or raise ``NotReplicated``."""
         batch_id = enqueue.batch_id
-        return text(self.run(
-            [keys.events(batch_id), keys.outcomes(batch_id), keys.record(batch_id), keys.counters("deliveries"),
-             keys.open, *enqueue.key_list()],
-            [event_field, packed, received_ms, retention, "ignore" if ignore else "batch", batch_id,
-             *enqueue.arg_list()],
-        ))
+        keys_ = [keys.events(batch_id), keys.outcomes(batch_id), keys.record(batch_id), keys.counters("deliveries"),
+                 keys.open, *enqueue.key_list()]
+        args = [event_field, packed, received_ms, retention, "ignore" if ignore else "batch", batch_id,
+                *enqueue.arg_list()]
+        if not replicas:
+            return text(self.run(keys_, args))
+        return self._run_and_wait(keys_, args, replicas, replica_timeout_ms)
+
+    def _run_and_wait(self, keys: list, args: list, replicas: int, timeout_ms: int) -> str:
+        # EVALSHA by hand rather than through redis-py's Script on a pipeline,
+        # which would add a SCRIPT EXISTS round trip to every call.
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            outcome, acknowledged = pipe.execute(raise_on_error=False)
+            if isinstance(outcome, NoScriptError) and attempt == 1:
+                self.redis.script_load(self._script.script)  # a restarted or new primary: load once, retry
+                continue
+            if isinstance(outcome, Exception):
+                raise outcome
+            if isinstance(acknowledged, Exception):
+                raise acknowledged
+            if int(acknowledged) < replicas:
+                raise NotReplicated(int(acknowledged), replicas)
+            return text(outcome)
+        raise AssertionError("unreachable")
 
 
 class Ingest:
     """Records verified deliveries."""
 
     def __init__(self, redis: Redis, keys: Keys, rq: RQContract, retention: int,
-                 new_job_id: Callable[[], str]) -> None:
+                 new_job_id: Callable[[], str], *, min_replicas: int = 0, replica_timeout_ms: int = 500) -> None:
         self.keys = keys
+        self.min_replicas, self.replica_timeout_ms = min_replicas, replica_timeout_ms
         self.rq = rq
         self.retention = retention
         self.new_job_id = new_job_id
@@ -92,4 +129,6 @@ class Ingest:
             retention=self.retention,
             ignore=ignore,
             enqueue=EnqueueArgs(self.rq, self.keys, event.batch_id, job, received),
+            replicas=self.min_replicas,
+            replica_timeout_ms=self.replica_timeout_ms,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
+from ..redis_sentinel import replication
 from .context import get_store
 from .errors import error
 
@@ -26,6 +27,10 @@ def readyz():
         probe = store.keys.readiness_probe
         store.redis.set(probe, "1", ex=10)
         depth = store.queue.count
+        replicas = replication(store.redis)
     except RedisError as exc:
         return error(503, "not_ready", f"redis: {type(exc).__name__}")
-    return jsonify(status="ready", queue_depth=depth)
+    # Reported, not required: with too few replicas each delivery answers 503 not_replicated
+    # itself, and taking every web process out of rotation would not help.
+    replicas["required"] = store.settings.min_replicas
+    return jsonify(status="ready", queue_depth=depth, replicas=replicas)

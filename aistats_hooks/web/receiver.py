@@ -14,6 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..errors import PayloadError, SignatureError
 from ..delivery import parse_event
 from ..signatures import verify_signature
+from ..store.ingest import NotReplicated
 from .context import get_secret_ring, get_store
 from .errors import error
 
@@ -45,7 +46,13 @@ def receive():
         _count(store, exc.reason)
         return error(400, "invalid_payload", exc.reason)
     ignore = not event.is_batch_event
-    outcome = store.ingest(event, body, request.headers, ignore=ignore)
+    try:
+        outcome = store.ingest(event, body, request.headers, ignore=ignore)
+    except NotReplicated:
+        # Recorded on the primary, not yet on AISTATS_MIN_REPLICAS replicas: not acknowledged.
+        # The gateway's retry finds it (a duplicate) and WAITs again.
+        _count(store, "not_replicated")
+        return error(503, "store_unavailable", "not_replicated")
     if outcome == "duplicate":
         return jsonify(status="duplicate", event_id=event.id), 200
     if outcome == "ignored":
