@@ -58,6 +58,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(name, f"expected 1 or 0, got {raw!r}")
 
 
+def _modules(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Read a comma-separated list of importable module names (``a.b, c``)."""
+    modules = tuple(m.strip() for m in env.get(name, "").split(",") if m.strip())
+    for module in modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ConfigError(name, f"expected comma-separated module names such as examples.handlers, got {module!r}")
+    return modules
+
+
 def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -99,6 +108,7 @@ class Settings:
     allow_unsigned: bool = False
     public_base_url: str | None = None
     query_api_token: str | None = field(default=None, repr=False)
+    session_secret: str | None = field(default=None, repr=False)
     key_prefix: str = "aistats"
     queue_name: str = "aistats"
     max_body_bytes: int = MAX_BODY_BYTES
@@ -111,6 +121,11 @@ class Settings:
     compact_events: bool = True
     sweep_interval: int = 30
     webhook_endpoint_id: str | None = None
+    # Transitions out (handlers.py, changes.py): handler modules, their retries and timeout, the feed's cap.
+    handler_modules: tuple[str, ...] = ()
+    handler_retries: int = 5
+    handler_timeout: int = 600
+    changes_maxlen: int = 1_000_000
     # Sentinel (redis_sentinel.py): the sentinels' (host, port) and the service name.
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_sentinel_master: str | None = None
@@ -136,6 +151,8 @@ class Settings:
             allow_unsigned=_bool(env, "AISTATS_ALLOW_UNSIGNED"),
             public_base_url=_url(env, "PUBLIC_BASE_URL", None, ("https", "http")),
             query_api_token=env.get("QUERY_API_TOKEN", "").strip() or None,
+            # Signs the dashboard's session cookie; unset turns the dashboard off.
+            session_secret=env.get("AISTATS_SESSION_SECRET", "").strip() or None,
             key_prefix=prefix,
             queue_name=env.get("AISTATS_QUEUE", "").strip() or prefix,
             max_body_bytes=int_setting(
@@ -155,6 +172,14 @@ class Settings:
             sweep_interval=int_setting(env, "AISTATS_SWEEP_INTERVAL", 30, low=5, high=3600),
             # The managed webhook endpoint (we_...) that `create-batch` names by default.
             webhook_endpoint_id=env.get("AISTATS_WEBHOOK_ENDPOINT_ID", "").strip() or None,
+            handler_modules=_modules(env, "AISTATS_HANDLERS"),
+            handler_retries=int_setting(env, "AISTATS_HANDLER_RETRIES", 5, low=0, high=25),
+            handler_timeout=int_setting(env, "AISTATS_HANDLER_TIMEOUT", 600, low=1, high=86400),
+            changes_maxlen=int_setting(env, "AISTATS_CHANGES_MAXLEN", 1_000_000, low=1000, high=10**9),
+            **_sentinel_settings(env),
+            min_replicas=int_setting(env, "AISTATS_MIN_REPLICAS", 0, low=0, high=16),
+            # Never 0: WAIT's 0 means "block forever".
+            replica_timeout_ms=int_setting(env, "AISTATS_REPLICA_TIMEOUT_MS", 500, low=1, high=60000),
         )
 
     def replace(self, **changes) -> Settings:

@@ -81,7 +81,7 @@ def secrets_of(settings: Any) -> list[str]:
     """Return the secret values of a ``Settings``."""
     values = list(getattr(settings, "webhook_secrets", ()) or ())
     values += [getattr(settings, "api_key", None), getattr(settings, "query_api_token", None),
-               getattr(settings, "redis_sentinel_password", None)]
+               getattr(settings, "session_secret", None), getattr(settings, "redis_sentinel_password", None)]
     return [v for v in values if v]
 
 

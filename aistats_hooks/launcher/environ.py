@@ -18,6 +18,7 @@ SECRETS_FILE = "secrets.json"
 GENERATED = {
     "AISTATS_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_hex(24),
     "QUERY_API_TOKEN": lambda: "qt_" + secrets.token_urlsafe(24),
+    "AISTATS_SESSION_SECRET": lambda: secrets.token_urlsafe(32),
 }
 
 
