@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: venv test run bench chaos chaos-quick clean
+.PHONY: venv test run bench chaos chaos-quick reset clean
 
 venv: $(STAMP)
 
@@ -30,5 +30,12 @@ chaos: $(STAMP)
 chaos-quick: $(STAMP)
 	$(BIN)/python -m bench.chaos --quick
 
-clean:
-	rm -rf $(VENV) .data
+# reset: forget every batch, secret and sandbox state of `make run` (deletes .data only; refuses while it runs).
+reset:
+	@if [ -f .data/launcher.lock ] && command -v flock >/dev/null && ! flock -n .data/launcher.lock true; then \
+		echo "make reset: make run is using .data; stop it first" >&2; exit 1; fi
+	rm -rf .data
+
+# clean: reset AND delete the virtualenv (the next make run or make test rebuilds it, about a minute).
+clean: reset
+	rm -rf $(VENV)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .environ import DEFAULT_PORT
+from .environ import DEFAULT_PORT, ROOT
 
 SANDBOX_SPEED = 60
 # (outcome, simulated seconds): at speed 60 each ends 10 to 30 real seconds after creation.
@@ -77,8 +77,29 @@ def _create(env: Mapping[str, str], n: int, data_dir: Path) -> str | None:
     return batch_id
 
 
+def _earlier_demo_batches(env: Mapping[str, str], web: str) -> int | None:
+    """Return how many demo batches this data folder already tracks (None when the query API cannot say)."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"{web}/batches", params={"session_id": "demo", "limit": 100}, timeout=5,
+                           headers={"Authorization": f"Bearer {env.get('QUERY_API_TOKEN', '')}"})
+        return len(answer.json()["data"]) if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
+def hints(env: Mapping[str, str], web: str, batch_id: str | None) -> str:
+    """Return commands that work pasted into a new shell (they read the session file themselves)."""
+    cli = ROOT / "bin" / "aistats-hooks"
+    session = Path(env.get("AISTATS_DATA_DIR") or ROOT / ".data") / "launcher.env"
+    curl = f"sh -c '. {session}; curl -sH \"Authorization: Bearer $QUERY_API_TOKEN\" {web}/metrics'"
+    status = f"{cli} status {batch_id}  |  " if batch_id else ""
+    return f"demo: follow them: {status}{cli} list --session-id demo  |  {curl}"
+
+
 def demo(args: argparse.Namespace) -> int:
-    """Create a few short sandbox batches through the CLI, then idle until stopped."""
+    """Create a few short sandbox batches through the CLI (none when ``.data`` has some), then idle."""
     stop = {"now": False}
 
     def _stop(signum, frame):
@@ -90,6 +111,13 @@ def demo(args: argparse.Namespace) -> int:
     web = f"http://127.0.0.1:{env.get('PORT', str(DEFAULT_PORT))}"
     if not _stack_ready(env, web):
         return _idle(stop)
+    earlier = _earlier_demo_batches(env, web)
+    if earlier:
+        # A restart on the same .data: the demo batches are there already; do not pile up more.
+        print(f"demo: {earlier} demo batch(es) from an earlier run are kept; none created "
+              "(make reset starts from nothing)", flush=True)
+        print(hints(env, web, None), flush=True)
+        return _idle(stop)
     created = []
     for n in range(int(env.get("AISTATS_DEMO_BATCHES") or len(DEMO_PLANS))):
         if stop["now"]:
@@ -98,9 +126,7 @@ def demo(args: argparse.Namespace) -> int:
         if batch_id is not None:
             created.append(batch_id)
     if created:
-        print(f"demo: follow them: python -m aistats_hooks status {created[0]}  |  "
-              f"curl -H \"Authorization: Bearer $QUERY_API_TOKEN\" {web}/batches?session_id=demo  |  {web}/metrics",
-              flush=True)
+        print(hints(env, web, created[0]), flush=True)
     return _idle(stop)
 
 

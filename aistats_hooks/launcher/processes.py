@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -14,11 +13,9 @@ from pathlib import Path
 
 from ..config import EXIT_CONFIG, Settings, config_error_message, int_setting
 from ..errors import ConfigError, HooksError
+from . import lock, output, sandbox
 from .demo import DEMO_PLANS, SANDBOX_SPEED
-from .environ import (
-    GENERATED, ROOT, SECRETS_FILE, free_port, load_or_create_secrets, port_in_use, read_env_file, validate,
-    write_private,
-)
+from .environ import GENERATED, ROOT, SECRETS_FILE, load_or_create_secrets, port_in_use, read_env_file, validate, write_private
 
 PREFIX = "aistats-hooks:"
 SESSION_ENV_FILE = "launcher.env"
@@ -50,6 +47,7 @@ def _read_env(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Start everything, run until a signal or a process exits, stop everything."""
+    output.protect()  # a closed stdout (make run | head) must not stop half the stack
     env = _read_env(args)
     try:
         settings, port = validate(env)
@@ -62,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if port_in_use(bind_host, port):
         return _error(f"port {port} on {bind_host} is in use: set PORT to a free port")
     stack = Stack(env, settings, port)
+    try:
+        owner = lock.acquire(stack.data_dir)  # held until this process exits
+    except lock.Locked as exc:
+        return _error(str(exc))
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         stack.prepare()
@@ -77,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"could not start: {type(exc).__name__}: {exc}")
     finally:
         _restore(previous)
-        stack.stop_sandbox()
+        sandbox.stop(stack.sandbox)
         stack.stop_redis()
+        os.close(owner)
 
 
 def _restore(handlers: dict) -> None:
@@ -125,7 +128,7 @@ class Stack:
         ]
         self._describe_secrets(generated)
         session = self._write_session()
-        self.banner += [f"  CLI       set -a; . {session}; set +a; python -m aistats_hooks --help", ""]
+        self.banner += [f"  CLI       {ROOT / 'bin' / 'aistats-hooks'} --help   (reads {session} itself)", ""]
         print("\n".join(self.banner), flush=True)
 
     def _start_redis(self) -> None:
@@ -146,13 +149,14 @@ class Stack:
         if self.settings.api_key:
             self.banner.append(f"  Upstream  {self.settings.base_url}")
             return
-        self.sandbox_port = free_port()
-        key = "sk_sandbox_" + secrets.token_hex(16)
+        key, self.sandbox_port, reused = sandbox.key_and_port(self.data_dir)
         self.supplied.update(AISTATS_API_KEY=key, AISTATS_BASE_URL=f"http://127.0.0.1:{self.sandbox_port}/v1")
         self.env["AISTATS_SANDBOX_API_KEY"] = key
         self.banner += [
             f"  Upstream  SANDBOX gateway at {self.supplied['AISTATS_BASE_URL']} (simulated, speed {SANDBOX_SPEED}x)",
             "            no AISTATS_API_KEY is set: nothing here talks to the real AI Stats gateway",
+            f"            key and batches kept in {self.data_dir} across restarts"
+            + (" (same key as the last run)" if reused else ""),
         ]
 
     def _start_sandbox(self) -> None:
@@ -163,12 +167,8 @@ class Stack:
         """
         if self.sandbox_port is None:
             return
-        self.sandbox = subprocess.Popen(
-            [sys.executable, "-m", "aistats_hooks.sandbox", "--host", "127.0.0.1", "--port", str(self.sandbox_port),
-             "--speed", str(SANDBOX_SPEED)],
-            env=self.env, cwd=str(ROOT), start_new_session=True,
-        )
-        self.banner.append(f"            sandbox pid {self.sandbox.pid}")
+        self.sandbox = sandbox.start(self.env, self.data_dir, self.sandbox_port, SANDBOX_SPEED)
+        self.banner.append(f"            sandbox pid {self.sandbox.pid}, log {self.data_dir / sandbox.LOG_FILE}")
 
     def _ensure_endpoint(self) -> None:
         """Give the sandbox a managed webhook endpoint for this stack, unless one is configured."""
@@ -178,23 +178,14 @@ class Stack:
         if self.sandbox is None:
             self.banner.append("  Endpoint  none: create one with `python -m aistats_hooks endpoints create`")
             return
-        from .endpoint import create_endpoint
+        from .endpoint import ensure_endpoint
 
-        endpoint_id = self.supplied["AISTATS_WEBHOOK_ENDPOINT_ID"] = create_endpoint(self.env)
-        self.env["AISTATS_WEBHOOK_ENDPOINT_ID"] = endpoint_id
+        endpoint_id, reused = ensure_endpoint(self.env, sandbox.kept(self.data_dir).get("endpoint_id"))
+        sandbox.keep(self.data_dir, endpoint_id=endpoint_id)
+        self.supplied["AISTATS_WEBHOOK_ENDPOINT_ID"] = self.env["AISTATS_WEBHOOK_ENDPOINT_ID"] = endpoint_id
         self.banner.append(f"  Endpoint  {endpoint_id} in the sandbox -> {self.env['PUBLIC_BASE_URL']}"
-                           "/webhooks/aistats (signing secret stored in Redis)")
-
-    def stop_sandbox(self) -> None:
-        """Stop the sandbox, if this launcher started it."""
-        if self.sandbox is None or self.sandbox.poll() is not None:
-            return
-        self.sandbox.terminate()
-        try:
-            self.sandbox.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.sandbox.kill()
-            self.sandbox.wait()
+                           "/webhooks/aistats (signing secret stored in Redis"
+                           + (", kept from the last run)" if reused else ")"))
 
     def _describe_secrets(self, generated: list[str]) -> None:
         """Print generated secrets once; say where kept ones came from."""
@@ -209,6 +200,8 @@ class Stack:
         """Write what the launcher filled in, for a CLI in another shell; return the file."""
         path = self.data_dir / SESSION_ENV_FILE
         session = dict(self.supplied, PORT=str(self.port), AISTATS_DATA_DIR=str(self.data_dir))
+        if self.env.get("QUERY_API_TOKEN"):  # the hints' curl reads it from here, whatever set it
+            session["QUERY_API_TOKEN"] = self.env["QUERY_API_TOKEN"]
         write_private(path, "".join(f"{k}={v}\n" for k, v in session.items()))
         return path
 

@@ -50,23 +50,26 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str | None) -> di
               help="Accept a batch's inline webhook {url, secret} (the gateway refuses it: legacy only).")
 @click.option("--accept-unknown-files", is_flag=True,
               help="Accept an input_file_id never uploaded, with a made-up size (the gateway answers 404).")
+@click.option("--state-file", type=click.Path(dir_okay=False), default=None,
+              help="Keep batches, files and endpoints in this file across restarts (make run: .data/).")
 def main(port, host, api_key, speed, seed, faults, delivery_workers, slow_seconds, log_requests, poll_seconds,
          fast_poll_seconds, batches_disabled, insufficient_funds, results_unavailable, allow_inline_webhooks,
-         accept_unknown_files) -> None:
+         accept_unknown_files, state_file) -> None:
     """Run the sandbox AI Stats gateway until interrupted."""
     server = SandboxServer(api_key=api_key, speed=speed, seed=seed, faults=faults, host=host, port=port,
                            delivery_workers=delivery_workers, slow_seconds=slow_seconds,
                            log_requests=log_requests, poll_seconds=poll_seconds, fast_poll_seconds=fast_poll_seconds,
                            batches_enabled=not batches_disabled, insufficient_funds=insufficient_funds,
                            results_unavailable=results_unavailable, allow_inline_webhooks=allow_inline_webhooks,
-                           accept_unknown_files=accept_unknown_files)
+                           accept_unknown_files=accept_unknown_files, state_file=state_file)
     try:
         server.start()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    click.echo(f"sandbox gateway on {server.base_url} (speed {speed:g}x, seed {seed}, faults {faults or 'none'})",
+    kept = f", {server.restored} batch(es) restored from {state_file}" if state_file else ""
+    click.echo(f"sandbox gateway on {server.base_url} (speed {speed:g}x, seed {seed}, faults {faults or 'none'}{kept})",
                err=True)
     sys.stdout.flush()
     try:

@@ -114,6 +114,16 @@ class Batch:
     polled_fast: bool = False
     # The out_of_order fault holds batch.created back until after the terminal event.
     held_created: Any = None
+    # Real unix seconds at creation. Every time the batch shows is ``stamp``ed: its real creation
+    # time plus the simulated time since, so batches order by when they were made, even across
+    # restarts of the sandbox (whose simulated clock runs ahead of the wall clock).
+    real_created: float | None = None
+
+    def stamp(self, simulated: float) -> float:
+        """Return the unix seconds the batch shows for simulated time ``simulated``."""
+        if self.real_created is None:
+            return simulated
+        return self.real_created + (simulated - self.plan.created)
 
     @property
     def terminal(self) -> bool:

@@ -20,6 +20,11 @@ class SimClock:
         """Return the simulated unix time in seconds."""
         return self.start + (time.monotonic() - self._origin) * self.speed
 
+    def resume(self, at: float) -> None:
+        """Carry on from simulated time ``at`` (a restored sandbox: time stood still while it was down)."""
+        self.start = float(at)
+        self._origin = time.monotonic()
+
     def real_seconds(self, simulated: float) -> float:
         """Return how many real seconds ``simulated`` seconds take."""
         return max(0.0, simulated) / self.speed

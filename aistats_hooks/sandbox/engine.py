@@ -95,7 +95,7 @@ class Engine:
         hook = batch.webhook
         if hook is None or not (force or subscribed(hook.events, event_type)):
             return []
-        event = Event(batch.id, event_type, event_type, int(now), webhook_data(batch), hook.endpoint_id,
+        event = Event(batch.id, event_type, event_type, int(batch.stamp(now)), webhook_data(batch), hook.endpoint_id,
                       hook.url, hook.secret, batch.plan.faults, delay=delay)
         self.stats.incr("events_generated", "total")
         self.stats.incr("events_generated", "by_type", event_type)
@@ -110,5 +110,5 @@ class Engine:
                 return
             now = self.clock.now()
             batch.webhook.record(event_id=event.id, event_type=event.type, attempt=attempt, was_retry=was_retry,
-                                 ok=ok, status=status, error=error, at=iso(now),
-                                 retry_at=iso(retry_at) if retry_at is not None else None)
+                                 ok=ok, status=status, error=error, at=iso(batch.stamp(now)),
+                                 retry_at=iso(batch.stamp(retry_at)) if retry_at is not None else None)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .app import create_app
+from . import persist
 from .delivery import Deliverer
 from .state import Gateway
 
 # Real seconds between clock ticks; a heap makes each tick cheap.
 TICK_SECONDS = 0.025
+# Real seconds between writes of the state file (when there is one).
+SAVE_SECONDS = 2.0
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -40,6 +46,7 @@ class SandboxServer:
         delivery_timeout: float = 10.0,
         tick_seconds: float = TICK_SECONDS,
         log_requests: bool = False,
+        state_file: str | Path | None = None,
         **gateway_options: Any,
     ) -> None:
         self.host = host
@@ -53,6 +60,9 @@ class SandboxServer:
         self.deliverer = Deliverer(self.gateway, workers=delivery_workers, timeout=delivery_timeout)
         self.gateway.on_events = self.deliverer.submit
         self.app = create_app(self.gateway)
+        # Where the state is kept across restarts (make run: .data/sandbox-state.pickle); None keeps nothing.
+        self.state_file = Path(state_file) if state_file else None
+        self.restored = persist.load(self.gateway, self.state_file) if self.state_file else 0
         self._http: BaseWSGIServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -95,6 +105,12 @@ class SandboxServer:
             thread.join(timeout=5)
         self._threads.clear()
         self.deliverer.stop()
+        self.save()
+
+    def save(self) -> None:
+        """Write the state file, if this server keeps one."""
+        if self.state_file is not None:
+            persist.save(self.gateway, self.state_file)
 
     def __enter__(self) -> SandboxServer:
         return self.start() if self._http is None else self
@@ -110,5 +126,12 @@ class SandboxServer:
 
     def _run_clock(self) -> None:
         """Tick the gateway until stopped."""
+        last_save = time.monotonic()
         while not self._stop.wait(self.tick_seconds):
             self.gateway.tick()
+            if self.state_file is not None and time.monotonic() - last_save >= SAVE_SECONDS:
+                last_save = time.monotonic()
+                try:
+                    self.save()
+                except OSError as exc:  # a full disk must not stop the clock; the next save retries
+                    print(f"sandbox: could not save {self.state_file}: {exc}", file=sys.stderr, flush=True)

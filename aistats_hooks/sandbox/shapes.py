@@ -66,7 +66,7 @@ def retrieve_billing(batch: Batch) -> dict[str, Any] | None:
         "reason": billing.reason,
         "cost_nanos": billing.nanos,
         "cost_usd": billing.nanos / 1e9,
-        "finalized_at": iso(billing.finalized_at or 0),
+        "finalized_at": iso(batch.stamp(billing.finalized_at or batch.plan.created)),
         "pricing_breakdown": _pricing(batch) if billing.state == "settled" else None,
     }
 
@@ -92,8 +92,9 @@ def _decorate(batch: Batch, out: dict[str, Any]) -> dict[str, Any]:
 
 def retrieve_object(batch: Batch) -> dict[str, Any]:
     """GET /v1/batches/{id}: the provider's batch, decorated; unix seconds, no updated_at."""
-    created = int(batch.plan.created)
-    at = {f"{name}_at": int(batch.status_at[name]) if name in batch.status_at else None for name in STAMPS}
+    created = int(batch.stamp(batch.plan.created))
+    at = {f"{name}_at": int(batch.stamp(batch.status_at[name])) if name in batch.status_at else None
+          for name in STAMPS}
     metadata = dict(batch.metadata or {})
     for key, value in (("phaseo_batch_id", batch.id), ("phaseo_request_id", batch.request_id)):
         if len(metadata) < 16:
@@ -134,8 +135,8 @@ def list_item(batch: Batch) -> dict[str, Any]:
         "output_file_id": batch.output_file_id,
         "error_file_id": batch.error_file_id,
         "request_counts": {"total": batch.total, "completed": batch.completed, "failed": batch.failed},
-        "created_at": iso(batch.created_ms / 1000),
-        "updated_at": iso(batch.updated_ms / 1000),
+        "created_at": iso(batch.stamp(batch.created_ms / 1000)),
+        "updated_at": iso(batch.stamp(batch.updated_ms / 1000)),
     })
 
 
@@ -156,7 +157,7 @@ def webhook_billing(batch: Batch) -> dict[str, Any]:
         "charged": settled and billing.nanos > 0,
     }
     if billing.final:
-        out["billed_at"] = iso(billing.finalized_at or 0)
+        out["billed_at"] = iso(batch.stamp(billing.finalized_at or batch.plan.created))
     return out
 
 
@@ -192,8 +193,8 @@ def webhook_data(batch: Batch) -> dict[str, Any]:
         "request_counts": {"total": batch.total, "completed": batch.completed, "failed": batch.failed},
         "upstream_error": dict(batch.upstream_error) if batch.upstream_error else None,
         "billing": webhook_billing(batch),
-        "created_at": iso(batch.created_ms / 1000),
-        "updated_at": iso(batch.updated_ms / 1000),
+        "created_at": iso(batch.stamp(batch.created_ms / 1000)),
+        "updated_at": iso(batch.stamp(batch.updated_ms / 1000)),
     }
 
 
@@ -213,9 +214,9 @@ def truth(batch: Batch) -> dict[str, Any]:
         sandbox={
             "outcome": plan.outcome,
             "faults": sorted(plan.faults),
-            "created_at": iso(plan.created),
-            "run_at": iso(plan.run_at),
-            "end_at": iso(plan.end_at),
+            "created_at": iso(batch.stamp(plan.created)),
+            "run_at": iso(batch.stamp(plan.run_at)),
+            "end_at": iso(batch.stamp(plan.end_at)),
             "retrieves": batch.retrieves,
             "terminal": batch.status in TERMINAL,
         },

@@ -131,12 +131,12 @@ class Gateway(Engine):
             model = str(req.model) if req.model else rng.choice(MODELS)
             plan = make_plan(req, rng, now, total, self.fault_rates)
             batch = Batch(
-                id=batch_id(now), plan=plan, base_url=self.public_url, request_id=request_id,
+                id=batch_id(time.time()), plan=plan, base_url=self.public_url, request_id=request_id,
                 native_id=native_batch_id(), provider=model.split("/", 1)[0]
                 if "/" in model else "openai", model=model, endpoint=req.endpoint,
                 completion_window=req.completion_window, total=total, input_file_id=req.input_file_id,
                 session_id=req.session_id, metadata=req.metadata, webhook=self._webhook(req), rows=req.rows,
-                created_ms=int(now * 1000), updated_ms=int(now * 1000),
+                created_ms=int(now * 1000), updated_ms=int(now * 1000), real_created=time.time(),
             )
             batch.status_at["validating"] = now
             for name in sorted(plan.faults):

@@ -1,0 +1,79 @@
+"""The sandbox gateway of a ``make run`` stack: same key, port and batches on every start.
+
+``.data/sandbox.json`` (0600) keeps the sandbox's API key, its port and the
+stack's managed endpoint id; ``.data/sandbox-state.pickle`` keeps its batches,
+files and endpoints (written by the sandbox itself, see
+``aistats_hooks.sandbox.persist``). A restarted stack therefore talks to a
+gateway that still knows every batch of the previous run, so nothing it
+tracked turns ``not_found``. The port is reused when free (the CLI's session
+file then stays right), else a new one is picked.
+
+The sandbox runs outside honcho, in its own session, writing to
+``.data/sandbox.log``: the terminal's Ctrl-C does not reach it (it is stopped
+after every process that calls it), and a closed stdout cannot kill it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from .environ import ROOT, free_port, port_in_use, write_private
+
+SANDBOX_FILE = "sandbox.json"
+STATE_FILE = "sandbox-state.pickle"
+LOG_FILE = "sandbox.log"
+
+
+def kept(data_dir: Path) -> dict:
+    """Return what the last run kept about its sandbox ({} when nothing or unreadable)."""
+    try:
+        value = json.loads((data_dir / SANDBOX_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def keep(data_dir: Path, **values: object) -> None:
+    """Merge ``values`` into the sandbox file."""
+    write_private(data_dir / SANDBOX_FILE, json.dumps(dict(kept(data_dir), **values), indent=2) + "\n")
+
+
+def key_and_port(data_dir: Path) -> tuple[str, int, bool]:
+    """Return the sandbox's API key and port, kept from the last run when possible, and whether they were."""
+    previous = kept(data_dir)
+    key = previous.get("api_key")
+    reused = isinstance(key, str) and key.startswith("sk_sandbox_")
+    if not reused:
+        key = "sk_sandbox_" + secrets.token_hex(16)
+    port = previous.get("port")
+    if not isinstance(port, int) or not 1024 <= port <= 65535 or port_in_use("127.0.0.1", port):
+        port = free_port()
+    keep(data_dir, api_key=key, port=port)
+    return key, port, reused
+
+
+def start(env: dict[str, str], data_dir: Path, port: int, speed: float) -> subprocess.Popen:
+    """Start the sandbox on ``port`` with its state file; its output goes to ``.data/sandbox.log``."""
+    with open(data_dir / LOG_FILE, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aistats_hooks.sandbox", "--host", "127.0.0.1", "--port", str(port),
+             "--speed", str(speed), "--state-file", str(data_dir / STATE_FILE)],
+            env=env, cwd=str(ROOT), start_new_session=True, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """Stop the sandbox (it writes its state on the way out)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
