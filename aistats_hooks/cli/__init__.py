@@ -22,7 +22,7 @@ import sys
 import click
 
 from .. import logs
-from . import batches, config_cmd, endpoints, reconcile_cmd, trigger
+from . import batches, config_cmd, endpoints, failed_cmd, reconcile_cmd, trigger
 from .core import HooksCLI, Resources
 
 
@@ -43,7 +43,7 @@ def cli(ctx: click.Context, json_output: bool) -> None:
     logs.configure(level, force=False)
 
 
-for _module in (batches, endpoints, reconcile_cmd, trigger, config_cmd):
+for _module in (batches, endpoints, reconcile_cmd, trigger, config_cmd, failed_cmd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

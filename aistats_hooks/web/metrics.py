@@ -116,6 +116,12 @@ class StoreCollector(Collector):
             family.add_metric([state], int(data[state]))
         yield family
 
+        family = GaugeMetricFamily(
+            "aistats_failed_jobs", "Reconciles that failed for good, waiting in RQ's failed registry "
+            "(see `failed`, GET /jobs/failed; requeue them once the cause is fixed).")
+        family.add_metric([], int(data["failed"]))
+        yield family
+
         upstream = _ints(data["upstream"])
         family = CounterMetricFamily("aistats_upstream_retrieves", "retrieve_batch calls made to the gateway.")
         family.add_metric([], upstream.pop("retrieve", 0))

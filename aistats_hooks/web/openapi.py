@@ -96,6 +96,12 @@ SPEC: dict = {
                 "delivery": {"type": "object", "properties": {"key": {"type": "string"}, "attempt": {"type": "integer"},
                                                               "max_attempts": {"type": "integer"}}},
                 "data": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}}},
+            "FailedJobs": {"type": "object", "required": ["count", "data"], "properties": {
+                "count": {"type": "integer", "minimum": 0},
+                "data": {"type": "array", "items": {"type": "object", "required": ["job_id"], "properties": {
+                    "job_id": {"type": "string"}, "function": _NULLABLE_STR, "batch_id": _NULLABLE_STR,
+                    "error": _NULLABLE_STR, "attempts": {"type": "integer"}, "failed_at": _NULLABLE_STR,
+                    "enqueued_at": _NULLABLE_STR}}}}},
             "Accepted": {"type": "object", "required": ["status", "event_id"], "properties": {
                 "status": {"enum": ["queued", "ignored", "duplicate"]}, "event_id": {"type": "string"},
                 "batch_id": {"type": "string"}, "job": {"type": "string"}}},
@@ -156,6 +162,28 @@ SPEC: dict = {
                 {"name": "until", "in": "query", "schema": DAY},
             ],
             "responses": {"200": _json("The totals", "Summary"), "400": BAD_REQUEST, "401": UNAUTHORIZED,
+                          "503": UNAVAILABLE},
+        }},
+        "/jobs/failed": {"get": {
+            "summary": "Reconciles that failed for good (RQ's failed registry), newest first",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "limit", "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+            "responses": {"200": _json("The failed jobs and their count", "FailedJobs"), "400": BAD_REQUEST,
+                          "401": UNAUTHORIZED, "503": UNAVAILABLE},
+        }},
+        "/jobs/failed/requeue": {"post": {
+            "summary": "Put one failed job, or all, back on the queue",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "oneOf": [{"type": "object", "required": ["job_id"], "additionalProperties": False,
+                           "properties": {"job_id": {"type": "string", "minLength": 1, "maxLength": 256}}},
+                          {"type": "object", "required": ["all"], "additionalProperties": False,
+                           "properties": {"all": {"const": True}}}]}}}},
+            "responses": {"200": {"description": "How many went back on the queue", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["requeued"], "properties": {
+                    "requeued": {"type": "integer", "minimum": 0}, "job_id": {"type": "string"}}}}}},
+                          "400": BAD_REQUEST, "401": UNAUTHORIZED, "404": _error("No such failed job"),
                           "503": UNAVAILABLE},
         }},
         "/healthz": {"get": {"summary": "Liveness", "security": [],

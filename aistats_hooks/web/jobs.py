@@ -1,0 +1,53 @@
+"""Failed work over HTTP: ``GET /jobs/failed`` and ``POST /jobs/failed/requeue``, behind the token.
+
+The same views as the CLI's ``failed`` and ``requeue``, read from RQ's
+FailedJobRegistry through ``aistats_hooks.dead_letters``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from .. import dead_letters
+from .auth import require_token
+from .context import get_store
+from .errors import error
+
+bp = Blueprint("jobs", __name__)
+MAX_LIMIT = 1000
+
+
+@bp.get("/jobs/failed")
+@require_token
+def failed_jobs():
+    """Return the newest failed reconciles and how many there are."""
+    unknown = set(request.args) - {"limit"}
+    if unknown:
+        return error(400, "bad_request", f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    raw = request.args.get("limit", "100")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+        return error(400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    queue = get_store().queue
+    return jsonify({"count": dead_letters.count(queue), "data": dead_letters.failed_jobs(queue, limit=int(raw))})
+
+
+@bp.post("/jobs/failed/requeue")
+@require_token
+def requeue():
+    """Requeue one failed job (``{"job_id": ...}``) or all of them (``{"all": true}``)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or set(body) - {"job_id", "all"}:
+        return error(400, "bad_request", 'expected a JSON object {"job_id": "..."} or {"all": true}')
+    job_id, everything = body.get("job_id"), body.get("all")
+    if everything is not None and not isinstance(everything, bool):
+        return error(400, "bad_request", '"all" must be true or false')
+    if bool(everything) == (job_id is not None):
+        return error(400, "bad_request", 'give either "job_id" or "all": true')
+    queue = get_store().queue
+    if everything:
+        return jsonify({"requeued": dead_letters.requeue_all(queue)})
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 256:
+        return error(400, "bad_request", '"job_id" must be a non-empty string')
+    if not dead_letters.requeue(queue, job_id):
+        return error(404, "not_found", f"no failed job {job_id!r}")
+    return jsonify({"requeued": 1, "job_id": job_id})
