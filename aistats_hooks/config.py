@@ -121,6 +121,9 @@ class Settings:
     compact_events: bool = True
     sweep_interval: int = 30
     webhook_endpoint_id: str | None = None
+    max_batch_events: int = 100
+    max_batch_bytes: int = 256 * 1024
+    unknown_retention: int = 7 * 86400
     # Transitions out (handlers.py, changes.py): handler modules, their retries and timeout, the feed's cap.
     handler_modules: tuple[str, ...] = ()
     handler_retries: int = 5
@@ -172,6 +175,12 @@ class Settings:
             sweep_interval=int_setting(env, "AISTATS_SWEEP_INTERVAL", 30, low=5, high=3600),
             # The managed webhook endpoint (we_...) that `create-batch` names by default.
             webhook_endpoint_id=env.get("AISTATS_WEBHOOK_ENDPOINT_ID", "").strip() or None,
+            # What one batch may store (a real batch has ~15 events of ~2 KB); beyond: 202 ignored.
+            max_batch_events=int_setting(env, "AISTATS_MAX_BATCH_EVENTS", 100, low=20, high=100_000),
+            max_batch_bytes=int_setting(env, "AISTATS_MAX_BATCH_BYTES", 256 * 1024, low=64 * 1024,
+                                        high=1024 * 1024 * 1024),
+            # Records of batches the gateway does not know (not_found) are pruned after this.
+            unknown_retention=int_setting(env, "AISTATS_UNKNOWN_RETENTION", 7 * 86400, low=3600, high=366 * 86400),
             handler_modules=_modules(env, "AISTATS_HANDLERS"),
             handler_retries=int_setting(env, "AISTATS_HANDLER_RETRIES", 5, low=0, high=25),
             handler_timeout=int_setting(env, "AISTATS_HANDLER_TIMEOUT", 600, low=1, high=86400),

@@ -3,7 +3,8 @@
 Per batch::
 
     {p}:ev:{batch_id}       hash   event field -> packed headers + raw body (dedupe, audit), TTL = retention
-    {p}:eo:{batch_id}       hash   event field -> "outcome:received_ms" (+ "{field}#d": duplicates seen)
+    {p}:eo:{batch_id}       hash   event field -> "outcome:received_ms"; bookkeeping fields start with '#'
+                                   ("#d{field}": duplicates seen, "#bytes": stored bytes), which no event field can
     {p}:b:{batch_id}        hash   doc (the packed record JSON), status, final ("1"/"0"), session, model
     {p}:pending:{batch_id}  string id of the batch's queued (or scheduled), not yet started job
     {p}:recent:{batch_id}   string set for AISTATS_DEBOUNCE_MS when a worker retrieves the batch
@@ -12,6 +13,8 @@ Per batch::
 Shared::
 
     {p}:open                        zset  batches not final, by last reconcile time (the sweep reads it)
+    {p}:unknown                     zset  batches marked not_found, by when (the sweep prunes them after
+                                          AISTATS_UNKNOWN_RETENTION, with their indexes and events)
     {p}:idx:all                     zset  every record, by created time (the query API)
     {p}:idx:{status|session|model}:{value}   zsets of one status, session or model, by created time
     {p}:ledger:contrib              hash  batch -> its ledger contribution "nanos|day|session|model|provider"
@@ -20,6 +23,10 @@ Shared::
     {p}:ledger:{group}[:{day}]      hash  session_id / model / provider -> nanos (overall, or of one day)
     {p}:m:{name}                    hash  counters shared by every process (metrics)
     {p}:readyz                      string written by the readiness probe
+    {p}:changes                     stream every announced transition (the change feed), capped
+    {p}:dispatch:lock               string held while new transitions become handler jobs
+    {p}:hlast:{batch_id}            hash  handler -> the batch's latest handler job id (ordering)
+    {p}:hdone                       hash  handler job id -> when it succeeded (never run twice)
 
 RQ's own keys (job hashes, the queue, its registries, ``rq:queues``) are not
 named here: ``queueing.RQContract`` takes them from RQ's classes.
@@ -81,6 +88,11 @@ class Keys:
         return self._key("open")
 
     @property
+    def unknown(self) -> str:
+        """Batches the gateway does not know (not_found), by when first marked."""
+        return self._key("unknown")
+
+    @property
     def index_all(self) -> str:
         """Every record, by created time."""
         return self._key("idx", "all")
@@ -115,3 +127,23 @@ class Keys:
     def readiness_probe(self) -> str:
         """Written by ``/readyz`` to prove Redis accepts writes."""
         return self._key("readyz")
+
+    # -- transitions out: the change feed and handler runs ----------------------
+    @property
+    def changes(self) -> str:
+        """The change feed: a stream of announced transitions (``{p}:changes``), capped by AISTATS_CHANGES_MAXLEN."""
+        return self._key("changes")
+
+    @property
+    def dispatch_lock(self) -> str:
+        """Held by the one process turning new transitions into handler jobs."""
+        return self._key("dispatch", "lock")
+
+    def handler_last(self, batch_id: str) -> str:
+        """Hash handler -> the id of the batch's latest handler job (the next one depends on it: order)."""
+        return self._key("hlast", batch_id)
+
+    @property
+    def handler_done(self) -> str:
+        """Hash job id -> finish time of every handler run that succeeded (a rerun is skipped)."""
+        return self._key("hdone")

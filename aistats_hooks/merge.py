@@ -13,12 +13,19 @@ its own:
   when the object has one, else by the newest ``*_at`` moment it reports:
   retrieve has no ``updated_at``);
 - billing only becomes more final (none < pending < settled/void);
-- applying the same snapshot twice changes nothing.
+- applying the same snapshot twice changes nothing;
+- a webhook payload is provisional: folding one marks the record
+  ``source: webhook_payload`` (never final, so the sweep keeps retrieving it)
+  and keeps the last confirmed state (retrieved or tracked) under
+  ``confirmed``; the next retrieve folds into that confirmed state, not into
+  the payload's, so it wins even over a payload's terminal status and billing;
+- descriptive values nested deeper than ``MAX_DEPTH`` or holding more than
+  ``MAX_NODES`` values are dropped (listed in ``dropped_fields``): they are
+  shown, never reasoned about, and must not make a record unwritable.
 """
 
 from __future__ import annotations
 
-import copy
 from .billing import billing_rank, is_settled_or_void, non_negative_int, normalize_billing
 from .status import BatchStatus, Source, normalize_status
 from .timestamps import iso, parse_time
@@ -31,6 +38,38 @@ _DESCRIPTIVE = (
 _TERMINAL_TIMES = ("completed_at", "failed_at", "expired_at", "cancelled_at")
 # Moments a snapshot can speak for. Not `expires_at`: that is a deadline in the future.
 _PROGRESS_TIMES = ("finalizing_at", "cancelling_at", "in_progress_at")
+MAX_DEPTH = 32
+MAX_NODES = 10_000
+MAX_STRING = 65_536
+# Where a provisional record keeps the confirmed state it was folded over.
+CONFIRMED = "confirmed"
+# Record keys a merge computes from a snapshot; every other key (last_event,
+# reconcile_count, announced, tracked_at, ...) is bookkeeping kept across merges.
+_STATE_KEYS = frozenset({
+    "id", "status", "upstream_status", "lifecycle_status", "request_counts", "billing", "pricing_lines",
+    "created_at", "updated_at", "finalized_at", "source", CONFIRMED, "dropped_fields", "not_found",
+    "not_found_misses", *_DESCRIPTIVE,
+})
+
+
+def bounded(value: object) -> bool:
+    """Tell whether a JSON value is small enough to store and show (iterative: no recursion)."""
+    stack, nodes = [(value, 0)], 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_DEPTH or nodes > MAX_NODES:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+            nodes += len(item)
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str) and len(item) > MAX_STRING:
+            return False
+        elif isinstance(item, float) and item != item or item in (float("inf"), float("-inf")):
+            return False
+    return True
 
 
 def snapshot_time(obj: dict) -> float | None:
@@ -62,16 +101,48 @@ def normalize(obj: dict) -> dict:
     for key in _DESCRIPTIVE:
         record[key] = obj.get(key)
     record["native_id"] = obj.get("native_id") or obj.get("native_batch_id")
+    if not bounded(record["pricing_lines"]):
+        record["pricing_lines"] = []
+    dropped = [key for key in _DESCRIPTIVE if record[key] is not None and not bounded(record[key])]
+    for key in dropped:
+        record[key] = None
+    if dropped:
+        record["dropped_fields"] = dropped
     return record
 
 
 def merge(current: dict | None, obj: dict, *, source: Source = Source.RETRIEVE) -> dict:
     """Return the record that results from folding ``obj`` into ``current``."""
+    source = Source(source)
+    provisional = bool(current) and current.get("source") == Source.WEBHOOK_PAYLOAD.value
+    if source == Source.WEBHOOK_PAYLOAD:
+        # Keep the confirmed state under the payload's (the one kept already, if
+        # this record is provisional); drop a nested copy so it never grows.
+        base = current.get(CONFIRMED) if provisional else current
+        record = _fold(current, obj, source)
+        record["source"] = Source.WEBHOOK_PAYLOAD.value
+        record[CONFIRMED] = {k: v for k, v in base.items() if k != CONFIRMED} if base else None
+        return record
+    if provisional:
+        # The gateway speaks: fold it into the confirmed state, not the payload's,
+        # and keep the bookkeeping of the record as it is now.
+        record = _fold(current.get(CONFIRMED), obj, source)
+        for key, value in current.items():
+            if key not in _STATE_KEYS:
+                record[key] = value
+        return record
+    return _fold(current, obj, source)
+
+
+def _fold(current: dict | None, obj: dict, source: Source) -> dict:
+    """Apply the merge rules (module docstring) to fold ``obj`` into ``current``."""
     incoming = normalize(obj)
-    incoming["source"] = Source(source).value
+    incoming["source"] = source.value
     if not current:
         return incoming
-    record = copy.deepcopy(current)
+    # Shallow: nested values are replaced, never changed in place (request_counts is copied below).
+    record = dict(current)
+    record["request_counts"] = dict(current.get("request_counts") or {})
     cur_status = BatchStatus(current.get("status", "pending"))
     new_status = BatchStatus(incoming["status"])
     cur_time = parse_time(current.get("updated_at")) or 0.0
@@ -91,7 +162,7 @@ def merge(current: dict | None, obj: dict, *, source: Source = Source.RETRIEVE) 
         record["upstream_status"] = incoming["upstream_status"]
         record["lifecycle_status"] = incoming["lifecycle_status"]
 
-    counts = record.setdefault("request_counts", {})
+    counts = record["request_counts"]
     for key, value in incoming["request_counts"].items():
         counts[key] = max(non_negative_int(counts.get(key)), value)
 
@@ -108,11 +179,14 @@ def merge(current: dict | None, obj: dict, *, source: Source = Source.RETRIEVE) 
             record["pricing_lines"] = incoming["pricing_lines"]
     if new_time > cur_time:
         record["updated_at"] = incoming["updated_at"]
-    # Retrieve is the truth: once a record holds retrieved state, a payload
-    # fallback does not relabel it.
-    if source == Source.RETRIEVE or current.get("source") != Source.RETRIEVE.value:
-        if authoritative or source == Source.RETRIEVE:
-            record["source"] = incoming["source"]
+    if incoming.get("dropped_fields"):
+        record["dropped_fields"] = incoming["dropped_fields"]
+    if source == Source.RETRIEVE:
+        record["source"] = incoming["source"]
+        record.pop("not_found", None)
+        record.pop("not_found_misses", None)
+    elif current.get("source") != Source.RETRIEVE.value and authoritative:
+        record["source"] = incoming["source"]
     return record
 
 

@@ -4,8 +4,17 @@ Two Redis round trips around one upstream call: ``Store.begin`` frees the
 job's pending slot, takes the batch's lock and reads the record and newest
 event; ``Store.commit`` writes everything and releases the lock, atomically.
 The retrieved batch object is the truth; a webhook payload is only a hint,
-used as a marked fallback when the gateway cannot be reached. RQ-specific
-concerns (retries, Retry-After) stay in ``workers.jobs``.
+used as a marked, provisional fallback when the gateway cannot be reached
+(``merge``: the next retrieve wins over it). RQ-specific concerns (retries,
+Retry-After) stay in ``workers.jobs``.
+
+Every path releases the lock: a value the merge rules or COMMIT refuse (an
+amount out of range, ...) is recorded on the batch as ``error`` with its
+previous state kept (``Outcome.INVALID``), never raised with the lock held. A
+404 is believed only after ``NOT_FOUND_ATTEMPTS`` answers in a row
+(``NotFoundYet`` before that, which the job retries later); an id the SDK
+refuses to send (``.``, ``..``, a slash) is marked ``not_found`` at once.
+A run whose lock expired writes nothing (COMMIT checks the token).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import uuid
 from enum import Enum
 
 from .delivery import TERMINAL_EVENT_TYPES
-from .errors import AIStatsError, BatchLocked, NotFoundError
+from .errors import AIStatsError, BatchLocked, InvalidRequestError, NotFoundError
 from .merge import is_final, merge
 from .sdk import AIStats
 from .status import BatchStatus, Source
@@ -28,6 +37,19 @@ log = logging.getLogger("aistats_hooks.reconcile")
 # handing over to a follow-up job (which the lock holder's events also queue).
 LOCK_WAIT = 2.0
 TRACK_WAIT = 10.0  # seconds create-batch waits for a reconcile of the new batch to end
+# A batch just created can be briefly unknown to a replica: believe a 404 only
+# after this many in a row (workers.jobs spaces the retries over minutes).
+NOT_FOUND_ATTEMPTS = 3
+# What a value the rules refuse raises; caught and recorded on the batch.
+_POISON = (ValueError, TypeError, OverflowError, RecursionError)
+
+
+class NotFoundYet(NotFoundError):
+    """The gateway answered 404, but fewer than ``NOT_FOUND_ATTEMPTS`` times in a row: retry later."""
+
+    def __init__(self, batch_id: str, misses: int) -> None:
+        super().__init__(f"batch {batch_id} not found ({misses} of {NOT_FOUND_ATTEMPTS})", status=404)
+        self.misses = misses
 
 
 class Outcome(str, Enum):
@@ -39,6 +61,8 @@ class Outcome(str, Enum):
     NOT_FOUND = "not_found"
     DEFERRED = "deferred"
     FALLBACK = "fallback"
+    INVALID = "invalid"
+    LOCK_LOST = "lock_lost"
 
 
 def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str = "", force: bool = False) -> Outcome:
@@ -56,10 +80,18 @@ def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str
     try:
         batch = client.retrieve_batch(batch_id)
     except NotFoundError:
-        record = _not_found(begun.record, batch_id)
+        return _missed(store, batch_id, begun, token, started_ms)
+    except InvalidRequestError as exc:
+        if exc.status is not None:
+            store.commit(batch_id, None, token=token, upstream=str(exc.status))
+            raise
+        # Refused before sending: the id cannot name a batch. Mark it and drop it from the sweep.
+        record = _not_found(begun.record, batch_id, force=True)
+        record["not_found_misses"] = NOT_FOUND_ATTEMPTS
+        record["error"] = _error("invalid_batch_id", exc)
         _stamp(record, begun)
-        store.commit(batch_id, record, token=token, settle=(Outcome.NOT_FOUND.value, started_ms), upstream="404")
-        return Outcome.NOT_FOUND
+        _commit(store, batch_id, record, token, (Outcome.INVALID.value, started_ms), "")
+        return Outcome.INVALID
     except AIStatsError as exc:
         # No record to write: count the call and release the lock, in one step.
         store.commit(batch_id, None, token=token, upstream=str(exc.status or type(exc).__name__))
@@ -67,13 +99,65 @@ def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str
     except BaseException:
         store.unlock(batch_id, token)
         raise
-    record = merge(begun.record, batch, source=Source.RETRIEVE)
-    _stamp(record, begun)
-    store.commit(batch_id, record, token=token, settle=(Outcome.RECONCILED.value, started_ms), upstream="200")
+    try:
+        record = merge(begun.record, batch, source=Source.RETRIEVE)
+        record.pop("error", None)
+        _stamp(record, begun)
+        if not _commit(store, batch_id, record, token, (Outcome.RECONCILED.value, started_ms), "200"):
+            return Outcome.LOCK_LOST
+    except _POISON as exc:
+        return _invalid(store, batch_id, begun, token, started_ms, exc, upstream="200")
     if store.settings.compact_events and is_final(record) and not is_final(begun.record):
         # The final state is stored: earlier snapshots' bodies are superseded.
         store.compact_events(batch_id, keep_types=TERMINAL_EVENT_TYPES)
     return Outcome.RECONCILED
+
+
+def _commit(store: Store, batch_id: str, record: dict, token: str, settle: tuple[str, int] | None,
+            upstream: str) -> bool:
+    """COMMIT ``record``; False when the lock was lost meanwhile (nothing written: a follow-up is queued)."""
+    if store.commit(batch_id, record, token=token, settle=settle, upstream=upstream) is False:
+        log.warning("lock expired during the run; nothing written", extra={"batch_id": batch_id})
+        store.request_reconcile(batch_id)
+        return False
+    return True
+
+
+def _invalid(store: Store, batch_id: str, begun: Begun, token: str, started_ms: int, exc: BaseException,
+             *, upstream: str = "") -> Outcome:
+    """Keep the previous state, record why the new one was refused, release the lock."""
+    log.warning("refused a value: %s", str(exc)[:200], extra={"batch_id": batch_id})
+    record = dict(begun.record or {"id": batch_id, "status": "pending", "request_counts": {}, "billing": None})
+    record["error"] = _error("invalid_value", exc)
+    _stamp(record, begun)
+    try:
+        _commit(store, batch_id, record, token, (Outcome.INVALID.value, started_ms), upstream)
+    except _POISON:
+        store.unlock(batch_id, token)
+    return Outcome.INVALID
+
+
+def _missed(store: Store, batch_id: str, begun: Begun, token: str, started_ms: int) -> Outcome:
+    """Count a 404; mark the batch ``not_found`` only after ``NOT_FOUND_ATTEMPTS`` in a row."""
+    previous = begun.record
+    misses = int((previous or {}).get("not_found_misses") or 0) + 1
+    if misses < NOT_FOUND_ATTEMPTS:
+        record = dict(previous or {"id": batch_id, "status": "pending", "request_counts": {}, "billing": None})
+        record["not_found_misses"] = misses
+        _stamp(record, begun)
+        if _commit(store, batch_id, record, token, None, "404"):
+            raise NotFoundYet(batch_id, misses)
+        return Outcome.LOCK_LOST
+    record = _not_found(previous, batch_id)
+    record["not_found_misses"] = misses
+    _stamp(record, begun)
+    if not _commit(store, batch_id, record, token, (Outcome.NOT_FOUND.value, started_ms), "404"):
+        return Outcome.LOCK_LOST
+    return Outcome.NOT_FOUND
+
+
+def _error(reason: str, exc: BaseException) -> dict:
+    return {"reason": reason, "message": (str(exc) or type(exc).__name__)[:300], "at": iso(time.time())}
 
 
 def apply_fallback(store: Store, batch_id: str) -> Outcome:
@@ -87,9 +171,13 @@ def apply_fallback(store: Store, batch_id: str) -> Outcome:
     if not isinstance(data, dict):
         store.unlock(batch_id, token)
         return Outcome.UNCHANGED
-    record = merge(begun.record, data, source=Source.WEBHOOK_PAYLOAD)
-    _stamp(record, begun)
-    store.commit(batch_id, record, token=token)
+    try:
+        record = merge(begun.record, data, source=Source.WEBHOOK_PAYLOAD)
+        _stamp(record, begun)
+        if not _commit(store, batch_id, record, token, None, ""):
+            return Outcome.LOCK_LOST
+    except _POISON as exc:
+        return _invalid(store, batch_id, begun, token, int(time.time() * 1000), exc)
     log.warning("applied webhook payload as fallback", extra={"batch_id": batch_id})
     return Outcome.FALLBACK
 
@@ -105,11 +193,15 @@ def track_batch(store: Store, batch: dict) -> dict:
     if begun is None:
         raise BatchLocked(f"batch {batch['id']} stayed locked")
     previous = begun.record
-    record = merge(previous, batch, source=Source.TRACKED)
-    record.setdefault("tracked_at", time.time())
-    if previous is None or previous.get("source") == Source.TRACKED.value:
-        record["source"] = Source.TRACKED.value
-    store.commit(batch["id"], record, token=token)
+    try:
+        record = merge(previous, batch, source=Source.TRACKED)
+        record.setdefault("tracked_at", time.time())
+        if previous is None or previous.get("source") == Source.TRACKED.value:
+            record["source"] = Source.TRACKED.value
+        store.commit(batch["id"], record, token=token)
+    except BaseException:
+        store.unlock(batch["id"], token)
+        raise
     return record
 
 
@@ -123,10 +215,10 @@ def _stamp(record: dict, begun: Begun) -> None:
     record["reconciled_at"] = iso(time.time())
 
 
-def _not_found(previous: dict | None, batch_id: str) -> dict:
-    """Return the record of a batch the gateway does not know."""
+def _not_found(previous: dict | None, batch_id: str, *, force: bool = False) -> dict:
+    """Return the record of a batch the gateway does not know (``force``: even over a terminal status)."""
     record = dict(previous or {"id": batch_id, "request_counts": {}, "billing": None})
-    if not BatchStatus(record.get("status", "pending")).terminal:
+    if force or not BatchStatus(record.get("status", "pending")).terminal:
         record["status"] = BatchStatus.NOT_FOUND.value
     record["not_found"] = True
     return record

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aistats_hooks.billing import contribution, is_settled_or_void, normalize_billing
+from aistats_hooks.billing import InvalidAmount, contribution, is_settled_or_void, normalize_billing
 
 RETRIEVE_FINAL = {"billed": True, "charged": True, "reason": "charged", "cost_nanos": 20250, "cost_usd": 2.025e-05,
                   "finalized_at": "2026-06-17T16:00:59.500Z", "pricing_breakdown": {"lines": 2}}
@@ -48,6 +48,14 @@ def test_no_billing_is_none(raw):
     assert normalize_billing(raw) is None
 
 
-@pytest.mark.parametrize("amount", [-5, True, "²", "1e3", float("inf"), float("nan"), "12.5"])
-def test_amounts_that_are_not_non_negative_integers_count_zero(amount):
-    assert normalize_billing({"state": "settled", "total_nanos": amount})["total_nanos"] == 0
+@pytest.mark.parametrize("amount", [-5, True, "²", "1e3", float("inf"), float("nan"), "12.5", 1.5,
+                                    "99999999999999999999", 10**15 + 1, 2**63, [], {}])
+def test_amounts_that_are_not_whole_nanos_in_range_are_refused(amount):
+    # issue 15 item 3: an amount is never guessed at (it used to count 0, or overflow the ledger).
+    with pytest.raises(InvalidAmount):
+        normalize_billing({"state": "settled", "total_nanos": amount})
+
+
+@pytest.mark.parametrize("amount,nanos", [(None, 0), (0, 0), ("20250", 20250), (20250.0, 20250), (10**15, 10**15)])
+def test_amounts_in_range_are_read(amount, nanos):
+    assert normalize_billing({"state": "settled", "total_nanos": amount, "cost_nanos": None})["total_nanos"] == nanos

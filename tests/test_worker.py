@@ -83,15 +83,48 @@ def test_final_batch_skips_the_upstream_call(app, store, upstream):
     assert store.get("b2")["status"] == "completed"
 
 
-def test_unknown_batch_upstream_is_marked_not_found_without_retries(app, store, upstream):
+def _run_scheduled_now(store) -> float:
+    """Move the one scheduled job to the queue now; return when RQ had scheduled it (unix seconds)."""
+    registry = ScheduledJobRegistry(queue=store.queue)
+    (job_id,) = registry.get_job_ids()
+    when = registry.get_scheduled_time(job_id).replace(tzinfo=timezone.utc).timestamp()
+    job = store.queue.fetch_job(job_id)
+    registry.remove(job)
+    store.queue.enqueue_job(job)
+    return when
+
+
+def test_a_404_is_believed_only_after_three_answers_over_minutes(app, store, upstream):
+    # issue 15 item 8: one 404 used to mark the batch not_found and drop it from the sweep for good.
     upstream.answer("ghost", (404, {"error": {"message": "No such batch"}}))
     deliver(app, make_event("ghost"))
+    before = time.time()
+    run_worker(store)
+    record = store.get("ghost")
+    assert record["status"] != "not_found" and record["not_found_misses"] == 1
+    assert "ghost" in store.due_for_sweep("+inf")
+    assert _run_scheduled_now(store) >= int(before) + 60
+    run_worker(store)
+    assert store.get("ghost")["not_found_misses"] == 2
+    assert _run_scheduled_now(store) >= int(before) + 240
     run_worker(store)
     record = store.get("ghost")
     assert record["status"] == "not_found" and record["not_found"] is True
     assert ScheduledJobRegistry(queue=store.queue).count == 0
     assert FailedJobRegistry(queue=store.queue).count == 0
-    assert upstream.calls["ghost"] == 1
+    assert "ghost" not in store.due_for_sweep("+inf")
+    assert upstream.calls["ghost"] == 3
+
+
+def test_a_batch_briefly_unknown_is_reconciled_once_it_appears(app, store, upstream):
+    upstream.answer("late", (404, {"error": {"message": "No such batch"}}), (200, completed("late")))
+    deliver(app, make_event("late"))
+    run_worker(store)
+    _run_scheduled_now(store)
+    run_worker(store)
+    record = store.get("late")
+    assert record["status"] == "completed" and record["source"] == "retrieve"
+    assert "not_found_misses" not in record and "not_found" not in record
 
 
 def test_rate_limit_retries_after_retry_after(app, store, upstream):

@@ -3,7 +3,9 @@
 Retries use RQ's own mechanism (each job is enqueued with ``Retry``); these
 functions only adjust it: a 429 waits for its Retry-After, an auth error (or
 any other error that retrying cannot fix, such as 402) is not retried, and the last failed attempt applies the webhook payload as a
-marked fallback before failing visibly.
+marked, provisional fallback before failing visibly. A 404 is retried after
+``NOT_FOUND_DELAYS`` (a batch just created can be briefly unknown to a replica)
+until ``reconcile.NOT_FOUND_ATTEMPTS`` answers in a row mark it not_found.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from rq import get_current_job
 from aistats_hooks import telemetry
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks import reconcile
-from aistats_hooks.reconcile import Outcome, apply_fallback
+from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 
 from . import context
 
 log = logging.getLogger("workers.jobs")
+# Seconds before retrying a batch after its first, second 404: three answers over ~5 minutes.
+NOT_FOUND_DELAYS = (60, 240)
 
 
 def reconcile_batch(batch_id: str, force: bool = False) -> str:
@@ -33,6 +37,10 @@ def reconcile_batch(batch_id: str, force: bool = False) -> str:
     started = time.monotonic()
     try:
         return reconcile.reconcile_batch(ctx.store, ctx.client, batch_id, job_id=job.id if job else "", force=force).value
+    except NotFoundYet as exc:
+        if job is not None:
+            _wait_at_least(job, NOT_FOUND_DELAYS[min(exc.misses, len(NOT_FOUND_DELAYS)) - 1])
+        raise
     except AuthenticationError:
         # A bad API key will not fix itself: fail now, into the failed registry.
         ctx.store.incr("upstream", "auth_failed")
@@ -57,12 +65,16 @@ def reconcile_batch(batch_id: str, force: bool = False) -> str:
 
 
 def sweep(limit: int = 500) -> int:
-    """Queue a reconcile of every open batch not reconciled for a while."""
+    """Queue a reconcile of every open batch not reconciled for a while; prune unknown batches past retention."""
     ctx = context.current()
     due = ctx.store.due_for_sweep(time.time() - ctx.settings.stale_after, limit=limit)
     stale = ctx.settings.stale_after
     queued = sum(ctx.store.request_reconcile(b, max_pending_age=stale) == "queued" for b in due)
     ctx.store.incr("sweep", "queued", queued)
+    # Batches the gateway does not know leave after their retention, indexes and all.
+    pruned = ctx.store.open_batches.prune_unknown(time.time() - ctx.settings.unknown_retention, limit=limit)
+    if pruned:
+        ctx.store.incr("sweep", "pruned_unknown", pruned)
     return queued
 
 

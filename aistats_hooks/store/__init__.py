@@ -55,7 +55,8 @@ class Store:
             return queueing.new_job_id(settings)
 
         self._ingest = Ingest(redis, self.keys, self.rq, settings.event_retention, new_job_id,
-                              min_replicas=settings.min_replicas, replica_timeout_ms=settings.replica_timeout_ms)
+                              min_replicas=settings.min_replicas, replica_timeout_ms=settings.replica_timeout_ms,
+                              max_events=settings.max_batch_events, max_bytes=settings.max_batch_bytes)
         self.requests = Requests(redis, self.keys, self.rq, new_job_id)
         self.locks = Locks(redis, self.keys, upstream_timeout=settings.upstream_timeout,
                            debounce_ms=settings.debounce_ms)

@@ -3,6 +3,13 @@
 ``RecordRow`` is what COMMIT stores of a record (doc, index values, ledger
 contribution from ``reconcile.contribution``); ``CommitScript.call`` builds
 COMMIT's KEYS and ARGV, the only place that knows their order.
+
+All or nothing: Redis does not roll back a script that fails halfway, so
+every value is checked before the first write, in Python (``RecordRow.of``
+raises ``InvalidRecord``) and again in the script (a refusal there is also
+``InvalidRecord``); amounts are whole nanos from 0 to ``billing.MAX_NANOS``.
+Only the lock holder commits: given a token, COMMIT writes nothing unless
+that token still holds the batch's lock (it returns False then).
 """
 
 from __future__ import annotations
@@ -13,13 +20,19 @@ from dataclasses import dataclass
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import ResponseError
 
 from . import compression
 from ..keys import Keys
-from ..billing import contribution
+from ..billing import MAX_NANOS, InvalidAmount, contribution
 from ..merge import is_final
+from ..status import BatchStatus
 from ..timestamps import parse_time
 from .script import Script
+
+
+class InvalidRecord(ValueError):
+    """A record COMMIT refuses to write (checked before any write)."""
 
 
 def _clean(value: str) -> str:
@@ -49,13 +62,20 @@ class RecordRow:
         """Return the row of ``record``."""
         created = parse_time(record.get("created_at")) or parse_time(record.get("tracked_at")) or time.time()
         final = is_final(record)
-        nanos, groups = contribution(record)
+        try:
+            nanos, groups = contribution(record)
+        except InvalidAmount as exc:
+            raise InvalidRecord(str(exc)) from None
+        if not isinstance(nanos, int) or not 0 <= nanos <= MAX_NANOS:
+            raise InvalidRecord(f"ledger amount {nanos!r} is outside 0..{MAX_NANOS} nanos")
+        if record.get("status") not in _STATUSES:
+            raise InvalidRecord(f"unknown status {str(record.get('status'))[:40]!r}")
         return cls(
             doc=compression.pack(json.dumps(record, separators=(",", ":"), sort_keys=True).encode()),
             status=record["status"],
             final=final,
-            session=str(record.get("session_id") or ""),
-            model=str(record.get("model") or ""),
+            session=str(record.get("session_id") or "")[:200],
+            model=str(record.get("model") or "")[:200],
             created_ms=int(created * 1000),
             open_score=None if final or record["status"] == "not_found" else time.time(),
             nanos=nanos,
@@ -64,6 +84,9 @@ class RecordRow:
             ledger_model=_clean(groups["model"]),
             ledger_provider=_clean(groups["provider"]),
         )
+
+
+_STATUSES = frozenset(s.value for s in BatchStatus)
 
 
 class CommitScript(Script):
@@ -75,13 +98,16 @@ class CommitScript(Script):
 -- release the lock: all or nothing, in one round trip.
 -- KEYS[1] record hash {p}:b:{id}; KEYS[2] outcomes hash {p}:eo:{id}; KEYS[3] lock {p}:lock:{id};
 -- KEYS[4] ledger contributions {p}:ledger:contrib; KEYS[5] open zset {p}:open;
--- KEYS[6] upstream counters {p}:m:upstream
+-- KEYS[6] upstream counters {p}:m:upstream; KEYS[7] unknown batches zset {p}:unknown
 -- ARGV[1] key prefix, ARGV[2] batch id,
 -- ARGV[3] packed doc ('' writes no record: only events, counters, lock), ARGV[4] status,
 -- ARGV[5] final '1'/'0', ARGV[6] session id, ARGV[7] model ('' = none), ARGV[8] created (ms),
 -- ARGV[9] open score ('' = not open), ARGV[10..14] ledger nanos, day, session, model, provider,
 -- ARGV[15] events received until (ms), ARGV[16] their outcome ('' = leave events),
--- ARGV[17] lock token ('' = no lock), ARGV[18] upstream status to count ('' = none).
+-- ARGV[17] lock token ('' = no lock check), ARGV[18] upstream status to count ('' = none),
+-- ARGV[19] now (unix seconds: when a not_found batch was first marked).
+-- Returns 1, or 0 when ARGV[17] no longer holds the lock (nothing written but the
+-- upstream count); a value it refuses raises 'invalid: ...' before any write.
 -- The ledger keeps each batch's contribution ("nanos|day|session|model|provider")
 -- and adds only the difference, so no batch is ever counted twice. Index and
 -- group keys are derived from ARGV[1] with the shapes keys.py names: a single
@@ -115,6 +141,32 @@ local function reindex(name, old, new, score)
   if old and old ~= new then redis.call('ZREM', p .. ':idx:' .. name .. ':' .. old, id) end
   if new ~= '' then redis.call('ZADD', p .. ':idx:' .. name .. ':' .. new, score, id) end
 end
+-- Checks first: Redis keeps the writes of a script that fails halfway.
+local MAX_NANOS, MAX_TOTAL = 1000000000000000, 9.0e18
+local function nanos_ok(value)
+  return string.match(value, '^%d+$') ~= nil and #value <= 16 and tonumber(value) <= MAX_NANOS
+end
+local before
+if ARGV[3] ~= '' then
+  if not nanos_ok(ARGV[10]) then return redis.error_reply('invalid: ledger amount ' .. ARGV[10]) end
+  if not string.match(ARGV[8], '^%d+$') then return redis.error_reply('invalid: created ' .. ARGV[8]) end
+  if ARGV[9] ~= '' and not tonumber(ARGV[9]) then return redis.error_reply('invalid: open score') end
+  before = redis.call('HGET', KEYS[4], id)
+  if before and not nanos_ok(split(before)[1]) then
+    return redis.error_reply('invalid: stored contribution ' .. string.sub(before, 1, 40))
+  end
+  -- Every ledger hash sums non-negative contributions: none exceeds the total.
+  if tonumber(redis.call('GET', p .. ':ledger:total') or '0') + tonumber(ARGV[10]) > MAX_TOTAL then
+    return redis.error_reply('invalid: the ledger total would overflow')
+  end
+end
+if ARGV[18] ~= '' then
+  redis.call('HINCRBY', KEYS[6], 'retrieve', 1)
+  redis.call('HINCRBY', KEYS[6], ARGV[18], 1)
+end
+if ARGV[17] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[17] then
+  return 0  -- the lock expired (or was never ours): a newer run may have written
+end
 if ARGV[3] ~= '' then
   local old = redis.call('HMGET', KEYS[1], 'status', 'session', 'model')
   redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'status', ARGV[4], 'final', ARGV[5],
@@ -124,8 +176,12 @@ if ARGV[3] ~= '' then
   reindex('session', old[2], ARGV[6], ARGV[8])
   reindex('model', old[3], ARGV[7], ARGV[8])
   if ARGV[9] == '' then redis.call('ZREM', KEYS[5], id) else redis.call('ZADD', KEYS[5], ARGV[9], id) end
+  if ARGV[4] == 'not_found' then
+    redis.call('ZADD', KEYS[7], 'NX', ARGV[19], id)
+  else
+    redis.call('ZREM', KEYS[7], id)
+  end
   local new = table.concat({ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]}, '|')
-  local before = redis.call('HGET', KEYS[4], id)
   if before ~= new then
     if before then ledger(before, -1) end
     ledger(new, 1)
@@ -146,11 +202,7 @@ if ARGV[16] ~= '' then
     end
   end
 end
-if ARGV[18] ~= '' then
-  redis.call('HINCRBY', KEYS[6], 'retrieve', 1)
-  redis.call('HINCRBY', KEYS[6], ARGV[18], 1)
-end
-if ARGV[17] ~= '' and redis.call('GET', KEYS[3]) == ARGV[17] then
+if ARGV[17] ~= '' then
   redis.call('DEL', KEYS[3])
 end
 return 1
@@ -166,8 +218,12 @@ return 1
         token: str = "",
         upstream: str = "",
         client: Redis | Pipeline | None = None,
-    ) -> None:
-        """Run COMMIT: ``row`` (if any), then ``settle`` = (outcome, received until ms), count, unlock."""
+    ) -> bool:
+        """Run COMMIT: ``row`` (if any), then ``settle`` = (outcome, received until ms), count, unlock.
+
+        Return False when ``token`` no longer held the lock (nothing written);
+        True otherwise (and when queued on a pipeline).
+        """
         if row is None:
             record_args: list = [""] * 12
         else:
@@ -177,9 +233,15 @@ return 1
                 row.nanos, row.day, row.ledger_session, row.ledger_model, row.ledger_provider,
             ]
         outcome, until_ms = settle or ("", 0)
-        self.run(
-            [keys.record(batch_id), keys.outcomes(batch_id), keys.lock(batch_id), keys.ledger_contributions,
-             keys.open, keys.counters("upstream")],
-            [keys.prefix, batch_id, *record_args, until_ms, outcome, token, upstream],
-            client,
-        )
+        try:
+            reply = self.run(
+                [keys.record(batch_id), keys.outcomes(batch_id), keys.lock(batch_id), keys.ledger_contributions,
+                 keys.open, keys.counters("upstream"), keys.unknown],
+                [keys.prefix, batch_id, *record_args, until_ms, outcome, token, upstream, int(time.time())],
+                client,
+            )
+        except ResponseError as exc:
+            if "invalid: " in str(exc):
+                raise InvalidRecord(str(exc)) from None
+            raise
+        return reply != 0

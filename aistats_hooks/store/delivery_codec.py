@@ -1,7 +1,11 @@
 """How one received event is stored: packed metadata, headers and raw body.
 
 Within its batch's hash an event's field is its id with the redundant
-``evt_batch_{batch_id}_`` prefix cut to ``~`` (ids repeat the batch id).
+``evt_batch_{batch_id}_`` prefix cut to ``~`` (ids repeat the batch id), and
+any other id behind ``=``: so no two ids share a field (``~x`` the id would
+be ``=~x``), and no event field starts with ``#``, which the outcomes hash
+keeps for its bookkeeping (``#d{field}`` duplicates, ``#bytes``). Fields of
+an older store (no marker) still read back as the bare id.
 The value is ``compression.pack`` of a JSON line of metadata (type, delivery key,
 attempt, received time, headers) followed by the raw body, byte for byte.
 Headers that merely repeat the payload are rebuilt on read, not stored.
@@ -57,7 +61,7 @@ def decode(batch_id: str, field: str, blob: bytes, states: Mapping[str, str]) ->
         "attempt": meta.get("a"),
         "received_at": meta.get("r"),
         "outcome": outcome,
-        "duplicates": int(states.get(field + "#d", 0)),
+        "duplicates": int(states.get(duplicates_field(field), 0)),
         "headers": {**_derived_headers(event_id, meta), **meta.get("h", {})},
         "body": None if meta.get("x") else text,
         "payload": payload,
@@ -68,12 +72,19 @@ def decode(batch_id: str, field: str, blob: bytes, states: Mapping[str, str]) ->
 def field(event_id: str, batch_id: str) -> str:
     """Return the compact hash field for ``event_id`` within its batch."""
     prefix = f"evt_batch_{batch_id}_"
-    return "~" + event_id[len(prefix):] if event_id.startswith(prefix) else event_id
+    return "~" + event_id[len(prefix):] if event_id.startswith(prefix) else "=" + event_id
 
 
 def unfield(name: str, batch_id: str) -> str:
-    """Invert ``field``."""
-    return f"evt_batch_{batch_id}_{name[1:]}" if name.startswith("~") else name
+    """Invert ``field`` (a field with no marker was written by an older store: the bare id)."""
+    if name.startswith("~"):
+        return f"evt_batch_{batch_id}_{name[1:]}"
+    return name[1:] if name.startswith("=") else name
+
+
+def duplicates_field(name: str) -> str:
+    """Return the outcomes-hash field counting the duplicates of event field ``name``."""
+    return "#d" + name
 
 
 def _derived_headers(event_id: str, meta: dict) -> dict[str, str]:

@@ -46,13 +46,20 @@ class IngestScript(Script):
 -- KEYS[5] open batches zset   {p}:open (so the sweep finds the batch even if its job dies)
 -- KEYS[6..11] enqueue()'s keys (coalesce.EnqueueArgs)
 -- ARGV[1] event field, ARGV[2] packed event, ARGV[3] received at (ms), ARGV[4] retention (s),
--- ARGV[5] 'batch' or 'ignore', ARGV[6] batch id, ARGV[7..] enqueue()'s arguments.
--- Returns 'duplicate', 'ignored', 'final', 'coalesced' or 'queued'.
+-- ARGV[5] 'batch' or 'ignore', ARGV[6] batch id, ARGV[7] most events per batch,
+-- ARGV[8] most stored bytes per batch, ARGV[9..] enqueue()'s arguments.
+-- Returns 'duplicate', 'limited', 'ignored', 'final', 'coalesced' or 'queued'.
+-- Outcomes-hash fields starting with '#' are bookkeeping: no event field does (delivery_codec).
 local field, received = ARGV[1], ARGV[3]
 if redis.call('HEXISTS', KEYS[1], field) == 1 then
-  redis.call('HINCRBY', KEYS[2], field .. '#d', 1)
+  redis.call('HINCRBY', KEYS[2], '#d' .. field, 1)
   redis.call('HINCRBY', KEYS[4], 'duplicate', 1)
   return 'duplicate'
+end
+local stored = tonumber(redis.call('HGET', KEYS[2], '#bytes') or '0')
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[7]) or stored + #ARGV[2] > tonumber(ARGV[8]) then
+  redis.call('HINCRBY', KEYS[4], 'limited', 1)
+  return 'limited'
 end
 local outcome
 if ARGV[5] == 'ignore' then
@@ -60,12 +67,13 @@ if ARGV[5] == 'ignore' then
 elseif redis.call('HGET', KEYS[3], 'final') == '1' then
   outcome = 'final'
 else
-  outcome = enqueue(enqueue_args(6, 7))
+  outcome = enqueue(enqueue_args(6, 9))
   -- NX: a known open batch keeps its last-reconciled score.
   redis.call('ZADD', KEYS[5], 'NX', math.floor(tonumber(received) / 1000), ARGV[6])
 end
 redis.call('HSET', KEYS[1], field, ARGV[2])
 redis.call('HSET', KEYS[2], field, outcome .. ':' .. received)
+redis.call('HINCRBY', KEYS[2], '#bytes', #ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('HINCRBY', KEYS[4], outcome, 1)
@@ -73,13 +81,14 @@ return outcome
 """
 
     def call(self, keys: Keys, *, event_field: str, packed: bytes, received_ms: int, retention: int,
-             ignore: bool, enqueue: EnqueueArgs, replicas: int = 0, replica_timeout_ms: int = 500) -> str:
+             ignore: bool, enqueue: EnqueueArgs, replicas: int = 0, replica_timeout_ms: int = 500,
+             max_events: int = 100, max_bytes: int = 256 * 1024) -> str:
         """Run INGEST; return the delivery's outcome. With ``replicas``, WAIT for them or raise ``NotReplicated``."""
         batch_id = enqueue.batch_id
         keys_ = [keys.events(batch_id), keys.outcomes(batch_id), keys.record(batch_id), keys.counters("deliveries"),
                  keys.open, *enqueue.key_list()]
         args = [event_field, packed, received_ms, retention, "ignore" if ignore else "batch", batch_id,
-                *enqueue.arg_list()]
+                max_events, max_bytes, *enqueue.arg_list()]
         if not replicas:
             return text(self.run(keys_, args))
         return self._run_and_wait(keys_, args, replicas, replica_timeout_ms)
@@ -109,8 +118,10 @@ class Ingest:
     """Records verified deliveries."""
 
     def __init__(self, redis: Redis, keys: Keys, rq: RQContract, retention: int,
-                 new_job_id: Callable[[], str], *, min_replicas: int = 0, replica_timeout_ms: int = 500) -> None:
+                 new_job_id: Callable[[], str], *, min_replicas: int = 0, replica_timeout_ms: int = 500,
+                 max_events: int = 100, max_bytes: int = 256 * 1024) -> None:
         self.keys = keys
+        self.max_events, self.max_bytes = max_events, max_bytes
         self.min_replicas, self.replica_timeout_ms = min_replicas, replica_timeout_ms
         self.rq = rq
         self.retention = retention
@@ -131,4 +142,6 @@ class Ingest:
             enqueue=EnqueueArgs(self.rq, self.keys, event.batch_id, job, received),
             replicas=self.min_replicas,
             replica_timeout_ms=self.replica_timeout_ms,
+            max_events=self.max_events,
+            max_bytes=self.max_bytes,
         )

@@ -58,7 +58,7 @@ local newest, newest_at = false, -1
 local flat = redis.call('HGETALL', KEYS[4])
 for i = 1, #flat, 2 do
   local sep = string.find(flat[i + 1], ':', 1, true)
-  if sep and not string.find(flat[i], '#', 1, true) then
+  if sep and string.byte(flat[i], 1) ~= 35 then  -- 35 = '#': bookkeeping, not an event
     local at = tonumber(string.sub(flat[i + 1], sep + 1)) or 0
     if at > newest_at then newest, newest_at = flat[i], at end
   end

@@ -57,6 +57,10 @@ def receive():
         return jsonify(status="duplicate", event_id=event.id), 200
     if outcome == "ignored":
         return jsonify(status="ignored", event_id=event.id), 202
+    if outcome == "limited":
+        # The batch already holds AISTATS_MAX_BATCH_EVENTS events or AISTATS_MAX_BATCH_BYTES:
+        # acknowledged (a retry would change nothing), not stored, counted in deliveries.limited.
+        return jsonify(status="ignored", event_id=event.id, reason="batch_event_limit"), 202
     return jsonify(status="queued", event_id=event.id, batch_id=event.batch_id, job=outcome), 202
 
 
