@@ -6,10 +6,13 @@ project's SDK. Every setting comes from the environment, as for the service.
 
 Errors print one line on stderr and exit non-zero: 2 for a configuration
 error, 1 for anything else (a gateway error, a usage error, Redis down).
-``--json`` (before or after the command) prints machine-readable output.
+``--json`` (before or after the command) prints machine-readable output; with
+it, an error is one JSON object on stderr, ``{"error": {"message", "exit_code"}}``
+(stdout stays empty), with the same exit status.
 
 One module per family of commands: ``batches`` (create-batch, upload,
-status, cancel), ``endpoints`` (endpoints create/list/test/delete,
+status, cancel), ``records_cmd`` (list, billing, track, forget),
+``results_cmd``, ``failed_cmd`` (failed, requeue), ``endpoints`` (endpoints create/list/test/delete,
 rotate-secret), ``reconcile`` (reconcile, events, replay), ``trigger`` and
 ``config_cmd``; ``core`` holds what they share.
 """
@@ -22,7 +25,7 @@ import sys
 import click
 
 from .. import logs
-from . import batches, config_cmd, endpoints, failed_cmd, reconcile_cmd, trigger
+from . import batches, config_cmd, endpoints, failed_cmd, reconcile_cmd, records_cmd, results_cmd, trigger
 from .core import HooksCLI, Resources
 
 
@@ -43,7 +46,7 @@ def cli(ctx: click.Context, json_output: bool) -> None:
     logs.configure(level, force=False)
 
 
-for _module in (batches, endpoints, reconcile_cmd, trigger, config_cmd, failed_cmd):
+for _module in (batches, records_cmd, results_cmd, endpoints, reconcile_cmd, failed_cmd, trigger, config_cmd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

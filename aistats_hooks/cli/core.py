@@ -82,6 +82,17 @@ class HooksCLI(click.Group):
         return code
 
     def _run(self, args, prog_name, complete_var, **extra) -> int:
+        argv = list(sys.argv[1:] if args is None else args)
+        # --json anywhere (before or after the command): errors are JSON too.
+        as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+        code = self._dispatch(args, prog_name, complete_var, **extra)
+        if isinstance(code, tuple):
+            message, code = code
+            _fail(message, code, as_json=as_json)
+        return code
+
+    def _dispatch(self, args, prog_name, complete_var, **extra) -> int | tuple[str, int]:
+        """Run the command; return its exit status, or (one-line message, status) on failure."""
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
@@ -89,30 +100,33 @@ class HooksCLI(click.Group):
             return 0
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            return _fail(exc.format_message() + hint, EXIT_ERROR)
+            return exc.format_message() + hint, EXIT_ERROR
         except click.ClickException as exc:
-            return _fail(exc.format_message(), exc.exit_code or EXIT_ERROR)
+            return exc.format_message(), exc.exit_code or EXIT_ERROR
         except click.Abort:
-            return _fail("aborted", EXIT_ERROR)
+            return "aborted", EXIT_ERROR
         except ConfigError as exc:
-            return _fail(config_error_message(exc), EXIT_CONFIG)
+            return config_error_message(exc), EXIT_CONFIG
         except AIStatsError as exc:
-            return _fail(f"gateway error ({type(exc).__name__}): {exc}", EXIT_ERROR)
+            return f"gateway error ({type(exc).__name__}): {exc}", EXIT_ERROR
         except RedisError as exc:
-            return _fail(f"redis unavailable: {type(exc).__name__}: {exc}", EXIT_ERROR)
+            return f"redis unavailable: {type(exc).__name__}: {exc}", EXIT_ERROR
         except HooksError as exc:
-            return _fail(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+            return f"{type(exc).__name__}: {exc}", EXIT_ERROR
         except (ValueError, OSError) as exc:
-            return _fail(str(exc) or type(exc).__name__, EXIT_ERROR)
+            return str(exc) or type(exc).__name__, EXIT_ERROR
         except KeyboardInterrupt:
-            return _fail("interrupted", 130)
+            return "interrupted", 130
         return rv if isinstance(rv, int) else 0
 
 
-def _fail(message: str, code: int) -> int:
-    """Print one redacted line on stderr and return ``code``."""
-    line = " ".join(str(message).split())
-    click.echo(f"aistats-hooks: {logs.Redactor(logs.secrets_from_env())(line)}", err=True)
+def _fail(message: str, code: int, *, as_json: bool = False) -> int:
+    """Print one redacted line on stderr (with --json, a JSON object ``{"error": {...}}``); return ``code``."""
+    line = logs.Redactor(logs.secrets_from_env())(" ".join(str(message).split()))
+    if as_json:
+        click.echo(json.dumps({"error": {"message": line, "exit_code": code}}), err=True)
+    else:
+        click.echo(f"aistats-hooks: {line}", err=True)
     return code
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
-from ..errors import AIStatsError
+from ..errors import AIStatsError, NotFoundError
 from ..timestamps import iso
 from .core import CommandError, Resources, emit, json_option, pass_res
 
@@ -29,6 +31,8 @@ def reconcile(res: Resources, batch_id: str | None, all_open: bool, now: bool, f
         raise click.UsageError("give a BATCH_ID or --all-open (not both)")
     if force and not now:
         raise click.UsageError("--force needs --now")
+    if batch_id and not now and res.store.get(batch_id) is None:
+        _track_first(res, batch_id)
     ids = [batch_id] if batch_id else res.store.due_for_sweep("+inf", limit=100_000)
     results: dict[str, str] = {}
     failed = 0
@@ -50,6 +54,18 @@ def reconcile(res: Resources, batch_id: str | None, all_open: bool, now: bool, f
         raise CommandError(f"{failed} of {len(ids)} reconciles failed")
 
 
+def _track_first(res: Resources, batch_id: str) -> None:
+    """Ask the gateway about a batch unknown here before queueing: a typo must not leave a not_found row."""
+    from ..reconcile import track_batch
+
+    res.store.redis.ping()
+    try:
+        batch = res.client.retrieve_batch(batch_id)
+    except NotFoundError:
+        raise CommandError(f"the gateway knows no batch {batch_id!r} for this API key; nothing queued") from None
+    track_batch(res.store, batch)
+
+
 def _event_row(event: dict) -> str:
     """Return one stored event as a line."""
     received = event.get("received_at")
@@ -66,7 +82,7 @@ def _require_batch(res: Resources, batch_id: str, found: list) -> None:
 
 @click.command()
 @click.argument("batch_id")
-@click.option("--payload", is_flag=True, help="Include each event's body (with --json).")
+@click.option("--payload", is_flag=True, help="Show each event's body too.")
 @json_option
 @pass_res
 def events(res: Resources, batch_id: str, payload: bool) -> None:
@@ -74,7 +90,14 @@ def events(res: Resources, batch_id: str, payload: bool) -> None:
     found = res.store.events(batch_id)
     _require_batch(res, batch_id, found)
     rows = [{k: v for k, v in e.items() if payload or k not in ("body", "payload")} for e in found]
-    emit(res, {"batch_id": batch_id, "data": rows}, [_event_row(e) for e in found] or [f"{batch_id}: no events"])
+    lines = []
+    for event in found:
+        lines.append(_event_row(event))
+        if payload:
+            body = event.get("payload", event.get("body"))
+            lines += ["    " + line for line in (json.dumps(body, indent=2, default=str) if body is not None
+                                                   else "(body not kept: compacted or expired)").splitlines()]
+    emit(res, {"batch_id": batch_id, "data": rows}, lines or [f"{batch_id}: no events"])
 
 
 @click.command()

@@ -17,6 +17,9 @@ from ..delivery import KIND_STATUS
 from ..timestamps import iso
 from .core import WEBHOOK_PATH, CommandError, Resources, emit, event_type, json_option, pass_res, webhook_url
 
+# Made-up batches of `trigger` carry this prefix: recognisable, and forgotten after the run.
+TRIGGER_PREFIX = "batch_trigger_"
+WAIT_SECONDS = 15.0
 
 
 def sample_event(event_type: str, batch_id: str, *, key: str | None = None, attempt: int = 1,
@@ -125,15 +128,24 @@ def _event_type_arg(ctx, param, value: str) -> str:
 @click.option("--url", default=None, help="Receiver URL (default: PUBLIC_BASE_URL, else http://127.0.0.1:$PORT).")
 @click.option("--key", default=None, help="Delivery key (default: the event type; batch.progress:50 for progress).")
 @click.option("--attempt", type=click.IntRange(1, 4), default=1, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the made-up batch's record and events (default: forgotten after).")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(0, 300), default=WAIT_SECONDS, show_default=True,
+              help="Seconds to wait for the made-up batch's reconcile before forgetting it.")
 @json_option
 @pass_res
 def trigger(res: Resources, event_type: str, batch_id: str | None, url: str | None, key: str | None,
-            attempt: int) -> None:
-    """Send a correctly signed test delivery to the running receiver (like `stripe trigger`)."""
+            attempt: int, keep: bool, wait_seconds: float) -> None:
+    """Send a correctly signed test delivery to the running receiver (like `stripe trigger`).
+
+    Without --batch the event is about a made-up ``batch_trigger_*`` batch: once
+    a worker has reconciled it (the gateway answers 404: not_found), it is
+    forgotten, so test batches do not pile up (--keep keeps it).
+    """
     import httpx
 
     target = _receiver_url(res.settings, url)
-    batch_id = batch_id or f"batch_trigger_{secrets.token_hex(6)}"
+    synthetic = batch_id is None
+    batch_id = batch_id or f"{TRIGGER_PREFIX}{secrets.token_hex(6)}"
     event = sample_event(event_type, batch_id, key=key, attempt=attempt)
     body = json.dumps(event, separators=(",", ":")).encode()
     headers = _headers(res.settings, event, body, signing_secret(res))
@@ -150,7 +162,27 @@ def trigger(res: Resources, event_type: str, batch_id: str | None, url: str | No
     result = {"url": target, "event_id": event["id"], "batch_id": batch_id, "status": response.status_code,
               "response": answer}
     outcome = answer.get("status") if isinstance(answer, dict) else answer
-    emit(res, result, f"{event_type} {event['id']} -> {response.status_code} {outcome}")
+    lines = [f"{event_type} {event['id']} -> {response.status_code} {outcome}"]
+    if synthetic and not keep:
+        result["forgotten"] = _forget_when_done(res, batch_id, wait_seconds)
+        lines.append(f"{batch_id} forgotten" if result["forgotten"] else
+                     f"{batch_id} is still queued (is a worker running?); later: forget {batch_id}")
+    emit(res, result, lines)
+
+
+def _forget_when_done(res: Resources, batch_id: str, wait_seconds: float) -> bool:
+    """Forget the made-up batch once no reconcile of it is queued or running; tell whether it was."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            outcome = res.store.forget(batch_id).outcome
+        except RedisError:
+            return False
+        if outcome in ("forgotten", "unknown"):
+            return True
+        if outcome != "busy" or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 COMMANDS = (trigger,)

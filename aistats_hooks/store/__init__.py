@@ -76,6 +76,12 @@ class Store:
         """Queue a reconcile of ``batch_id`` unless one is waiting; return 'queued' or 'coalesced'."""
         return self.requests.request(batch_id, debounce=debounce, max_pending_age=max_pending_age)
 
+    def forget(self, batch_id: str, *, force: bool = False):
+        """Drop a batch's record, events and index entries (its settled ledger share only with ``force``)."""
+        from .forget import forget
+
+        return forget(self.redis, self.keys, batch_id, force=force)
+
     def count_rejection(self, reason: str) -> None:
         """Count a refused delivery by reason (for /metrics)."""
         self.counter_hashes.incr("rejected", reason[:40])

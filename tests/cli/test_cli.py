@@ -151,7 +151,9 @@ def test_reconcile_usage_errors(env):
     assert "BATCH_ID or --all-open" in one_line_error(run(env, "reconcile"))
     assert "BATCH_ID or --all-open" in one_line_error(run(env, "reconcile", "b", "--all-open"))
     assert "--force needs --now" in one_line_error(run(env, "reconcile", "b", "--force"))
-    assert "NotFoundError" not in run(env, "reconcile", "batch_unknown").output  # queueing asks no one
+    # A batch unknown here is asked about upstream first: a typo queues nothing and leaves no row.
+    assert one_line_error(run(env, "reconcile", "batch_unknown")) == (
+        "aistats-hooks: the gateway knows no batch 'batch_unknown' for this API key; nothing queued")
     line = one_line_error(run(env, "reconcile", "batch_unknown", "--now", AISTATS_BASE_URL="http://127.0.0.1:9/v1",
                               AISTATS_UPSTREAM_TIMEOUT="1"))
     assert "UpstreamUnavailable" in line
@@ -195,7 +197,7 @@ def test_trigger_sends_a_signed_delivery(env, store, receiver):
     # Same event again: deduplicated by the receiver, still a success.
     again = json.loads(run(env, "--json", "trigger", "completed", "--batch", "batch_trig").stdout)
     assert again["status"] == 200 and again["response"]["status"] == "duplicate"
-    progress = json.loads(run(env, "--json", "trigger", "batch.progress").stdout)
+    progress = json.loads(run(env, "--json", "trigger", "batch.progress", "--keep").stdout)
     assert progress["status"] == 202 and progress["event_id"].endswith("_batch_progress_50")
     assert store.counters("deliveries") == {"queued": 2, "duplicate": 1}
 
