@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: venv test run bench chaos chaos-quick reset clean
+.PHONY: venv test run bench chaos chaos-quick chaos-failover reset clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ chaos: $(STAMP)
 
 chaos-quick: $(STAMP)
 	$(BIN)/python -m bench.chaos --quick
+
+# chaos-failover: the quick chaos run on a primary, a replica and 3 Sentinels; the primary is SIGKILLed
+# mid-run. MIN_REPLICAS=0 shows what acknowledging before replication loses.
+MIN_REPLICAS ?= 1
+chaos-failover: $(STAMP)
+	$(BIN)/python -m bench.chaos --quick --failover --min-replicas $(MIN_REPLICAS)
 
 # reset: forget every batch, secret and sandbox state of `make run` (deletes .data only; refuses while it runs).
 reset:

@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slow-seconds", type=float, default=1.5, help="retrieve_slow delay (real seconds)")
     p.add_argument("--appendfsync", default="always", choices=("always", "everysec", "no"))
     p.add_argument("--converge-timeout", type=float, default=120.0)
+    p.add_argument("--failover", action="store_true", help="Redis as primary + replica + 3 Sentinels; SIGKILL "
+                   "the primary mid-run instead of restarting one Redis (make chaos-failover)")
+    p.add_argument("--min-replicas", type=int, default=1, help="AISTATS_MIN_REPLICAS with --failover")
     p.add_argument("--strict", action="store_true", help="also fail on unexpected 5xx and dedupe failures")
     p.add_argument("--out", default=os.environ.get("CHAOS_OUT") or str(ROOT / "bench" / "results"))
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, AOF) even on success")

@@ -23,6 +23,8 @@ from .record import Record
 # (fraction of the window, step); worker kills are spread over the run.
 TIMELINE = ((0.10, "kill_worker"), (0.20, "rotate_begin"), (0.32, "redis_restart"), (0.42, "kill_worker"),
             (0.52, "redis_pause"), (0.72, "rotate_end"), (0.84, "kill_worker"))
+# --failover: the primary is SIGKILLed (Sentinel promotes the replica), later the replica stalls.
+FAILOVER_STEPS = {"redis_restart": "primary_failover", "redis_pause": "replica_pause"}
 
 
 class Schedule:
@@ -107,9 +109,34 @@ class Schedule:
         self.record.fault("redis_unreachable")
         self.record.note(f"redis-server resumed; 503s during the stall: {self.record.rejected['503 store_unavailable'] - before}")
 
+    def primary_failover(self) -> None:
+        topo = self.stack.topology
+        old = topo.kill_primary()
+        killed = time.monotonic()
+        self.record.note(f"primary {old.name} SIGKILLed; waiting for Sentinel to promote the replica")
+        new = topo.wait_failover(old)
+        self.record.fault("primary_failover")
+        self.record.note(f"Sentinel promoted {new.name} after {time.monotonic() - killed:.1f}s")
+        topo.restart(old)  # an operator (or the host's supervisor) brings it back: it rejoins as a replica
+        self.record.note(f"{old.name} rejoined as a replica after {time.monotonic() - killed:.1f}s; "
+                         f"503 not_replicated so far: {self.record.rejected['503 not_replicated']}")
+
+    def replica_pause(self) -> None:
+        replica = self.stack.topology.replica()
+        before = self.record.rejected["503 not_replicated"]
+        replica.signal(signal.SIGSTOP)
+        self.record.note(f"replica {replica.name} SIGSTOPped for {self.opts.outage:g}s")
+        self.stop.wait(self.opts.outage)
+        replica.signal(signal.SIGCONT)
+        self.record.fault("replica_stall")
+        self.record.note(f"replica resumed; 503 not_replicated during the stall: "
+                         f"{self.record.rejected['503 not_replicated'] - before}")
+
     # -- threads ------------------------------------------------------------
     def run_timeline(self, start: float) -> None:
         for fraction, step in TIMELINE:
+            if self.stack.topology is not None:
+                step = FAILOVER_STEPS.get(step, step)
             if self.stop.wait(max(0.0, start + fraction * self.opts.window - time.monotonic())):
                 return
             try:

@@ -19,7 +19,8 @@ def reason_of(status: int | None, body: bytes) -> str:
         return "unreachable"
     try:
         data = json.loads(body)
-        detail = data.get("reason") if status in (400, 401) else data.get("error")
+        detail = data.get("reason") if status in (400, 401) or data.get("reason") == "not_replicated" \
+            else data.get("error")
     except (ValueError, AttributeError):
         detail = None
     return f"{status} {detail}" if detail else str(status)
@@ -56,6 +57,7 @@ class Record:
     timeline: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     captured: collections.deque = field(default_factory=lambda: collections.deque(maxlen=3000))
+    flooded: list = field(default_factory=list)  # made-up batch ids sent more events than one batch may store
     started: float = field(default_factory=time.monotonic)
 
     def note(self, what: str) -> None:

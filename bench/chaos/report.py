@@ -11,11 +11,20 @@ from pathlib import Path
 
 from .verify import REQUIRED_FAULTS
 
+# --failover replaces the one-Redis restart and stall with a primary SIGKILL + promotion and a replica stall.
+FAILOVER_FAULTS = {"redis_restart": "primary_failover", "redis_unreachable": "replica_stall"}
+
+
+def required_faults(opts) -> list[str]:
+    if not getattr(opts, "failover", False):
+        return list(REQUIRED_FAULTS)
+    return [FAILOVER_FAULTS.get(kind, kind) for kind in REQUIRED_FAULTS]
+
 
 def build_result(opts, stack, record, creator, schedule, verdict: dict, converge_seconds, start: float) -> dict:
     total = len(creator.batches)
     faults = dict(sorted(record.faults.items()))
-    missing = [kind for kind in REQUIRED_FAULTS if not faults.get(kind)]
+    missing = [kind for kind in required_faults(opts) if not faults.get(kind)]
     twice = {e: n for e, n in record.accepted_twice.items() if n > 1}
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -24,7 +33,9 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         "mode": "quick" if opts.quick else "full",
         "config": {k: getattr(opts, k) for k in ("batches", "window", "speed", "workers", "web_workers", "tolerance",
                                                   "stale_after", "sweep_interval", "outage", "hostile_rate",
-                                                  "appendfsync", "seed", "rates", "worker_class")} | {"cron": stack.cron_mode},
+                                                  "appendfsync", "seed", "rates", "worker_class")} | {"cron": stack.cron_mode}
+                  | ({"redis": "primary + replica + 3 sentinels", "min_replicas": opts.min_replicas}
+                     if getattr(opts, "failover", False) else {}),
         "deliveries_sent": record.sent,
         "acknowledged": record.acknowledged,
         "rejected": dict(record.rejected.most_common()),

@@ -57,6 +57,9 @@ class Stack:
         self.procs: dict[str, Proc] = {}
         self.cron_mode = "rq cron" if CRON_CONFIG.exists() else "chaos loop"
         self._redis: Redis | None = None
+        self.topology = None  # --failover: bench.failover.Topology instead of one redis-server
+        if getattr(opts, "failover", False):
+            self.redis_url = "redis://127.0.0.1/0"  # with Sentinel only its db and options count
 
     # -- environment ------------------------------------------------------
     def env(self, **extra: str) -> dict[str, str]:
@@ -72,11 +75,15 @@ class Stack:
             "AISTATS_SWEEP_INTERVAL": str(o.sweep_interval), "AISTATS_UPSTREAM_TIMEOUT": "10",
             "AISTATS_DATA_DIR": str(self.dir / "data"), "PUBLIC_BASE_URL": self.web_url,
         })
+        if self.topology is not None:
+            env.update(self.topology.env(), AISTATS_MIN_REPLICAS=str(self.opts.min_replicas))
         env.update(extra)
         return env
 
     def redis(self) -> Redis:
         """A client of the run's Redis with short timeouts (the harness's own)."""
+        if self._redis is None and self.topology is not None:
+            self._redis = self.topology.client()
         if self._redis is None:
             self._redis = Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
         return self._redis
@@ -88,6 +95,11 @@ class Stack:
         return proc.start()
 
     def start_redis(self) -> None:
+        if getattr(self.opts, "failover", False):
+            from ..failover import Topology
+
+            self.topology = Topology(appendfsync=self.opts.appendfsync).start()
+            return
         data = self.dir / "redis"
         data.mkdir(exist_ok=True)
         argv = [redis_executable(), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(data),
@@ -124,6 +136,8 @@ class Stack:
     def start_worker(self, n: int) -> None:
         argv = [sys.executable, "-m", "rq.cli", "worker", "--with-scheduler", "--maintenance-interval", "30",
                 "--url", self.redis_url, "--logging_level", "WARNING", self.prefix]
+        if self.topology is not None:  # as the Procfile: RQ reads SENTINEL from the settings module
+            argv[argv.index("--url"):argv.index("--url") + 2] = ["-c", "workers.settings"]
         if self.opts.worker_class:  # e.g. rq.worker.SimpleWorker, as the Procfile runs
             argv[4:4] = ["-w", self.opts.worker_class]
         self._add(f"worker{n}", argv, self.env())
@@ -173,3 +187,5 @@ class Stack:
                     print(f"chaos: stopping {name}: {exc}", file=sys.stderr)
         if self._redis is not None:
             self._redis.close()
+        if self.topology is not None:
+            self.topology.close()
