@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 
-from . import economy, ingest, loadgen, machine, reconcile, report, scale
+from . import dashboard, economy, ingest, loadgen, machine, reconcile, report, scale
 from .causes import CAUSES
 from .context import Bench, Row
 
@@ -19,7 +19,7 @@ from .context import Bench, Row
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not results")
-    parser.add_argument("--only", action="append", choices=["ingest", "reconcile", "economy", "scale"],
+    parser.add_argument("--only", action="append", choices=["ingest", "reconcile", "economy", "scale", "dashboard"],
                         help="run only these phases (repeatable)")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
     args = parser.parse_args(argv)
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         "economy": lambda: economy.run(bench, storm_batches=20 if quick else 200,
                                        lifecycle_batches=10 if quick else 400),
         "scale": lambda: scale.run(bench, large=5_000 if quick else 100_000, samples=20 if quick else 150),
+        "dashboard": lambda: dashboard.run(bench, large=5_000 if quick else 100_000, samples=20 if quick else 200),
     }
     failed = []
     try:

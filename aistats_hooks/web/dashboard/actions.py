@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from ... import dead_letters
+from ...merge import is_final
 from ..context import get_store
 from . import access, bp
 
@@ -19,10 +20,14 @@ from . import access, bp
 def reconcile_now(batch_id: str):
     """Queue a reconcile of the batch at once (no debounce); coalesces with one already waiting."""
     store = get_store()
-    if store.get(batch_id) is None and not store.events(batch_id):
+    record = store.get(batch_id)
+    if record is None and not store.events(batch_id):
         abort(404, description=f"No batch {batch_id} is known here.")
     outcome = store.request_reconcile(batch_id, debounce=False)
-    flash("Reconcile queued." if outcome == "queued" else "A reconcile was already waiting: joined it.")
+    message = "Reconcile queued." if outcome == "queued" else "A reconcile was already waiting: joined it."
+    if record is not None and is_final(record):
+        message += " The batch is final and settled: the worker confirms that without asking the gateway."
+    flash(message)
     return redirect(url_for("dashboard.batch", batch_id=batch_id))
 
 

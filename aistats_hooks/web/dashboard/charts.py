@@ -50,7 +50,9 @@ def spend_per_day(days: list[dict], *, width: int = 720, height: int = 220) -> M
                 f'<rect class="bar" data-day="{escape(day["day"])}" data-nanos="{nanos}" x="{x + step * 0.15:.1f}" '
                 f'y="{top + plot_h - h:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" rx="2">'
                 f'<title>{escape(day["day"])}: {escape(usd(nanos))}</title></rect>')
-        if i % 7 == 0 or i == len(days) - 1:  # a date label every week and on the last day
+        last = len(days) - 1
+        # A date label every week, and on the last day unless a weekly one sits too close.
+        if (i % 7 == 0 and last - i >= 3) or i == last:
             parts.append(f'<text class="axis" x="{x + step / 2:.1f}" y="{height - 8}" text-anchor="middle">'
                          f'{escape(day["day"][5:])}</text>')
     parts.append(f'<line class="baseline" x1="{left}" x2="{width - right}" y1="{top + plot_h}" '
