@@ -8,7 +8,6 @@ primary and check every process follows Sentinel to the promoted replica.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

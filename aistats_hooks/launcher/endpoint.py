@@ -35,20 +35,26 @@ def ensure_endpoint(env: Mapping[str, str], previous: str | None = None, *, time
 
 def _reusable(env: Mapping[str, str], client, endpoint_id: str, url: str, timeout: float) -> bool:
     """Say whether the kept endpoint can serve this stack as it is."""
-    from redis import Redis
-
     try:
         endpoint = _when_up(lambda: client.get_webhook_endpoint(endpoint_id), timeout)
     except AIStatsError:  # 404: the sandbox's state was reset
         return False
     if endpoint.get("url") != url or endpoint.get("status", "active") != "active":
         return False
-    redis = Redis.from_url(env["REDIS_URL"])
+    redis = _redis(env)
     try:
         stored = endpoint_secrets.entries(redis, _prefix(env)).values()
     finally:
         redis.close()
     return any(e.get("endpoint_id") == endpoint_id and e.get("retire_at") is None for e in stored)
+
+
+def _redis(env: Mapping[str, str]):
+    """The stack's Redis as every process finds it (REDIS_URL, or through REDIS_SENTINELS)."""
+    from ..config import Settings
+    from ..redis_conn import connect
+
+    return connect(Settings.from_env(env))
 
 
 def _prefix(env: Mapping[str, str]) -> str:
@@ -57,8 +63,6 @@ def _prefix(env: Mapping[str, str]) -> str:
 
 def create_endpoint(env: Mapping[str, str], *, client=None, timeout: float = 30.0) -> str:
     """Create the stack's endpoint in the gateway at ``AISTATS_BASE_URL``, store its secret; return its id."""
-    from redis import Redis
-
     from ..sdk import AIStats
 
     url = env["PUBLIC_BASE_URL"].rstrip("/") + WEBHOOK_PATH
@@ -67,7 +71,7 @@ def create_endpoint(env: Mapping[str, str], *, client=None, timeout: float = 30.
             return create_endpoint(env, client=own, timeout=timeout)
     endpoint = _when_up(lambda: client.create_webhook_endpoint(url, events=list(DEFAULT_EVENTS), name="make run"),
                         timeout)
-    redis = Redis.from_url(env["REDIS_URL"])
+    redis = _redis(env)
     try:
         endpoint_secrets.add(redis, _prefix(env), endpoint["signing_secret"], str(endpoint["id"]))
     finally:

@@ -132,7 +132,10 @@ class Stack:
         print("\n".join(self.banner), flush=True)
 
     def _start_redis(self) -> None:
-        """Start the embedded Redis unless ``REDIS_URL`` names one."""
+        """Start the embedded Redis unless ``REDIS_URL`` or ``REDIS_SENTINELS`` names one."""
+        if self.settings.redis_sentinels:  # every process finds the primary through Sentinel itself
+            self.banner.append(f"  Redis     Sentinel, service {self.settings.redis_sentinel_master}")
+            return
         if self.settings.redis_url:
             self.banner.append("  Redis     REDIS_URL from the environment")
             return
