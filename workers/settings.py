@@ -10,7 +10,8 @@ naming the variable and exits with status 2, before RQ starts anything.
   (RQ's Sentinel setting; see ``aistats_hooks/redis_sentinel.py``);
 - ``QUEUES``: the project's reconcile queue (``AISTATS_QUEUE``, default the
   key prefix, default ``aistats``);
-- ``DICT_CONFIG``: JSON log lines with secrets redacted (``LOG_LEVEL``);
+- ``DICT_CONFIG``: JSON log lines with secrets redacted (``LOG_LEVEL``), one
+  INFO line per job, transient gateway errors at WARNING without a traceback;
 - ``SWEEP_INTERVAL``: seconds between sweeps (``AISTATS_SWEEP_INTERVAL``,
   5 to 3600, default 30), read by ``workers/cron_config.py``.
 
@@ -20,10 +21,12 @@ refused at start too.
 
 from __future__ import annotations
 
+import logging
 
 from aistats_hooks import handlers, logs
 from aistats_hooks.config import Settings, exit_config_error
 from aistats_hooks.errors import ConfigError
+from workers.log_filter import OneLinePerJob
 
 
 def _load() -> tuple[Settings, str, int]:
@@ -55,3 +58,6 @@ else:  # pragma: no cover - the launcher and PaaS set REDIS_URL
 
 QUEUES = [SETTINGS.queue_name]
 DICT_CONFIG = logs.dict_config(LOG_LEVEL, logs.secrets_of(SETTINGS))
+# One INFO line per job, transient gateway errors as one WARNING line (see workers/log_filter.py):
+# on RQ's worker logger itself, so it holds whatever handlers the process ends up with.
+logging.getLogger("rq.worker").addFilter(OneLinePerJob())
