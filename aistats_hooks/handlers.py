@@ -87,9 +87,12 @@ def load(modules: Iterable[str]) -> list[Registered]:
     return registered()
 
 
-def idempotency_key(batch_id: str, transition: str, handler: str) -> str:
-    """Return the key that is the same on every attempt of one (batch, transition, handler)."""
-    digest = hashlib.sha256(f"{batch_id}\n{transition}\n{handler}".encode()).hexdigest()[:32]
+def idempotency_key(batch_id: str, transition: str, handler: str, change_id: str = "") -> str:
+    """Return the key that is the same on every attempt of one (batch, transition, handler) run.
+
+    ``change_id`` (the change-feed entry) tells two ``batch.progress`` of one batch apart.
+    """
+    digest = hashlib.sha256(f"{batch_id}\n{transition}\n{handler}\n{change_id}".encode()).hexdigest()[:32]
     return f"ah_{digest}"
 
 
@@ -100,6 +103,7 @@ class HandlerContext:
     batch_id: str
     transition: str
     handler: str
+    change_id: str  # the change-feed entry this run is for
     attempt: int
     idempotency_key: str
     log: logging.Logger

@@ -68,4 +68,5 @@ def test_idempotency_key_is_stable_and_distinct():
     assert key == handlers.idempotency_key("b1", "batch.completed", "m.f")
     assert len({key, handlers.idempotency_key("b1", "batch.failed", "m.f"),
                 handlers.idempotency_key("b2", "batch.completed", "m.f"),
-                handlers.idempotency_key("b1", "batch.completed", "m.g")}) == 4
+                handlers.idempotency_key("b1", "batch.completed", "m.g"),
+                handlers.idempotency_key("b1", "batch.completed", "m.f", "1-1")}) == 5

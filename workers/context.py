@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from aistats_hooks import handlers
 from aistats_hooks.config import Settings
 from aistats_hooks.redis_conn import connect
 from aistats_hooks.sdk import AIStats
@@ -26,7 +27,8 @@ class Context:
 
 
 def build(settings: Settings) -> Context:
-    """Build a context for ``settings``."""
+    """Build a context for ``settings`` (importing its handler modules: jobs may run them)."""
+    handlers.load(settings.handler_modules)
     redis = connect(settings)
     client = AIStats(settings.require_api_key(), settings.base_url, timeout=settings.upstream_timeout)
     return Context(settings=settings, store=Store(redis, settings), client=client)

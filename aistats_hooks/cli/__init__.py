@@ -25,7 +25,8 @@ import sys
 import click
 
 from .. import logs
-from . import batches, config_cmd, endpoints, failed_cmd, reconcile_cmd, records_cmd, results_cmd, trigger
+from . import (batches, config_cmd, endpoints, failed_cmd, reconcile_cmd, records_cmd, results_cmd, transitions_cmd,
+               trigger)
 from .core import HooksCLI, Resources
 
 
@@ -46,7 +47,8 @@ def cli(ctx: click.Context, json_output: bool) -> None:
     logs.configure(level, force=False)
 
 
-for _module in (batches, records_cmd, results_cmd, endpoints, reconcile_cmd, failed_cmd, trigger, config_cmd):
+for _module in (batches, records_cmd, results_cmd, endpoints, reconcile_cmd, failed_cmd, trigger, config_cmd,
+                transitions_cmd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

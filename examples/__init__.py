@@ -1,0 +1,1 @@
+"""Examples to copy: handler modules for AISTATS_HANDLERS."""
