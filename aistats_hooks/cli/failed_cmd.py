@@ -47,7 +47,11 @@ def requeue(res: Resources, job_id: str | None, all_jobs: bool) -> None:
         count = dead_letters.requeue_all(queue)
         emit(res, {"requeued": count}, f"requeued {count} failed job(s)")
         return
-    if not dead_letters.requeue(queue, job_id):
+    try:
+        found = dead_letters.requeue(queue, job_id)
+    except ValueError:  # RQ refuses ids it could never have made
+        found = False
+    if not found:
         raise CommandError(f"no failed job {job_id!r} (see `failed`)")
     emit(res, {"requeued": 1, "job_id": job_id}, f"requeued {job_id}")
 

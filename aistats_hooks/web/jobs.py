@@ -6,6 +6,8 @@ FailedJobRegistry through ``aistats_hooks.dead_letters``.
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, jsonify, request
 
 from .. import dead_letters
@@ -15,6 +17,8 @@ from .errors import error
 
 bp = Blueprint("jobs", __name__)
 MAX_LIMIT = 1000
+# RQ's own rule for job ids (it raises ValueError on anything else).
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 @bp.get("/jobs/failed")
@@ -46,8 +50,8 @@ def requeue():
     queue = get_store().queue
     if everything:
         return jsonify({"requeued": dead_letters.requeue_all(queue)})
-    if not isinstance(job_id, str) or not job_id or len(job_id) > 256:
-        return error(400, "bad_request", '"job_id" must be a non-empty string')
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+        return error(400, "bad_request", '"job_id" must be an RQ job id (letters, digits, _ and -; up to 256)')
     if not dead_letters.requeue(queue, job_id):
         return error(404, "not_found", f"no failed job {job_id!r}")
     return jsonify({"requeued": 1, "job_id": job_id})

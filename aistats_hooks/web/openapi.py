@@ -177,7 +177,7 @@ SPEC: dict = {
             "security": [{"bearer": []}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "oneOf": [{"type": "object", "required": ["job_id"], "additionalProperties": False,
-                           "properties": {"job_id": {"type": "string", "minLength": 1, "maxLength": 256}}},
+                           "properties": {"job_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,256}$"}}},
                           {"type": "object", "required": ["all"], "additionalProperties": False,
                            "properties": {"all": {"const": True}}}]}}}},
             "responses": {"200": {"description": "How many went back on the queue", "content": {"application/json": {
