@@ -102,6 +102,12 @@ SPEC: dict = {
                     "job_id": {"type": "string"}, "function": _NULLABLE_STR, "batch_id": _NULLABLE_STR,
                     "error": _NULLABLE_STR, "attempts": {"type": "integer"}, "failed_at": _NULLABLE_STR,
                     "enqueued_at": _NULLABLE_STR}}}}},
+            "Changes": {"type": "object", "required": ["data", "next_cursor"], "properties": {
+                "next_cursor": _NULLABLE_STR,
+                "data": {"type": "array", "items": {"type": "object", "required": ["id", "batch_id", "transition"],
+                                                    "properties": {
+                    "id": {"type": "string"}, "batch_id": {"type": "string"}, "transition": {"type": "string"},
+                    "status": _NULLABLE_STR, "settled_nanos": {"type": ["integer", "null"]}, "at": _NULLABLE_STR}}}}},
             "Accepted": {"type": "object", "required": ["status", "event_id"], "properties": {
                 "status": {"enum": ["queued", "ignored", "duplicate"]}, "event_id": {"type": "string"},
                 "batch_id": {"type": "string"}, "job": {"type": "string"}}},
@@ -163,6 +169,16 @@ SPEC: dict = {
             ],
             "responses": {"200": _json("The totals", "Summary"), "400": BAD_REQUEST, "401": UNAUTHORIZED,
                           "503": UNAVAILABLE},
+        }},
+        "/changes": {"get": {
+            "summary": "The change feed: every batch transition, oldest first, one page at a time",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "after", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,20}-[0-9]{1,20}$"}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+            "responses": {"200": _json("Transitions after the cursor, and the next cursor", "Changes"),
+                          "400": BAD_REQUEST, "401": UNAUTHORIZED, "503": UNAVAILABLE},
         }},
         "/jobs/failed": {"get": {
             "summary": "Reconciles that failed for good (RQ's failed registry), newest first",
