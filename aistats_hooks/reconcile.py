@@ -168,7 +168,7 @@ def apply_fallback(store: Store, batch_id: str) -> Outcome:
         return Outcome.DEFERRED
     payload = (begun.newest_event or {}).get("payload")
     data = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or is_final(begun.record):  # a final record needs no hint
         store.unlock(batch_id, token)
         return Outcome.UNCHANGED
     try:

@@ -20,10 +20,14 @@ import httpx
 from aistats_hooks.signatures import sign_headers
 
 from .record import Record
+from .signed_attacks import SignedAttacks
 
-# kind -> weight; oversize is heavy (a MiB per request), so it is rare.
+# kind -> weight; oversize is heavy (a MiB per request), so it is rare; so is a flood (a batch's worth).
 KINDS = {"tampered_body": 3, "wrong_secret": 3, "missing_headers": 3, "stale_timestamp": 3, "oversize": 1,
-         "malformed_json": 3, "random_bytes": 3, "header_fuzz": 3, "replay": 4}
+         "malformed_json": 3, "random_bytes": 3, "header_fuzz": 3, "replay": 4,
+         # correctly signed (the run holds the secret): bench/chaos/signed_attacks.py
+         "colliding_ids": 1, "batch_flood": 1, "poison_value": 2, "poison_fallback": 1, "forged_terminal": 2}
+SIGNED_KINDS = ("colliding_ids", "batch_flood", "poison_value", "poison_fallback", "forged_terminal")
 
 
 def _event(batch_id: str, key: str = "batch.completed") -> dict:
@@ -44,6 +48,7 @@ class Hostile:
         self.client = httpx.Client(timeout=20.0)
         self.stop = threading.Event()
         self.max_body = 1024 * 1024
+        self.signed_attacks = SignedAttacks(self, getattr(opts, "max_batch_events", 100))
 
     def _batch_id(self) -> str:
         ids = list(self.creator.batches)
@@ -63,9 +68,11 @@ class Hostile:
 
     def _signed(self, event: dict, secret: str | None = None, **kw) -> tuple[bytes, dict]:
         body = json.dumps(event, separators=(",", ":")).encode()
-        headers = sign_headers(secret or self._secret(), body, event_id=event["id"], event_type=event["type"],
-                               delivery_key=event["delivery"]["key"], **kw)
-        return body, headers
+        return body, self._headers(body, event, secret, **kw)
+
+    def _headers(self, body: bytes, event: dict, secret: str | None = None, **kw) -> dict:
+        return sign_headers(secret or self._secret(), body, event_id=event["id"], event_type=event["type"],
+                            delivery_key=event["delivery"]["key"], **kw)
 
     # -- the attacks --------------------------------------------------------
     def tampered_body(self) -> None:
@@ -185,7 +192,7 @@ class Hostile:
             if kind == "header_fuzz" and self.rng.random() < 0.3:
                 kind = "authentic_fuzz"
             try:
-                getattr(self, kind)()
+                getattr(self.signed_attacks if kind in SIGNED_KINDS else self, kind)()
             except Exception as exc:  # noqa: BLE001 - a bug of ours must not stop the run
                 print(f"chaos: hostile {kind} failed locally: {type(exc).__name__}: {exc}", flush=True)
         self.client.close()

@@ -59,6 +59,10 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         "over_billed": verdict["over_billed"][:20],
         "ledger_over_truth_nanos": verdict["ledger_over_truth_nanos"],
         "dedupe_failures": len(twice),
+        "batches_over_limit": len(verdict["batches_over_limit"]),
+        "records_with_error": verdict["records_with_error"][:20],
+        "provisional_left": verdict["provisional_left"][:20],
+        "batches_flooded": len(record.flooded),
         "unexpected_5xx": len(record.server_errors),
         "unexpected_5xx_examples": record.server_errors[:10],
         "record_sources": verdict["sources"],
@@ -84,6 +88,10 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         failures.append("not converged within the timeout")
     if missing:
         failures.append(f"faults not exercised: {', '.join(missing)}")
+    if result["batches_over_limit"]:
+        failures.append("a batch stored more events than AISTATS_MAX_BATCH_EVENTS")
+    if result["records_with_error"] or result["provisional_left"]:
+        failures.append("records left with an error or provisional (webhook payload) state")
     if opts.strict and (result["dedupe_failures"] or result["unexpected_5xx"]):
         failures.append("dedupe failures or unexpected 5xx (--strict)")
     result["failures"] = failures
@@ -110,6 +118,9 @@ def print_table(r: dict) -> None:
         _row("forged_accepted", r["forged_accepted"], f"of {sum(r['hostile'].values())} hostile requests"),
         _row("double_billed", r["double_billed"], f"ledger over truth by {r['ledger_over_truth_nanos']} nanos"),
         _row("dedupe failures", r["dedupe_failures"], "event ids answered 202 twice"),
+        _row("batches over limit", r["batches_over_limit"], f"of {r['batches_flooded']} flooded past the bound"),
+        _row("error/provisional left", len(r["records_with_error"]) + len(r["provisional_left"]),
+             "records with error, or still webhook_payload"),
         _row("unexpected 5xx", r["unexpected_5xx"], "5xx other than 503 store_unavailable"),
         _row("converge seconds", r["converge_seconds"], "after the faults stopped"),
         _row("process exits", r["process_exits"] or 0, "restarted by the harness"),

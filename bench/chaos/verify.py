@@ -16,7 +16,10 @@ TERMINAL = {"completed", "failed", "cancelled", "expired"}
 REQUIRED_FAULTS = ("duplicate", "out_of_order", "replay_in_window", "replay_out_of_window", "tampered_body",
                    "wrong_secret", "missing_headers", "stale_timestamp", "oversize", "malformed_json",
                    "random_bytes", "header_fuzz", "worker_sigkill", "redis_restart", "redis_unreachable",
-                   "retrieve_500", "retrieve_429", "retrieve_slow", "drop", "secret_rotation")
+                   "retrieve_500", "retrieve_429", "retrieve_slow", "drop", "secret_rotation",
+                   # correctly signed hostile traffic (signed_attacks.py)
+                   "colliding_ids", "batch_flood", "poison_value", "poison_fallback", "forged_terminal")
+MAX_BATCH_EVENTS = 100  # AISTATS_MAX_BATCH_EVENTS as the stack runs it (the default)
 
 
 class Reader:
@@ -150,8 +153,14 @@ def final_pass(reader: Reader, stack, batches: dict, record) -> dict:
     out["ledger_groups"] = {g["key"]: g["total_nanos"] for g in summary["groups"]}
     out["ledger_contrib_total"] = sum(contrib.values())
     out["double_billed"] = len(out["over_billed"])
+    # A flooded batch must hold no more than the bound; and every batch's events page must answer.
+    flooded = [(b, reader.event_ids(b)) for b in record.flooded]
+    out["batches_over_limit"] = [b for b, ids in flooded if ids is None or len(ids) > MAX_BATCH_EVENTS]
     out["ledger_over_truth_nanos"] = max(0, out["ledger_nanos"] - out["truth_nanos"])
     out["service_counters"] = {name: {k.decode(): int(v) for k, v in
                                       stack.redis().hgetall(f"{stack.prefix}:m:{name}").items()}
                                for name in ("deliveries", "rejected", "upstream", "sweep")}
+    # Records holding an error (a value refused) or still provisional at the end: both must be none.
+    out["records_with_error"] = [r[0] for r in rows if (r[2] or {}).get("error")]
+    out["provisional_left"] = [r[0] for r in rows if (r[2] or {}).get("source") == "webhook_payload"]
     return out
