@@ -8,11 +8,12 @@ A missing or malformed value raises ``ConfigError`` naming the variable.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
 
@@ -23,6 +24,38 @@ MAX_BODY_BYTES = 1024 * 1024
 # with this status after a bad setting, so a supervisor can tell it from a crash
 # and stop restarting (launcher/keep.py does).
 EXIT_CONFIG = 2
+# A webhook secret is an HMAC key: a short one can be guessed from signed deliveries.
+MIN_WEBHOOK_SECRET_LENGTH = 16
+_URL_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+def mask_url(raw: str) -> str:
+    """Return ``raw`` (a URL, well-formed or not) with any password replaced by ``***``.
+
+    ``redis://user:pw@host`` -> ``redis://user:***@host``; ``?password=pw`` is masked too.
+    The userinfo ends at the last ``@``: a password may hold an unescaped ``@``.
+    """
+    start = raw.find("//")
+    start = 0 if start < 0 else start + 2
+    at = raw.rfind("@")
+    if at > start and ":" in raw[start:at]:
+        raw = raw[:start] + raw[start:at].split(":", 1)[0] + ":***" + raw[at:]
+    return _URL_PASSWORD_PARAM.sub(r"\1***", raw)
+
+
+def url_password(raw: str | None) -> list[str]:
+    """Return the password in URL ``raw`` as written and decoded (for the log redactor); [] if none."""
+    if not raw:
+        return []
+    start = raw.find("//")
+    start = 0 if start < 0 else start + 2
+    at = raw.rfind("@")
+    found = []
+    if at > start and ":" in raw[start:at]:
+        password = raw[start:at].split(":", 1)[1]
+        found += [password, unquote(password)]
+    found += [m.group(0).split("=", 1)[1] for m in _URL_PASSWORD_PARAM.finditer(raw)]
+    return [v for v in dict.fromkeys(found) if v]
 
 
 def config_error_message(exc: ConfigError) -> str:
@@ -73,7 +106,9 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
         return default
     parts = urlsplit(raw)
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        raise ConfigError(name, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+        # Never the password: this line goes to stderr and logs.
+        raise ConfigError(name, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, "
+                                f"got {mask_url(raw)!r}")
     return raw.rstrip("/")
 
 
@@ -142,6 +177,10 @@ class Settings:
         """Build settings from ``env`` (default ``os.environ``), validating every value."""
         env = os.environ if env is None else env
         secrets = tuple(s.strip() for s in env.get("AISTATS_WEBHOOK_SECRET", "").split(",") if s.strip())
+        for n, secret in enumerate(secrets, 1):
+            if len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
+                raise ConfigError("AISTATS_WEBHOOK_SECRET", f"secret {n} of {len(secrets)} is {len(secret)} characters "
+                                  f"long; at least {MIN_WEBHOOK_SECRET_LENGTH} are required")
         prefix = env.get("AISTATS_KEY_PREFIX", "aistats").strip() or "aistats"
         if not prefix.replace("-", "").replace("_", "").replace(":", "").isalnum():
             raise ConfigError("AISTATS_KEY_PREFIX", f"expected letters, digits, '-', '_' or ':', got {prefix!r}")

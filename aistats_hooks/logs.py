@@ -13,9 +13,10 @@ Every process of aistats-hooks logs the same way:
   it concerns: DEBUG for a success, INFO for a refusal, ERROR for a failure.
 
 Pass ids with ``extra=``: ``log.info("queued", extra={"batch_id": b})``.
-The values of the configured webhook secrets, the API key and the query
-token are replaced by ``[redacted]`` wherever they appear in a line, as are
-``whsec_...`` strings and bearer tokens, whoever logged them.
+The values of the configured webhook secrets, the API key, the query
+token and the password in ``REDIS_URL`` are replaced by ``[redacted]``
+wherever they appear in a line, as are ``whsec_...`` strings, bearer tokens
+and the password of any ``scheme://user:password@`` URL, whoever logged them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger as _GunicornBase
 
+from .config import url_password
 from .errors import ConfigError
 
 REDACTED = "[redacted]"
@@ -48,6 +50,8 @@ _RECORD_ATTRS = frozenset(
 _PATTERNS = (
     re.compile(r"whsec_[A-Za-z0-9_\-+/=]+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=\-]{6,}"),
+    # A URL's password (redis://user:password@host), whatever its length.
+    re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s\"']*:)[^@/\s\"']+(?=@)"),
 )
 _HANDLER_FLAG = "_aistats_json"
 # Libraries whose INFO lines are one per HTTP call: noise next to our own per-request lines.
@@ -74,6 +78,7 @@ def secrets_from_env(env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     values = [s.strip() for s in env.get("AISTATS_WEBHOOK_SECRET", "").split(",")]
     values += [env.get("AISTATS_API_KEY", "").strip(), env.get("QUERY_API_TOKEN", "").strip()]
+    values += url_password(env.get("REDIS_URL", "").strip())
     return [v for v in values if v]
 
 
@@ -82,6 +87,7 @@ def secrets_of(settings: Any) -> list[str]:
     values = list(getattr(settings, "webhook_secrets", ()) or ())
     values += [getattr(settings, "api_key", None), getattr(settings, "query_api_token", None),
                getattr(settings, "session_secret", None), getattr(settings, "redis_sentinel_password", None)]
+    values += url_password(getattr(settings, "redis_url", None))
     return [v for v in values if v]
 
 
@@ -98,7 +104,8 @@ class Redactor:
             if value in text:
                 text = text.replace(value, REDACTED)
         text = _PATTERNS[0].sub(REDACTED, text)
-        return _PATTERNS[1].sub(lambda m: m.group(1) + REDACTED, text)
+        text = _PATTERNS[1].sub(lambda m: m.group(1) + REDACTED, text)
+        return _PATTERNS[2].sub(lambda m: m.group(1) + REDACTED, text)
 
 
 def _message(record: logging.LogRecord) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +19,8 @@ import httpx
 
 from aistats_hooks.launcher.environ import free_port
 
-__all__ = ["Proc", "descendants", "free_port", "gunicorn", "rq_worker", "sandbox", "service_env", "wait_http"]
+__all__ = ["Proc", "descendants", "free_port", "gunicorn", "procfile_web", "procfile_web_argv", "rq_worker", "sandbox",
+           "service_env", "wait_http"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -152,10 +154,35 @@ def wait_http(url: str, proc: Proc, timeout: float = 30, ok=(200, 202, 204, 401,
 
 
 def gunicorn(name: str, app: str, port: int, env: dict[str, str], log_dir: Path, *, workers: int = 2) -> Proc:
-    """Start ``gunicorn -w N`` (sync workers) serving ``app`` on loopback and wait for it."""
+    """Start ``gunicorn -w N`` (sync workers: the web command before the slow-client work) serving ``app``."""
     args = [str(BIN / "gunicorn"), app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
             "--worker-class", "sync", "--preload", "--no-control-socket", "--log-level", "warning"]
     proc = Proc(name, args, env, log_dir).start()
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return proc
+
+
+def procfile_web_argv(app: str, port: int, env: dict[str, str] | None = None) -> list[str]:
+    """Return the Procfile's ``web`` command serving ``app`` on loopback ``port``, variables expanded.
+
+    The same command line serves the receiver and bare Flask, so their ratio
+    measures the app, not two servers.
+    """
+    from honcho.environ import parse_procfile
+
+    env = dict(os.environ if env is None else env, PORT=str(port), BIND_HOST="127.0.0.1", LOG_LEVEL="warning")
+    line = dict(parse_procfile((ROOT / "Procfile").read_text()).processes)["web"]
+    line = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), line)
+    line = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), line)
+    argv = shlex.split(line)
+    if argv[0] != "gunicorn" or argv[1] != "app:app":
+        raise RuntimeError(f"the Procfile's web command is not `gunicorn app:app ...`: {line}")
+    return [str(BIN / "gunicorn"), app] + argv[2:]
+
+
+def procfile_web(name: str, app: str, port: int, env: dict[str, str], log_dir: Path) -> Proc:
+    """Start the Procfile's web command serving ``app`` on loopback and wait for it."""
+    proc = Proc(name, procfile_web_argv(app, port, env), env, log_dir).start()
     wait_http(f"http://127.0.0.1:{port}/healthz", proc)
     return proc
 

@@ -305,6 +305,9 @@ def test_procfile_runs_web_worker_and_cron():
     assert set(processes) == {"web", "worker", "cron"}
     assert processes["web"].startswith("gunicorn app:app ") and "${PORT:-8000}" in processes["web"]
     assert "--preload" in processes["web"]  # a bad setting stops the master, not a crash loop
+    # Slow clients hold no thread: requests are read whole by the worker's event loop (web/serving.py).
+    assert "--worker-class aistats_hooks.web.serving.BufferedThreadWorker" in processes["web"]
+    assert "--threads ${WEB_THREADS:-8}" in processes["web"]
     assert processes["worker"].startswith("rq worker -c workers.settings") and "--with-scheduler" in processes["worker"]
     assert processes["cron"].startswith("rq cron -c workers.settings") and "workers/cron_config.py" in processes["cron"]
 
@@ -318,7 +321,7 @@ def test_each_process_refuses_a_malformed_setting(name, redis_url):
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith(("AISTATS_", "REDIS_URL"))},
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-            "REDIS_URL": redis_url, "AISTATS_API_KEY": "sk_x_123456", "AISTATS_WEBHOOK_SECRET": "whsec_x_123456",
+            "REDIS_URL": redis_url, "AISTATS_API_KEY": "sk_x_123456", "AISTATS_WEBHOOK_SECRET": "whsec_x_1234567890ab",
             "AISTATS_WEBHOOK_TOLERANCE": "abc",
         },
     )
@@ -332,7 +335,7 @@ def test_each_process_refuses_a_malformed_setting(name, redis_url):
 @pytest.mark.slow
 def test_worker_without_api_key_and_cron_with_bad_interval_exit_2(redis_url):
     proc = run_process(["rq", "worker", "-c", "workers.settings", "--burst"], REDIS_URL=redis_url,
-                       AISTATS_WEBHOOK_SECRET="whsec_x_123456")
+                       AISTATS_WEBHOOK_SECRET="whsec_x_1234567890ab")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "aistats-hooks: configuration error: AISTATS_API_KEY: required to call the AI Stats gateway"
     ]
@@ -364,7 +367,7 @@ def test_cron_config_registers_the_sweep_on_the_project_queue(redis_url, prefix)
 def test_every_setting_is_documented_in_env_example():
     documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     sources = ["aistats_hooks/config.py", "aistats_hooks/logs.py", "aistats_hooks/web/metrics.py",
-               "workers/settings.py", "Procfile"]
+               "workers/settings.py", "aistats_hooks/web/serving.py", "Procfile"]
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "aistats_hooks" / "launcher").glob("*.py"))
     read = set()
     for source in sources:

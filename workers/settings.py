@@ -22,8 +22,9 @@ refused at start too.
 from __future__ import annotations
 
 import logging
+import logging.config
 
-from aistats_hooks import handlers, logs
+from aistats_hooks import handlers, logs, redis_conn
 from aistats_hooks.config import Settings, exit_config_error
 from aistats_hooks.errors import ConfigError
 from workers.log_filter import OneLinePerJob
@@ -61,3 +62,7 @@ DICT_CONFIG = logs.dict_config(LOG_LEVEL, logs.secrets_of(SETTINGS))
 # One INFO line per job, transient gateway errors as one WARNING line (see workers/log_filter.py):
 # on RQ's worker logger itself, so it holds whatever handlers the process ends up with.
 logging.getLogger("rq.worker").addFilter(OneLinePerJob())
+
+# An evicting or non-persistent Redis loses acknowledged work: say so once, as a JSON line, at start.
+logging.config.dictConfig(DICT_CONFIG)
+redis_conn.warn_if_lossy(redis_conn.connect(SETTINGS))

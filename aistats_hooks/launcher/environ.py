@@ -84,8 +84,9 @@ def load_or_create_secrets(data_dir: Path, env: dict[str, str]) -> list[str]:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a file only its owner can read, in a folder only its owner can enter."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)

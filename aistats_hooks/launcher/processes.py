@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..config import EXIT_CONFIG, Settings, config_error_message, int_setting
 from ..errors import ConfigError, HooksError
+from ..redis_conn import make_private
 from . import lock, output, sandbox
 from .demo import DEMO_PLANS, SANDBOX_SPEED
 from .environ import GENERATED, ROOT, SECRETS_FILE, load_or_create_secrets, port_in_use, read_env_file, validate, write_private
@@ -97,7 +98,7 @@ class Stack:
         self.env, self.settings, self.port = env, settings, port
         data_dir = Path(settings.data_dir)
         self.data_dir = data_dir if data_dir.is_absolute() else Path.cwd() / data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(str(self.data_dir))  # 0700: secrets, the AOF (raw bodies, signatures)
         self.supplied: dict[str, str] = {}  # what the launcher filled in: the CLI needs it too
         self.banner = ["", "aistats-hooks: make run", ""]
         self.embedded_url: str | None = None
@@ -138,6 +139,9 @@ class Stack:
             return
         if self.settings.redis_url:
             self.banner.append("  Redis     REDIS_URL from the environment")
+            from ..redis_conn import connect, warn_if_lossy
+
+            warn_if_lossy(connect(self.settings))  # an evicting or non-persistent Redis: one WARNING line
             return
         from ..redis_conn import start_embedded
 

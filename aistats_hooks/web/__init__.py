@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from .. import endpoint_secrets, logs
 from ..config import Settings
-from ..redis_conn import connect
+from ..redis_conn import connect, warn_if_lossy
 from ..store import Store
 from .context import get_settings, get_store
 
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     _require_secret(settings, redis)
     # JSON lines on the root logger, unless the host (a test runner) already logs.
     logs.configure(logs.level_from_env(), secrets=logs.secrets_of(settings), force=False)
+    warn_if_lossy(redis)  # an evicting or non-persistent Redis: one WARNING line, once
     if not settings.webhook_secrets and settings.allow_unsigned:
         log.warning(
             "AISTATS_ALLOW_UNSIGNED=1 and no AISTATS_WEBHOOK_SECRET: accepting UNSIGNED webhooks. "

@@ -1,0 +1,193 @@
+"""Secrets stay secret (the Redis password, short webhook secrets, the embedded Redis's files),
+`config` shows every setting, and a Redis that can lose data is called out at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from redis import Redis
+
+from aistats_hooks import logs, redis_conn
+from aistats_hooks.cli import cli
+from aistats_hooks.cli.config_cmd import documented_defaults, every_setting, field_for
+from aistats_hooks.config import Settings, mask_url, url_password
+from aistats_hooks.errors import ConfigError
+from aistats_hooks.launcher.environ import write_private
+from bench.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "hunter2-redis-pw"
+URL = f"redis://default:{PASSWORD}@127.0.0.1:6399/0"
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """An environment with none of the service's variables, whatever the developer exported."""
+    for name in list(os.environ):
+        if name.startswith(("AISTATS_", "REDIS_", "QUERY_", "PUBLIC_", "METRICS_", "WEB_")) or name in (
+                "PORT", "LOG_LEVEL", "BIND_HOST"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_mask_url_and_url_password():
+    assert mask_url(URL) == "redis://default:***@127.0.0.1:6399/0"
+    assert mask_url("redis://:p@ss/w@host:1/0") == "redis://:***@host:1/0"
+    assert mask_url("redis//u:pw@host") == "redis//u:***@host"  # malformed, masked all the same
+    assert mask_url("unix:///tmp/r.sock?db=1&password=abc") == "unix:///tmp/r.sock?db=1&password=***"
+    assert mask_url("redis://host:6379/0") == "redis://host:6379/0"
+    assert url_password("redis://:s3cret%40x@h/0") == ["s3cret%40x", "s3cret@x"]
+    assert url_password("redis://h/0") == []
+
+
+def test_config_masks_the_redis_password_and_lists_every_setting(clean_env):
+    env = {"REDIS_URL": URL, "AISTATS_API_KEY": "sk_config_key_value", "AISTATS_WEBHOOK_SECRET": "whsec_config_0123456789",
+           "QUERY_API_TOKEN": "qt_config_token_value", "AISTATS_SESSION_SECRET": "session-secret-value-1234",
+           "REDIS_SENTINEL_PASSWORD": "sentinel-pw-value", "AISTATS_SWEEP_INTERVAL": "45", "PORT": "8123"}
+    text = CliRunner().invoke(cli, ["config"], env=env)
+    as_json = CliRunner().invoke(cli, ["--json", "config"], env=env)
+    assert text.exit_code == 0 and as_json.exit_code == 0, text.output + as_json.output
+    shown = json.loads(as_json.stdout)
+    for output in (text.output, as_json.output):
+        for secret in [PASSWORD, *(v for k, v in env.items() if k not in ("REDIS_URL", "AISTATS_SWEEP_INTERVAL", "PORT"))]:
+            assert secret not in output
+    assert "REDIS_URL=redis://default:***@127.0.0.1:6399/0" in text.output
+    assert shown["AISTATS_SWEEP_INTERVAL"] == 45 and shown["PORT"] == "8123"
+    assert shown["AISTATS_WEBHOOK_SECRET"] == "1 configured" and shown["QUERY_API_TOKEN"] == "set"
+    # Every documented variable, and every Settings field through its variable: nothing left out.
+    documented = documented_defaults()
+    assert {"AISTATS_DEBOUNCE_MS", "AISTATS_COMPACT_EVENTS", "METRICS_PUBLIC", "PORT"} <= set(documented)
+    assert set(documented) <= set(shown)
+    fields_shown = {field_for(name).name for name in shown if field_for(name)}
+    assert fields_shown == {f.name for f in dataclasses.fields(Settings)}
+
+
+def test_every_setting_reads_the_settings_it_is_given():
+    settings = Settings.from_env({"AISTATS_DEBOUNCE_MS": "250", "AISTATS_COMPACT_EVENTS": "0", "METRICS_PUBLIC": "1"})
+    shown = every_setting(settings, {})
+    assert shown["AISTATS_DEBOUNCE_MS"] == 250 and shown["AISTATS_COMPACT_EVENTS"] is False
+    assert shown["METRICS_PUBLIC"] is True and shown["REDIS_URL"] == "(embedded, under .data)"
+
+
+def test_a_malformed_redis_url_error_hides_the_password(clean_env):
+    result = CliRunner().invoke(cli, ["config"], env={"REDIS_URL": f"redis//:{PASSWORD}@host:1/0"})
+    assert result.exit_code == 2 and PASSWORD not in result.output
+    assert "REDIS_URL: expected a URL" in result.output and "redis//:***@host:1/0" in result.output
+
+
+def test_short_webhook_secrets_are_refused():
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"AISTATS_WEBHOOK_SECRET": "whsec_long_enough_secret,whsec_short"})
+    assert info.value.variable == "AISTATS_WEBHOOK_SECRET"
+    assert "secret 2 of 2 is 11 characters" in str(info.value) and "whsec_short" not in str(info.value)
+    assert Settings.from_env({"AISTATS_WEBHOOK_SECRET": "x" * 16}).webhook_secrets == ("x" * 16,)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_the_web_process_refuses_a_short_secret_with_one_line(redis_url):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AISTATS_", "REDIS_"))}
+    env.update(REDIS_URL=redis_url, AISTATS_WEBHOOK_SECRET="whsec_1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=50)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "aistats-hooks: configuration error: AISTATS_WEBHOOK_SECRET: secret 1 of 1 is 7 characters long; "
+        "at least 16 are required"]
+
+
+def test_the_redactor_knows_the_redis_password():
+    stream = io.StringIO()
+    for secrets in (logs.secrets_of(Settings(redis_url=URL)), logs.secrets_from_env({"REDIS_URL": URL})):
+        handler = logs.make_handler("INFO", secrets, stream=stream)
+        record = logging.LogRecord("x", logging.ERROR, "x", 0, "cannot reach %s (password %s)", (URL, PASSWORD), None)
+        handler.handle(record)
+    # A URL's password is hidden even when it is not configured here, whatever its length.
+    logs.make_handler("INFO", [], stream=stream).handle(
+        logging.LogRecord("x", logging.INFO, "x", 0, "other rediss://u:pw1@h:1/0", (), None))
+    text = stream.getvalue()
+    assert PASSWORD not in text and "pw1" not in text
+    assert [json.loads(line)["msg"] for line in text.splitlines()] == [
+        "cannot reach redis://default:[redacted]@127.0.0.1:6399/0 (password [redacted])"] * 2 + [
+        "other rediss://u:[redacted]@h:1/0"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_the_embedded_redis_keeps_its_data_private(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    (data / "left-by-an-earlier-run").write_text("x")
+    os.chmod(data / "left-by-an-earlier-run", 0o644)
+    code = (
+        "import sys, time\n"
+        "from redis import Redis\n"
+        "from aistats_hooks.redis_conn import start_embedded\n"
+        "client = Redis.from_url(start_embedded(sys.argv[1]))\n"
+        "client.set('k', 'raw body and signature')\n"
+        "client.save()\n"
+        "time.sleep(1.2)\n"  # appendfsync everysec
+        "client.shutdown(nosave=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code, str(data)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=50)
+    assert proc.returncode in (0, 1), proc.stderr  # shutdown may close the connection under the client
+    names = {p.name for p in data.iterdir()}
+    assert {"redis.db", "appendonly.aof", "left-by-an-earlier-run"} <= names, names
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for path in data.iterdir():
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_write_private_makes_its_folder_private(tmp_path):
+    folder = tmp_path / "fresh"
+    write_private(folder / "secrets.json", "{}")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "secrets.json").stat().st_mode) == 0o600
+
+
+@pytest.fixture
+def lossy_redis():
+    """A real redis-server that evicts keys and persists nothing."""
+    server = RedisServer(appendonly=False, prefix="aistats-test-lossy-").start()
+    server.client().config_set("maxmemory-policy", "allkeys-lru")
+    yield server
+    server.stop()
+
+
+def test_a_redis_that_can_lose_data_is_warned_about_once(lossy_redis, caplog):
+    client = lossy_redis.client()
+    assert set(client.config_get("save").values()) == {""}
+    with caplog.at_level(logging.INFO, logger="aistats_hooks.redis"):
+        line = redis_conn.warn_if_lossy(client)
+        again = redis_conn.warn_if_lossy(lossy_redis.client())
+    assert "maxmemory-policy is allkeys-lru" in line and "persistence is off" in line
+    assert again is None
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("WARNING", line)]
+
+
+def test_a_safe_redis_gives_no_warning_and_a_managed_one_a_note(lossy_redis, caplog):
+    client = lossy_redis.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("appendonly", "yes")
+    assert redis_conn.durability_problems(client) == []
+    # A managed Redis: CONFIG is not allowed to this user.
+    client.acl_setuser("app", enabled=True, passwords=["+app-password-123"], keys=["*"],
+                       commands=["+@all", "-config"])
+    limited = Redis(unix_socket_path=lossy_redis.socket, username="app", password="app-password-123")
+    assert redis_conn.durability_problems(limited) is None
+    with caplog.at_level(logging.INFO, logger="aistats_hooks.redis"):
+        line = redis_conn.warn_if_lossy(limited)
+    assert line.startswith("Redis refused CONFIG GET") and [r.levelname for r in caplog.records] == ["INFO"]

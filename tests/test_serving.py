@@ -1,0 +1,157 @@
+"""The web process's server: slow clients hold no thread, deadlines close them, requests still framed right.
+
+The real Procfile web command (gunicorn with ``BufferedThreadWorker``) on a
+real Redis; slow clients from ``bench.slowclients`` on loopback.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from http.client import HTTPConnection
+from pathlib import Path
+
+import pytest
+
+from aistats_hooks.web.serving import COMPLETE, HAND_OFF, WAIT_BODY, WAIT_HEADERS, request_state
+from bench import procs
+from bench.slowclients import Dripper, probe
+from tests.helpers import make_event, signed
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "whsec_test_secret"
+
+
+def test_request_state_frames_what_it_has():
+    head = b"POST /w HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+    assert request_state(b"POST /w HTTP/1.1\r\nHo", 1024) == WAIT_HEADERS
+    assert request_state(head + b"abc", 1024) == WAIT_BODY
+    assert request_state(head + b"abcde", 1024) == COMPLETE
+    assert request_state(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1024) == COMPLETE
+    chunked = b"POST /w HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert request_state(chunked + b"3\r\nabc\r\n", 1024) == WAIT_BODY
+    assert request_state(chunked + b"3\r\nabc\r\n0\r\n\r\n", 1024) == COMPLETE
+    # Too large or malformed framing: to a thread at once, where the app or parser refuses it.
+    assert request_state(b"POST /w HTTP/1.1\r\nContent-Length: 2048\r\n\r\n", 1024) == HAND_OFF
+    assert request_state(b"POST /w HTTP/1.1\r\nContent-Length: x\r\n\r\n", 1024) == HAND_OFF
+    assert request_state(b"POST /w HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 1024) == HAND_OFF
+    assert request_state(b"GET /" + b"a" * 70_000, 1024) == HAND_OFF
+
+
+@pytest.fixture
+def web(settings, tmp_path):
+    """The Procfile's web command: one worker, two threads, long deadlines unless a test says otherwise."""
+    started = []
+
+    def start(**extra: str) -> int:
+        port = procs.free_port()
+        env = procs.service_env(
+            REDIS_URL=settings.redis_url, AISTATS_WEBHOOK_SECRET=SECRET, QUERY_API_TOKEN="qt_serving_test_token",
+            AISTATS_KEY_PREFIX=settings.key_prefix, AISTATS_QUEUE=settings.queue_name,
+            WEB_CONCURRENCY="1", WEB_THREADS="2", **{"WEB_HEADER_TIMEOUT": "30", "WEB_BODY_TIMEOUT": "30", **extra},
+        )
+        proc = procs.Proc("web", procs.procfile_web_argv("app:app", port, env), env, tmp_path)
+        started.append(proc.start())
+        procs.wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        return port
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def _post(port: int, batch: str, **headers: str) -> int:
+    body, signed_headers = signed(make_event(batch))
+    conn = HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("POST", "/webhooks/aistats", body=body, headers={**signed_headers, **headers})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_slow_clients_hold_no_thread(web):
+    port = web()
+    # 60 connections dripping headers, stalled mid-body and idle, against 2 threads whose deadlines are 30 s:
+    # a thread waiting on any one of them would leave the probes unanswered within their 5 s timeout.
+    with Dripper(port, 60, ("headers", "body", "idle"), interval=0.5, seconds=60) as dripper:
+        time.sleep(1.5)
+        result = probe(port, SECRET, count=10, pause=0.05, timeout=5)
+    assert dripper.opened >= 60 and dripper.closed_by_server == 0
+    assert result["acked"] == 10, result["failures"]
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bytes | None:
+    """Read until the server closes; return what it sent, or None if still open after ``seconds``."""
+    sock.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := sock.recv(4096):
+            got += chunk
+    except TimeoutError:
+        return None
+    return got
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_header_and_body_deadlines_close_the_connection(web):
+    port = web(WEB_HEADER_TIMEOUT="1", WEB_BODY_TIMEOUT="1")
+    dripping = socket.create_connection(("127.0.0.1", port))
+    dripping.sendall(b"POST /webhooks/aistats HTTP/1.1\r\nHo")
+    short_body = socket.create_connection(("127.0.0.1", port))
+    short_body.sendall(b"POST /webhooks/aistats HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"id\":")
+    idle = socket.create_connection(("127.0.0.1", port))
+    # Closed by the deadline (well before these generous limits), without an answer.
+    assert _closed_within(dripping, 15) == b""
+    assert _closed_within(short_body, 15) == b""
+    assert _closed_within(idle, 15) == b""
+    assert _post(port, "batch_after_deadlines") == 202
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_keep_alive_pipelining_and_expect_continue(web):
+    port = web()
+    conn = HTTPConnection("127.0.0.1", port, timeout=5)
+    for batch in ("batch_ka1", "batch_ka2"):  # two requests on one kept-alive connection
+        body, headers = signed(make_event(batch))
+        conn.request("POST", "/webhooks/aistats", body=body, headers=headers)
+        response = conn.getresponse()
+        assert response.status == 202 and response.read()
+    conn.close()
+
+    def raw(batch: str, extra: str = "") -> tuple[bytes, bytes]:
+        body, headers = signed(make_event(batch))
+        lines = ["POST /webhooks/aistats HTTP/1.1", "Host: x", f"Content-Length: {len(body)}", *extra.split("|")]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        return "\r\n".join(line for line in lines if line).encode() + b"\r\n\r\n", body
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    (h1, b1), (h2, b2) = raw("batch_pipe1"), raw("batch_pipe2", "Connection: close")
+    sock.sendall(h1 + b1 + h2 + b2)  # pipelined: both framed from one buffer
+    answers = _closed_within(sock, 10)
+    assert answers is not None and answers.count(b"HTTP/1.1 202") == 2
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    head, body = raw("batch_expect", "Expect: 100-continue|Connection: close")
+    sock.sendall(head)
+    assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+    sock.sendall(body)
+    answer = _closed_within(sock, 10)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 202") and b"100 Continue" not in answer
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_malformed_deadline_is_one_line_exit_2(settings):
+    env = procs.service_env(REDIS_URL=settings.redis_url, AISTATS_WEBHOOK_SECRET=SECRET, WEB_HEADER_TIMEOUT="soon")
+    argv = procs.procfile_web_argv("app:app", procs.free_port(), env)
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "aistats-hooks: configuration error: WEB_HEADER_TIMEOUT: expected a whole number from 1 to 3600, got 'soon'"
+    )
