@@ -22,11 +22,32 @@ INGEST = (
     "cores (WEB_CONCURRENCY) so the round trips overlap, which this benchmark's fixed -w 2 excludes."
 )
 
+SERVER = (
+    " Server (issue 15): both apps now run the Procfile's web command, gunicorn with BufferedThreadWorker "
+    "(requests read whole by the event loop, so slow clients hold no thread; 4 threads per worker). Measured "
+    "in the same runs against the former sync -w 2: 2,302-2,322 vs 2,166-2,178 acks/s (unique), ratio "
+    "0.34-0.36 vs 0.38 for sync in the quiet run above: the threads overlap Redis round trips but share one "
+    "GIL per process, so the receiver's ~690 us of CPU per request stays the bound."
+)
+
 CAUSES: dict[str, str] = {
-    "receiver acks/s": INGEST,
+    "receiver acks/s vs sync": (
+        "Both on the same machine in the same run; a miss here within a few percent is the shared machine's "
+        "noise unless it repeats (measured: the threaded worker 5-20% ahead in four runs)."
+    ),
+    "receiver acks/s": INGEST + SERVER,
     "receiver p50 / p99": (
-        "Cause: with 16 connections on 2 sync workers, latency is queueing (Little's law: 16 / throughput); "
-        "p99 follows the acks/s gap above and the machine's other load. Fix: the same as for acks/s."
+        "Cause: with 16 connections on 2 workers, latency is queueing (Little's law: 16 / throughput). With "
+        "threads (issue 15's slow-client fix) up to 8 requests are in flight in 2 processes and share each "
+        "process's GIL, so one request's time spreads over the others': p99 19-23 ms against 12-15 ms for the "
+        "sync workers in the same runs (2, 3 and 4 threads alike within the noise; the GIL hand-over at "
+        "0.5 ms instead of 5 gave 5-10% more acks/s). The sync workers' tail is the one that cannot survive "
+        "two slow clients. Fix: less CPU per request (see acks/s)."
+    ),
+    "slow connections": (
+        "Target: every signed delivery acknowledged with p99 < 100 ms beside 200 slow connections. A miss is "
+        "either a thread held by a slow client (a regression of aistats_hooks/web/serving.py) or the machine's "
+        "load; the note gives the slowest probe and the failures."
     ),
     "forking Worker": (
         "Not the Procfile's worker: the Procfile runs SimpleWorker (rq worker -w rq.worker.SimpleWorker). "

@@ -168,3 +168,37 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def run(bench, *, connections: int = 200, probes: int = 100) -> dict:
+    """``make bench`` phase: signed deliveries acknowledged beside ``connections`` slow clients.
+
+    The receiver runs the Procfile's own web command; the slow clients drip header bytes (the
+    issue's attack), then a mix of dripping, stalled bodies and idle connections.
+    """
+    from . import procs
+    from .context import Row
+
+    port = procs.free_port()
+    web = procs.procfile_web("web-slowclients", "app:app", port, bench.env(), bench.folder)
+    results = {}
+    try:
+        for label, modes in (("dripping headers", ("headers",)), ("mixed: headers, short bodies, idle",
+                                                                   ("headers", "body", "idle"))):
+            with Dripper(port, connections, modes, seconds=120) as dripper:
+                time.sleep(2)  # every slow connection open and dripping before the first probe
+                result = probe(port, bench.secret, count=probes, pause=0.02, timeout=5, run=f"slow{len(results)}")
+            result["closed_by_server"] = dripper.closed_by_server
+            results[label] = result
+            bench.add(Row(
+                "slow clients", f"{connections} slow connections ({label}): deliveries acked",
+                f"{result['acked']}/{result['sent']}, p50 {result['p50_ms']:.1f} / p99 {result['p99_ms']:.1f} ms",
+                "all acked, p99 < 100 ms", result["acked"] == result["sent"] and result["p99_ms"] < 100,
+                f"one at a time on fresh connections; max {result['max_ms']:.1f} ms; failures "
+                f"{result['failures'][:3]}; slow connections closed by the server meanwhile "
+                f"{dripper.closed_by_server}",
+            ))
+            bench.flush()
+    finally:
+        web.stop()
+    return results

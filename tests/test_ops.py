@@ -307,7 +307,7 @@ def test_procfile_runs_web_worker_and_cron():
     assert "--preload" in processes["web"]  # a bad setting stops the master, not a crash loop
     # Slow clients hold no thread: requests are read whole by the worker's event loop (web/serving.py).
     assert "--worker-class aistats_hooks.web.serving.BufferedThreadWorker" in processes["web"]
-    assert "--threads ${WEB_THREADS:-8}" in processes["web"]
+    assert "--threads ${WEB_THREADS:-4}" in processes["web"]
     assert processes["worker"].startswith("rq worker -c workers.settings") and "--with-scheduler" in processes["worker"]
     assert processes["cron"].startswith("rq cron -c workers.settings") and "workers/cron_config.py" in processes["cron"]
 

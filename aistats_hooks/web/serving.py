@@ -32,6 +32,7 @@ import re
 import select
 import selectors
 import socket
+import sys
 import time
 from functools import partial
 
@@ -42,6 +43,10 @@ from ..config import MAX_BODY_BYTES, exit_config_error, int_setting
 from ..errors import ConfigError
 
 HEADER_LIMIT = 64 * 1024
+# The GIL hand-over interval in a web worker (Python's default is 5 ms). A thread whose
+# Redis answer arrived waits for the GIL up to this long behind a thread parsing or
+# compressing; measured on 2 cores, 16 connections: 0.5 ms gave ~5-10% more acks/s.
+SWITCH_INTERVAL = 0.0005
 RECV_SIZE = 64 * 1024
 _HEADERS_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([^\r\n]*)", re.I)
@@ -118,6 +123,10 @@ class BufferedThreadWorker(ThreadWorker):
         self.header_timeout, self.body_timeout, self.max_body = read_limits(os.environ)
         # Connections being read: conn -> absolute deadline (monotonic).
         self.reading: dict[TConn, float] = {}
+
+    def init_process(self) -> None:
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        super().init_process()
 
     @classmethod
     def check_config(cls, cfg, log) -> None:

@@ -27,6 +27,7 @@ from .faults import Schedule
 from .hostile import Hostile
 from .proxy import TapProxy
 from .record import Record
+from .slow import SlowClients
 from .report import build_result, print_table, write_json
 from .stack import ROOT, Stack
 from .traffic import Creator
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-duration", type=float, default=60.0, help="simulated seconds (shortest batch)")
     p.add_argument("--max-duration", type=float, default=540.0, help="simulated seconds (longest batch)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--slow-clients", type=int, default=200, help="slow connections held against gunicorn")
     p.add_argument("--workers", type=int, default=3, help="RQ worker processes (at least 2)")
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--worker-class", default="rq.worker.SimpleWorker",
@@ -92,7 +94,7 @@ def run(opts) -> bool:
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="aistats-chaos-"))
     record, stack = Record(), Stack(opts, workdir)
-    proxy = creator = hostile = schedule = reader = None
+    proxy = creator = hostile = schedule = reader = slow = None
     passed = False
     try:
         print(f"chaos: {opts.batches} batches over {opts.window:g}s; stack in {workdir}; cron: {stack.cron_mode}",
@@ -109,12 +111,14 @@ def run(opts) -> bool:
                 threading.Thread(target=hostile.run, name="chaos-hostile", daemon=True)]
         for thread in load:
             thread.start()
+        slow = SlowClients(stack, record, count=opts.slow_clients, seconds=opts.window + 60).start()
         timeline = schedule.start(start)[0]
         timeline.join()
         load[0].join()
         time.sleep(max(0.0, start + opts.window - time.monotonic()))
         hostile.stop.set()
         load[1].join(30)
+        slow.stop()
         faults_stop = time.monotonic()
         record.note(f"faults stopped; {len(creator.batches)} batches created; waiting for convergence")
         reader = Reader(stack)
@@ -141,6 +145,8 @@ def run(opts) -> bool:
         print(f"chaos: wrote {path}", flush=True)
         passed = result["passed"]
     finally:
+        if slow is not None:
+            slow.stop()
         for part in (schedule, hostile, creator):
             if part is not None:
                 part.stop.set()

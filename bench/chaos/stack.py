@@ -16,7 +16,7 @@ import httpx
 from redis import Redis
 from redis.exceptions import RedisError
 
-from ..procs import Proc, free_port
+from ..procs import Proc, free_port, procfile_web_argv
 from ..redis_server import redis_executable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,8 +123,9 @@ class Stack:
         # The web's Redis client gets a short socket timeout through the URL
         # (redis-py lets query options win), so a stalled Redis answers 503 fast.
         env = self.env(REDIS_URL=self.redis_url + "?socket_timeout=2&socket_connect_timeout=2")
-        argv = [sys.executable, "-m", "gunicorn", "-w", str(self.opts.web_workers), "-b", f"127.0.0.1:{self.web_port}",
-                "--graceful-timeout", "5", "--timeout", "30", "--log-level", "warning", "app:app"]
+        # The Procfile's own web command (its worker class reads requests whole before a thread runs them).
+        env["WEB_CONCURRENCY"] = str(self.opts.web_workers)
+        argv = procfile_web_argv("app:app", self.web_port, env) + ["--graceful-timeout", "5", "--timeout", "30"]
         self._add("web", argv, env)
         wait_until(lambda: httpx.get(self.web_url + "/readyz", timeout=2).status_code == 200, 30, "gunicorn")
 
