@@ -8,14 +8,18 @@ import io
 import json
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from redis import Redis
+from redis.exceptions import RedisError
 
 from aistats_hooks import logs, redis_conn
 from aistats_hooks.cli import cli
@@ -23,7 +27,8 @@ from aistats_hooks.cli.config_cmd import documented_defaults, every_setting, fie
 from aistats_hooks.config import Settings, mask_url, url_password
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.launcher.environ import write_private
-from bench.redis_server import RedisServer
+from aistats_hooks.launcher.environ import free_port
+from bench.redis_server import RedisServer, redis_executable
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "hunter2-redis-pw"
@@ -158,11 +163,40 @@ def test_write_private_makes_its_folder_private(tmp_path):
     assert stat.S_IMODE((folder / "secrets.json").stat().st_mode) == 0o600
 
 
+class LossyRedis:
+    """A real redis-server started with --maxmemory-policy allkeys-lru --appendonly no --save "" (TCP, loopback)."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="aistats-lossy-")
+        self.socket = os.path.join(self.folder, "redis.sock")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [redis_executable(), "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.socket,
+             "--dir", self.folder, "--maxmemory-policy", "allkeys-lru", "--appendonly", "no", "--save", "",
+             "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.client().ping():
+                    return
+            except RedisError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+            time.sleep(0.02)
+
+    def client(self) -> Redis:
+        return Redis.from_url(self.url, socket_timeout=2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @pytest.fixture
 def lossy_redis():
-    """A real redis-server that evicts keys and persists nothing."""
-    server = RedisServer(appendonly=False, prefix="aistats-test-lossy-").start()
-    server.client().config_set("maxmemory-policy", "allkeys-lru")
+    server = LossyRedis()
     yield server
     server.stop()
 
@@ -178,15 +212,39 @@ def test_a_redis_that_can_lose_data_is_warned_about_once(lossy_redis, caplog):
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("WARNING", line)]
 
 
-def test_a_safe_redis_gives_no_warning_and_a_managed_one_a_note(lossy_redis, caplog):
-    client = lossy_redis.client()
-    client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("appendonly", "yes")
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_web_and_worker_warn_once_at_start(lossy_redis):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AISTATS_", "REDIS_", "RQ_"))}
+    env.update(REDIS_URL=lossy_redis.url, AISTATS_WEBHOOK_SECRET="whsec_lossy_test_secret", AISTATS_API_KEY="sk_lossy_1",
+               PYTHONPATH=str(ROOT), PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
+    web = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    worker = subprocess.run(["rq", "worker", "-c", "workers.settings", "--burst"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    for proc in (web, worker):
+        assert proc.returncode == 0, proc.stderr
+        warnings = [json.loads(line) for line in proc.stderr.splitlines()
+                    if line.startswith("{") and "can lose acknowledged events" in line]
+        assert [(w["level"], w["logger"]) for w in warnings] == [("warning", "aistats_hooks.redis")], proc.stderr
+        assert "allkeys-lru" in warnings[0]["msg"] and "persistence is off" in warnings[0]["msg"]
+
+
+@pytest.fixture
+def safe_redis():
+    server = RedisServer(appendonly=True, prefix="aistats-test-safe-").start()
+    yield server
+    server.stop()
+
+
+def test_a_safe_redis_gives_no_warning_and_a_managed_one_a_note(safe_redis, caplog):
+    client = safe_redis.client()
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
     assert redis_conn.durability_problems(client) == []
     # A managed Redis: CONFIG is not allowed to this user.
     client.acl_setuser("app", enabled=True, passwords=["+app-password-123"], keys=["*"],
                        commands=["+@all", "-config"])
-    limited = Redis(unix_socket_path=lossy_redis.socket, username="app", password="app-password-123")
+    limited = Redis(unix_socket_path=safe_redis.socket, username="app", password="app-password-123")
     assert redis_conn.durability_problems(limited) is None
     with caplog.at_level(logging.INFO, logger="aistats_hooks.redis"):
         line = redis_conn.warn_if_lossy(limited)
