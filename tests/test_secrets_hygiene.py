@@ -56,7 +56,8 @@ def test_mask_url_and_url_password():
 
 
 def test_config_masks_the_redis_password_and_lists_every_setting(clean_env):
-    env = {"REDIS_URL": URL, "AISTATS_API_KEY": "sk_config_key_value", "AISTATS_WEBHOOK_SECRET": "whsec_config_0123456789",
+    env = {"REDIS_URL": URL, "AISTATS_API_KEY": "sk_config_key_value",
+           "AISTATS_WEBHOOK_SECRET": "whsec_config_0123456789",
            "QUERY_API_TOKEN": "qt_config_token_value", "AISTATS_SESSION_SECRET": "session-secret-value-1234",
            "REDIS_SENTINEL_PASSWORD": "sentinel-pw-value", "AISTATS_SWEEP_INTERVAL": "45", "PORT": "8123"}
     text = CliRunner().invoke(cli, ["config"], env=env)
@@ -64,7 +65,8 @@ def test_config_masks_the_redis_password_and_lists_every_setting(clean_env):
     assert text.exit_code == 0 and as_json.exit_code == 0, text.output + as_json.output
     shown = json.loads(as_json.stdout)
     for output in (text.output, as_json.output):
-        for secret in [PASSWORD, *(v for k, v in env.items() if k not in ("REDIS_URL", "AISTATS_SWEEP_INTERVAL", "PORT"))]:
+        plain = ("REDIS_URL", "AISTATS_SWEEP_INTERVAL", "PORT")
+        for secret in [PASSWORD, *(v for k, v in env.items() if k not in plain)]:
             assert secret not in output
     assert "REDIS_URL=redis://default:***@127.0.0.1:6399/0" in text.output
     assert shown["AISTATS_SWEEP_INTERVAL"] == 45 and shown["PORT"] == "8123"
@@ -216,7 +218,8 @@ def test_a_redis_that_can_lose_data_is_warned_about_once(lossy_redis, caplog):
 @pytest.mark.timeout(120)
 def test_web_and_worker_warn_once_at_start(lossy_redis):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AISTATS_", "REDIS_", "RQ_"))}
-    env.update(REDIS_URL=lossy_redis.url, AISTATS_WEBHOOK_SECRET="whsec_lossy_test_secret", AISTATS_API_KEY="sk_lossy_1",
+    env.update(REDIS_URL=lossy_redis.url, AISTATS_WEBHOOK_SECRET="whsec_lossy_test_secret",
+               AISTATS_API_KEY="sk_lossy_1",
                PYTHONPATH=str(ROOT), PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
     web = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=60)
