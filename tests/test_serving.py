@@ -155,3 +155,25 @@ def test_a_malformed_deadline_is_one_line_exit_2(settings):
     assert proc.stderr.strip().splitlines()[-1] == (
         "aistats-hooks: configuration error: WEB_HEADER_TIMEOUT: expected a whole number from 1 to 3600, got 'soon'"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_oversized_and_chunked_bodies(web):
+    port = web()
+    # Over AISTATS_MAX_BODY_BYTES: handed to a thread at once and refused from Content-Length, unread.
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"POST /webhooks/aistats HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n"
+                 b"Connection: close\r\n\r\n" + b"{" * 1000)
+    answer = _closed_within(sock, 10)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 413")
+    # A chunked delivery is buffered up to its last chunk, then acknowledged.
+    body, headers = signed(make_event("batch_chunked"))
+    head = ["POST /webhooks/aistats HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    half = len(body) // 2
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:])) + b"0\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall("\r\n".join(head).encode() + b"\r\n\r\n" + chunks)
+    answer = _closed_within(sock, 10)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 202"), answer
