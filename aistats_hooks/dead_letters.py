@@ -34,14 +34,15 @@ def failed_jobs(queue: Queue, *, limit: int = 100) -> list[dict[str, Any]]:
 def describe(job: Job) -> dict[str, Any]:
     """Return what a person needs to know about a failed job."""
     error = _error(job)
-    retries = job.number_of_retries or 0
+    # workers.jobs.count_failure keeps the count (RQ's exception retries keep none).
+    failures = int(job.meta.get("failures") or 0) if isinstance(job.meta, dict) else 0
     args = job.args if isinstance(job.args, (list, tuple)) else ()
     return {
         "job_id": job.id,
         "function": job.func_name,
         "batch_id": args[0] if args and isinstance(args[0], str) else None,
         "error": error.strip().splitlines()[-1] if error and error.strip() else None,
-        "attempts": retries + 1,
+        "attempts": max(failures, 1),
         "failed_at": iso(job.ended_at.timestamp()) if job.ended_at else None,
         "enqueued_at": iso(job.enqueued_at.timestamp()) if job.enqueued_at else None,
     }

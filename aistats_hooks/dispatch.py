@@ -38,9 +38,13 @@ BACKOFF = [10, 60, 300, 1800, 7200]
 
 
 def ensure_group(redis: Redis, keys: Keys) -> None:
-    """Create the dispatcher's consumer group (and the stream) unless they exist."""
+    """Create the dispatcher's consumer group (and the stream) unless they exist.
+
+    A new group starts at the stream's end: handlers registered today run on
+    transitions from now on, not on every batch the feed still remembers.
+    """
     try:
-        redis.xgroup_create(keys.changes, GROUP, id="0", mkstream=True)
+        redis.xgroup_create(keys.changes, GROUP, id="$", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise

@@ -27,6 +27,7 @@ def test_every_key_written_is_one_keys_names(client, store: Store, redis_client,
         *(keys.ledger(group) for group in ("session_id", "model", "provider")),
         *(keys.ledger(group, day) for group in ("session_id", "model", "provider")),
         keys.counters("deliveries"), keys.counters("sweep"),
+        keys.changes,  # the saved record announced batch.created, .completed and .billing_settled
     }
     written = {k.decode() for k in redis_client.scan_iter(match=f"{settings.key_prefix}:*", count=1000)}
     assert written == named

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from aistats_hooks import handlers
+from aistats_hooks import dispatch, handlers
 from aistats_hooks.config import Settings
+from aistats_hooks.keys import Keys
 from aistats_hooks.redis_conn import connect
 from aistats_hooks.sdk import AIStats
 from aistats_hooks.store import Store
@@ -28,8 +29,10 @@ class Context:
 
 def build(settings: Settings) -> Context:
     """Build a context for ``settings`` (importing its handler modules: jobs may run them)."""
-    handlers.load(settings.handler_modules)
     redis = connect(settings)
+    if handlers.load(settings.handler_modules):
+        # From now on every transition reaches the handlers (earlier ones are not replayed to them).
+        dispatch.ensure_group(redis, Keys(settings.key_prefix))
     client = AIStats(settings.require_api_key(), settings.base_url, timeout=settings.upstream_timeout)
     return Context(settings=settings, store=Store(redis, settings), client=client)
 

@@ -24,6 +24,7 @@ from aistats_hooks.sdk import iter_results_file
 from aistats_hooks.timestamps import iso
 
 from . import context
+from .jobs import count_failure
 
 log = logging.getLogger("workers.handlers")
 
@@ -41,7 +42,7 @@ def run_handler(batch_id: str, transition: str, handler_name: str, entry_id: str
         if job is not None:
             job.retries_left = 0  # a module not loaded in this worker will not load on a retry
         raise ConfigError("AISTATS_HANDLERS", f"handler {handler_name!r} is not registered in this worker")
-    attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
+    attempt = int(job.meta.get("failures") or 0) + 1 if job is not None else 1
     folder = tempfile.mkdtemp(prefix="aistats-handler-")
     hctx = handlers.HandlerContext(
         batch_id=batch_id, transition=transition, handler=handler_name, change_id=entry_id, attempt=attempt,
@@ -56,6 +57,7 @@ def run_handler(batch_id: str, transition: str, handler_name: str, entry_id: str
         # The handler's own failure: logged with its batch, retried by RQ; reconciliation is untouched.
         log.warning("handler %s failed on %s of %s (attempt %d): %s: %s", handler_name, transition, batch_id,
                     attempt, type(exc).__name__, exc, extra={"batch_id": batch_id})
+        count_failure(job)
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -18,9 +18,8 @@ import time
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import telemetry
+from aistats_hooks import dispatch, handlers, reconcile, telemetry
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
-from aistats_hooks import reconcile
 from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 
 from . import context
@@ -32,6 +31,14 @@ NOT_FOUND_DELAYS = (60, 240)
 
 def reconcile_batch(batch_id: str, force: bool = False) -> str:
     """Reconcile one batch with the gateway's truth."""
+    try:
+        return _reconcile_batch(batch_id, force)
+    except Exception:
+        count_failure(get_current_job())
+        raise
+
+
+def _reconcile_batch(batch_id: str, force: bool) -> str:
     ctx = context.current()
     job = get_current_job()
     started = time.monotonic()
@@ -62,6 +69,7 @@ def reconcile_batch(batch_id: str, force: bool = False) -> str:
     finally:
         with contextlib.suppress(RedisError):  # a metric must not fail the job
             telemetry.observe_reconcile(ctx.store, time.monotonic() - started)
+        _dispatch(ctx)
 
 
 def sweep(limit: int = 500) -> int:
@@ -75,7 +83,27 @@ def sweep(limit: int = 500) -> int:
     pruned = ctx.store.open_batches.prune_unknown(time.time() - ctx.settings.unknown_retention, limit=limit)
     if pruned:
         ctx.store.incr("sweep", "pruned_unknown", pruned)
+    _dispatch(ctx)
     return queued
+
+
+def count_failure(job) -> None:
+    """Count a failed attempt in the job's meta (RQ's retries keep no count): ``failed`` shows it."""
+    if job is None:
+        return
+    with contextlib.suppress(RedisError):
+        job.meta["failures"] = int(job.meta.get("failures") or 0) + 1
+        job.save_meta()
+
+
+def _dispatch(ctx: context.Context) -> None:
+    """Turn the transitions stored so far into handler jobs (the sweep's call recovers a crashed dispatch)."""
+    if not handlers.registered():
+        return
+    try:
+        dispatch.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
+    except RedisError as exc:  # the next reconcile or sweep dispatches them: the feed keeps them
+        log.warning("could not dispatch handler jobs now: %s: %s", type(exc).__name__, exc)
 
 
 def _wait_at_least(job, seconds: float) -> None:

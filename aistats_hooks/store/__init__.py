@@ -60,7 +60,7 @@ class Store:
         self.requests = Requests(redis, self.keys, self.rq, new_job_id)
         self.locks = Locks(redis, self.keys, upstream_timeout=settings.upstream_timeout,
                            debounce_ms=settings.debounce_ms)
-        self._commit = CommitScript(redis)
+        self._commit = CommitScript(redis, settings.changes_maxlen)
         self.records = Records(redis, self.keys)
         self.ledger = Ledger(redis, self.keys)
         self.deliveries = Deliveries(redis, self.keys)

@@ -27,7 +27,8 @@ from ..keys import Keys
 from ..billing import MAX_NANOS, InvalidAmount, contribution
 from ..merge import is_final
 from ..status import BatchStatus
-from ..timestamps import parse_time
+from ..timestamps import iso, parse_time
+from ..transitions import transitions
 from .script import Script
 
 
@@ -56,10 +57,15 @@ class RecordRow:
     ledger_session: str
     ledger_model: str
     ledger_provider: str
+    announce: tuple[str, ...] = ()  # transitions to append to the change feed (transitions.py)
+    settled_nanos: int | None = None  # the announced settled amount, for the feed's entries
 
     @classmethod
     def of(cls, record: dict) -> RecordRow:
-        """Return the row of ``record``."""
+        """Return the row of ``record``, with the transitions it announces (kept in its ``announced``)."""
+        out, announced = transitions(record)
+        if announced is not None:
+            record = dict(record, announced=announced)
         created = parse_time(record.get("created_at")) or parse_time(record.get("tracked_at")) or time.time()
         final = is_final(record)
         try:
@@ -83,6 +89,8 @@ class RecordRow:
             ledger_session=_clean(groups["session_id"]),
             ledger_model=_clean(groups["model"]),
             ledger_provider=_clean(groups["provider"]),
+            announce=tuple(t.value for t in out),
+            settled_nanos=(announced or {}).get("settled_nanos"),
         )
 
 
@@ -98,14 +106,17 @@ class CommitScript(Script):
 -- release the lock: all or nothing, in one round trip.
 -- KEYS[1] record hash {p}:b:{id}; KEYS[2] outcomes hash {p}:eo:{id}; KEYS[3] lock {p}:lock:{id};
 -- KEYS[4] ledger contributions {p}:ledger:contrib; KEYS[5] open zset {p}:open;
--- KEYS[6] upstream counters {p}:m:upstream; KEYS[7] unknown batches zset {p}:unknown
+-- KEYS[6] upstream counters {p}:m:upstream; KEYS[7] unknown batches zset {p}:unknown;
+-- KEYS[8] the change feed stream {p}:changes
 -- ARGV[1] key prefix, ARGV[2] batch id,
 -- ARGV[3] packed doc ('' writes no record: only events, counters, lock), ARGV[4] status,
 -- ARGV[5] final '1'/'0', ARGV[6] session id, ARGV[7] model ('' = none), ARGV[8] created (ms),
 -- ARGV[9] open score ('' = not open), ARGV[10..14] ledger nanos, day, session, model, provider,
 -- ARGV[15] events received until (ms), ARGV[16] their outcome ('' = leave events),
 -- ARGV[17] lock token ('' = no lock check), ARGV[18] upstream status to count ('' = none),
--- ARGV[19] now (unix seconds: when a not_found batch was first marked).
+-- ARGV[19] now (unix seconds: when a not_found batch was first marked),
+-- ARGV[20] the feed's cap (MAXLEN ~), ARGV[21] announced settled nanos ('' = none), ARGV[22] now (ISO),
+-- ARGV[23..] the transitions the record announces: appended to the feed with the record, never without it.
 -- Returns 1, or 0 when ARGV[17] no longer holds the lock (nothing written but the
 -- upstream count); a value it refuses raises 'invalid: ...' before any write.
 -- The ledger keeps each batch's contribution ("nanos|day|session|model|provider")
@@ -187,6 +198,10 @@ if ARGV[3] ~= '' then
     ledger(new, 1)
     redis.call('HSET', KEYS[4], id, new)
   end
+  for i = 23, #ARGV do
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[20], '*', 'batch_id', id, 'transition', ARGV[i],
+               'status', ARGV[4], 'settled_nanos', ARGV[21], 'at', ARGV[22])
+  end
 end
 if ARGV[16] ~= '' then
   -- Only events still waiting ('queued', 'coalesced') and received by then:
@@ -208,6 +223,10 @@ end
 return 1
 """
 
+    def __init__(self, redis: Redis, changes_maxlen: int = 1_000_000) -> None:
+        super().__init__(redis)
+        self.changes_maxlen = changes_maxlen
+
     def call(
         self,
         keys: Keys,
@@ -224,6 +243,8 @@ return 1
         Return False when ``token`` no longer held the lock (nothing written);
         True otherwise (and when queued on a pipeline).
         """
+        announce: tuple[str, ...] = ()
+        settled = ""
         if row is None:
             record_args: list = [""] * 12
         else:
@@ -232,12 +253,15 @@ return 1
                 "" if row.open_score is None else row.open_score,
                 row.nanos, row.day, row.ledger_session, row.ledger_model, row.ledger_provider,
             ]
+            announce = row.announce
+            settled = "" if row.settled_nanos is None else row.settled_nanos
         outcome, until_ms = settle or ("", 0)
         try:
             reply = self.run(
                 [keys.record(batch_id), keys.outcomes(batch_id), keys.lock(batch_id), keys.ledger_contributions,
-                 keys.open, keys.counters("upstream"), keys.unknown],
-                [keys.prefix, batch_id, *record_args, until_ms, outcome, token, upstream, int(time.time())],
+                 keys.open, keys.counters("upstream"), keys.unknown, keys.changes],
+                [keys.prefix, batch_id, *record_args, until_ms, outcome, token, upstream, int(time.time()),
+                 self.changes_maxlen, settled, iso(time.time()), *announce],
                 client,
             )
         except ResponseError as exc:

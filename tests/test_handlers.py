@@ -1,0 +1,210 @@
+"""Handlers on transitions and the change feed, over real Redis, real RQ workers and a real upstream.
+
+The counting handler module (``bench.counting_handlers``) records one run per
+success per (batch, transition) in Redis. Each (batch, transition, handler)
+must succeed exactly once whatever the deliveries do (duplicates, out of
+order, replays), after failures (retried), and after a worker is SIGKILLed
+mid-handler; the feed lists each batch's transitions once, in order.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rq.registry import FailedJobRegistry
+
+from aistats_hooks import dispatch, handlers
+from bench.counting_handlers import attempts_key, runs_key
+from tests.helpers import make_event, run_worker, signed, wait_for
+from tests.upstream import Upstream
+from workers import context
+
+COUNTING = "bench.counting_handlers"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def upstream():
+    server = Upstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(settings, upstream, monkeypatch):
+    """The receiver, and a worker environment that loads the counting handler module."""
+    env = {
+        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
+        "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
+        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
+        "AISTATS_DEBOUNCE_MS": "0", "AISTATS_HANDLERS": COUNTING,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(dispatch, "BACKOFF", [0])  # retries at once in these tests
+    context.current.cache_clear()
+    from aistats_hooks.web import create_app
+
+    flask_app = create_app(settings)
+    flask_app.worker_env = env
+    yield flask_app
+    context.current.cache_clear()
+
+
+@pytest.fixture
+def store(app):
+    from aistats_hooks.web import get_store
+
+    return get_store(app)
+
+
+def deliver(app, event):
+    body, headers = signed(event)
+    return app.test_client().post("/webhooks/aistats", data=body, headers=headers)
+
+
+def batch(batch_id, status, done=0, settled=None):
+    data = copy.deepcopy(make_event(batch_id)["data"])
+    data.update(status=status, request_counts={"total": 4, "completed": done, "failed": 0})
+    data["billing"] = ({"state": "settled", "total_nanos": settled} if settled
+                       else {"state": "pending", "total_nanos": None})
+    data["updated_at"] = f"2026-06-17T16:0{done}:00.000Z"
+    return data
+
+
+def runs(store) -> dict[str, int]:
+    raw = store.redis.hgetall(runs_key(store.settings.key_prefix))
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def feed(app, settings):
+    resp = app.test_client().get("/changes?limit=1000", headers={"Authorization": f"Bearer {settings.query_api_token}"})
+    assert resp.status_code == 200, resp.json
+    return resp.json["data"]
+
+
+def test_each_transition_runs_each_handler_once_whatever_the_deliveries_do(app, settings, store, upstream):
+    upstream.answer("h1", (200, batch("h1", "in_progress", 1)), (200, batch("h1", "in_progress", 3)),
+                    (200, batch("h1", "completed", 4, settled=20250)))
+    created = make_event("h1", "batch.created", key="batch.created")
+    completed = make_event("h1", "batch.completed")
+    for event in (created, created, completed, created, completed):  # duplicates, a stale replay after terminal
+        assert deliver(app, event).status_code in (200, 202)
+        run_worker(store)
+    for _ in range(3):  # replays later on (new event ids for the same states)
+        deliver(app, make_event("h1", "batch.completed", key=f"batch.completed.{time.time_ns()}"))
+        run_worker(store)
+    expected = ["batch.created", "batch.in_progress", "batch.progress", "batch.progress",
+                "batch.completed", "batch.billing_settled"]
+    assert [e["transition"] for e in feed(app, settings) if e["batch_id"] == "h1"] == expected
+    assert sorted(k.split("|")[1] for k in runs(store)) == sorted(expected)
+    assert all(n == 1 for n in runs(store).values())
+
+
+def test_a_handler_that_raises_twice_runs_three_times_and_succeeds_once(app, settings, store, upstream,
+                                                                         monkeypatch):
+    monkeypatch.setenv("COUNTING_FAIL_ATTEMPTS", "2")
+    upstream.answer("h2", (200, batch("h2", "completed", 4, settled=500)))
+    deliver(app, make_event("h2"))
+    for _ in range(4):
+        run_worker(store)
+    attempts = {k.decode(): int(v) for k, v in store.redis.hgetall(attempts_key(settings.key_prefix)).items()}
+    (field,) = [k for k in attempts if k.startswith("h2|batch.completed|")]
+    assert attempts[field] == 3 and runs(store)[field] == 1
+    assert FailedJobRegistry(queue=store.queue).count == 0
+
+
+def test_later_transitions_wait_for_a_failed_earlier_one(app, settings, store, upstream, monkeypatch):
+    monkeypatch.setattr(dispatch, "BACKOFF", [0])
+    monkeypatch.setenv("COUNTING_FAIL_ATTEMPTS", "99")
+    upstream.answer("h3", (200, batch("h3", "in_progress", 1)), (200, batch("h3", "completed", 4, settled=700)))
+    deliver(app, make_event("h3", "batch.created", key="batch.created"))
+    run_worker(store)
+    deliver(app, make_event("h3"))
+    for _ in range(8):
+        run_worker(store)
+    assert runs(store) == {}  # created failed for good: nothing after it ran
+    monkeypatch.setenv("COUNTING_FAIL_ATTEMPTS", "0")
+    from aistats_hooks import dead_letters
+
+    requeued = dead_letters.requeue_all(store.queue)
+    assert requeued >= 1
+    for _ in range(6):
+        run_worker(store)
+    ran = {k.split("|")[1] for k in runs(store) if k.startswith("h3|")}
+    assert {"batch.created", "batch.completed"} <= ran and all(v == 1 for v in runs(store).values())
+
+
+def _rq_worker(env: dict, queue: str) -> subprocess.Popen:
+    """A stock `rq worker` process (SimpleWorker, as the Procfile) that notices dead workers' jobs within seconds.
+
+    An idle RQ worker runs its maintenance (which retries a dead worker's abandoned job) only when its
+    blocking dequeue times out, after worker-ttl - 15 s; in production the cron's sweep wakes it every
+    AISTATS_SWEEP_INTERVAL. Here a short ttl stands in for that.
+    """
+    args = [sys.executable, "-m", "rq.cli", "worker", "--url", env["REDIS_URL"], "-w", "rq.worker.SimpleWorker",
+            "--with-scheduler", "--maintenance-interval", "1", "--worker-ttl", "20", "--logging_level", "WARNING",
+            queue]
+    return subprocess.Popen(args, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_handler_still_runs_it_exactly_once(app, settings, store, upstream, monkeypatch):
+    # A short job timeout: RQ gives up on the killed worker's job (abandoned) and retries it within seconds.
+    monkeypatch.setenv("AISTATS_HANDLER_TIMEOUT", "3")
+    app.worker_env["AISTATS_HANDLER_TIMEOUT"] = "3"
+    context.current.cache_clear()
+    upstream.answer("h4", (200, batch("h4", "completed", 4, settled=900)))
+    deliver(app, make_event("h4"))
+    run_worker(store, max_jobs=1)  # only the reconcile: it dispatches the handler jobs, which wait
+    assert store.queue.count == 1  # created; completed and billing_settled wait on it (depends_on)
+    started = f"{settings.key_prefix}:test:started"
+    env = dict(app.worker_env, COUNTING_SLEEP="30", COUNTING_STARTED=started)
+    worker = _rq_worker(env, settings.queue_name)
+    try:
+        assert wait_for(lambda: store.redis.llen(started) > 0, timeout=60)
+        worker.send_signal(signal.SIGKILL)  # SimpleWorker: the handler runs in this very process
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    worker = _rq_worker(dict(app.worker_env, COUNTING_SLEEP="0"), settings.queue_name)
+    try:
+        # RQ declares the killed run abandoned once its heartbeat (>= 60 s) lapses, then retries it.
+        done = wait_for(lambda: len([k for k in runs(store) if k.startswith("h4|")]) == 3 and runs(store),
+                        timeout=180)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    assert all(v == 1 for k, v in done.items() if k.startswith("h4|"))
+    assert int(store.redis.hget(attempts_key(settings.key_prefix), store.redis.lindex(started, 0)) or 0) >= 2
+
+
+def test_handlers_run_only_when_registered(app, settings, store, upstream):
+    assert {h.name for h in handlers.load([COUNTING])} >= {f"{COUNTING}.count"}
+
+
+def test_changes_api_pages_in_order_and_refuses_bad_cursors(app, settings, store, upstream):
+    for n in range(3):
+        upstream.answer(f"c{n}", (200, batch(f"c{n}", "completed", 4, settled=100 + n)))
+        deliver(app, make_event(f"c{n}"))
+        run_worker(store)
+    auth = {"Authorization": f"Bearer {settings.query_api_token}"}
+    client = app.test_client()
+    first = client.get("/changes?limit=2", headers=auth).json
+    second = client.get(f"/changes?limit=1000&after={first['next_cursor']}", headers=auth).json
+    ids = [e["id"] for e in first["data"] + second["data"]]
+    assert len(ids) == len(set(ids)) and ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+    settled = [e for e in first["data"] + second["data"] if e["transition"] == "batch.billing_settled"]
+    assert sorted(e["settled_nanos"] for e in settled) == [100, 101, 102]
+    assert client.get("/changes?after=nope", headers=auth).status_code == 400
+    assert client.get("/changes?limit=0", headers=auth).status_code == 400
+    assert client.get("/changes").status_code == 401
