@@ -195,7 +195,7 @@ def track_batch(store: Store, batch: dict) -> dict:
     previous = begun.record
     try:
         record = merge(previous, batch, source=Source.TRACKED)
-        record.setdefault("tracked_at", time.time())
+        record.setdefault("tracked_at", iso(time.time()))
         if previous is None or previous.get("source") == Source.TRACKED.value:
             record["source"] = Source.TRACKED.value
         store.commit(batch["id"], record, token=token)

@@ -21,8 +21,11 @@ refused at start too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.config
+
+from redis.exceptions import RedisError
 
 from aistats_hooks import handlers, logs, redis_conn
 from aistats_hooks.config import Settings, exit_config_error
@@ -65,4 +68,12 @@ logging.getLogger("rq.worker").addFilter(OneLinePerJob())
 
 # An evicting or non-persistent Redis loses acknowledged work: say so once, as a JSON line, at start.
 logging.config.dictConfig(DICT_CONFIG)
-redis_conn.warn_if_lossy(redis_conn.connect(SETTINGS))
+_redis = redis_conn.connect(SETTINGS)
+redis_conn.warn_if_lossy(_redis)
+if handlers.registered():
+    # Handlers see every transition stored from this start on (a CLI-tracked batch's first too).
+    from aistats_hooks.dispatch import ensure_group
+    from aistats_hooks.keys import Keys
+
+    with contextlib.suppress(RedisError):  # the first reconcile creates it then
+        ensure_group(_redis, Keys(SETTINGS.key_prefix))

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from ..config import Settings
 from ..errors import ConfigError
 from ..billing import nanos_to_usd
+from ..timestamps import iso, parse_time
 from ..reconcile import track_batch
 from .core import CommandError, Resources, emit, event_type, json_option, pass_res
 
@@ -103,26 +104,51 @@ def upload(res: Resources, file: str, purpose: str) -> None:
     emit(res, uploaded, str(uploaded.get("id")))
 
 
+# Where a record's state came from, in words (record["source"]).
+_SOURCES = {
+    "retrieve": "the gateway's retrieve (the truth)",
+    "webhook_payload": "a webhook payload (provisional: the next retrieve wins)",
+    "tracked": "created here; the gateway has not been asked yet",
+}
+
+
 def _describe(record: dict) -> list[str]:
-    """Return a batch record as a headline and indented details."""
+    """Return a batch record as a headline and indented details, each saying where it came from.
+
+    Times are ISO-8601 UTC; the gateway's own times (created, updated,
+    finalised) are its clock, the rest this service's.
+    """
     counts = record.get("request_counts") or {}
     billing = record.get("billing") or {}
-    lines = [f"{record.get('id')}  {record.get('status')}"]
+    upstream = record.get("upstream_status")
+    head = f"{record.get('id')}  {record.get('status')}"
+    if upstream and upstream != record.get("status"):
+        head += f"  (the gateway says {upstream!r})"
     details = [
-        ("requests", f"{counts.get('completed', 0)}/{counts.get('total', 0)} completed, {counts.get('failed', 0)} failed"
-         if counts else None),
+        ("source", _SOURCES.get(record.get("source"), record.get("source"))),
+        ("requests", f"{counts.get('completed', 0)}/{counts.get('total', 0)} completed, {counts.get('failed', 0)} "
+                     "failed (gateway)" if counts else None),
         ("model", record.get("model")),
         ("session", record.get("session_id")),
-        ("billing", f"{billing.get('state')} {nanos_to_usd(int(billing.get('total_nanos') or 0))} USD"
-         if billing else None),
-        ("source", record.get("source")),
-        ("reconciled", f"{record.get('reconciled_at')} ({record.get('reconcile_count', 0)}x)"
+        ("billing", f"{billing.get('state')} {nanos_to_usd(int(billing.get('total_nanos') or 0))} USD (gateway"
+                    + (f", finalised {billing['billed_at']})" if billing.get("billed_at") else ")") if billing else None),
+        ("created", f"{record['created_at']} (gateway)" if record.get("created_at") else None),
+        ("updated", f"{record['updated_at']} (gateway)" if record.get("updated_at") else None),
+        ("tracked", f"{_iso(record['tracked_at'])} (here)" if record.get("tracked_at") else None),
+        ("reconciled", f"{record.get('reconciled_at')} (here, {record.get('reconcile_count', 0)}x)"
          if record.get("reconciled_at") else None),
-        ("last event", (record.get("last_event") or {}).get("type")),
-        ("updated", record.get("updated_at")),
+        ("last event", f"{(record.get('last_event') or {}).get('type')} (webhook, received "
+                       f"{(record.get('last_event') or {}).get('received_at')})" if record.get("last_event") else None),
+        ("error", (record.get("error") or {}).get("reason") if isinstance(record.get("error"), dict)
+         else record.get("error")),
     ]
-    lines += [f"  {name}: {value}" for name, value in details if value not in (None, "")]
-    return lines
+    return [head] + [f"  {name}: {value}" for name, value in details if value not in (None, "")]
+
+
+def _iso(value) -> str:
+    """Show a time as ISO-8601 UTC (records from before this version kept unix seconds)."""
+    seconds = parse_time(value)
+    return iso(seconds) if seconds is not None else str(value)
 
 
 @click.command()

@@ -31,6 +31,7 @@ from .slow import SlowClients
 from .report import build_result, print_table, write_json
 from .stack import ROOT, Stack
 from .traffic import Creator
+from . import handler_runs
 from .verify import Reader, converge, final_pass
 
 DEFAULT_RATES = {"duplicate": 0.15, "out_of_order": 0.10, "drop": 0.06, "bad_signature": 0.05, "delay": 0.04,
@@ -139,6 +140,15 @@ def run(opts) -> bool:
         for kind, count in sandbox_faults(stack).items():
             record.fault({"replay": "replay_in_window", "bad_signature": "sandbox_bad_signature"}.get(kind, kind), count)
         verdict = final_pass(reader, stack, creator.batches, record)
+        record.note("waiting for handler runs to drain")
+        waited = [0.0]
+
+        def handler_wait(left: int) -> None:
+            if time.monotonic() - waited[0] > 15:
+                waited[0] = time.monotonic()
+                record.note(f"{left} handler jobs still to run")
+
+        verdict["handlers"] = handler_runs.check(stack, on_wait=handler_wait)
         result = build_result(opts, stack, record, creator, schedule, verdict, converge_seconds, began)
         print_table(result)
         path = write_json(result, Path(opts.out))

@@ -68,6 +68,7 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         "record_sources": verdict["sources"],
         "service_counters": verdict["service_counters"],
         "not_converged": verdict["not_converged"][:20],
+        **verdict.get("handlers", {}),
         "converge_seconds": converge_seconds,
         "killed_mid_job": schedule.killed_mid_job,
         "process_exits": {name: p.unexpected_exits for name, p in stack.procs.items() if p.unexpected_exits},
@@ -92,6 +93,8 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         failures.append("a batch stored more events than AISTATS_MAX_BATCH_EVENTS")
     if result["records_with_error"] or result["provisional_left"]:
         failures.append("records left with an error or provisional (webhook payload) state")
+    if result.get("handler_runs_missing") or result.get("handler_runs_duplicated") or result.get("handler_jobs_left"):
+        failures.append("a transition's handler ran not exactly once")
     if opts.strict and (result["dedupe_failures"] or result["unexpected_5xx"]):
         failures.append("dedupe failures or unexpected 5xx (--strict)")
     result["failures"] = failures
@@ -122,6 +125,10 @@ def print_table(r: dict) -> None:
         _row("error/provisional left", len(r["records_with_error"]) + len(r["provisional_left"]),
              "records with error, or still webhook_payload"),
         _row("unexpected 5xx", r["unexpected_5xx"], "5xx other than 503 store_unavailable"),
+        _row("handler_runs_missing", r.get("handler_runs_missing"),
+             f"of {r.get('transitions')} transitions in the change feed (counting handler)"),
+        _row("handler_runs_duplicated", r.get("handler_runs_duplicated"),
+             f"{r.get('handler_runs')} runs; {r.get('handler_jobs_left')} handler jobs left"),
         _row("converge seconds", r["converge_seconds"], "after the faults stopped"),
         _row("process exits", r["process_exits"] or 0, "restarted by the harness"),
         _row("elapsed seconds", r["elapsed_seconds"]),

@@ -74,6 +74,8 @@ class Stack:
             "AISTATS_WEBHOOK_TOLERANCE": str(o.tolerance), "AISTATS_STALE_AFTER": str(o.stale_after),
             "AISTATS_SWEEP_INTERVAL": str(o.sweep_interval), "AISTATS_UPSTREAM_TIMEOUT": "10",
             "AISTATS_DATA_DIR": str(self.dir / "data"), "PUBLIC_BASE_URL": self.web_url,
+            # Every transition runs a handler that counts its runs (bench/chaos/handler_runs.py checks them).
+            "AISTATS_HANDLERS": "bench.counting_handlers",
         })
         if self.topology is not None:
             env.update(self.topology.env(), AISTATS_MIN_REPLICAS=str(self.opts.min_replicas))

@@ -104,10 +104,14 @@ def test_status_local_remote_and_unknown(env, store):
     batch_id = create(env)
     result = run(env, "status", batch_id)
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0] == f"{batch_id}  pending"
-    assert "source: tracked" in result.stdout
+    lines = result.stdout.splitlines()
+    # The sandbox answers create with `validating`: said beside our folded status, and where each field came from.
+    assert lines[0] == f"{batch_id}  pending  (the gateway says 'validating')"
+    assert "  source: created here; the gateway has not been asked yet" in lines
     record = json.loads(run(env, "status", batch_id, "--json").stdout)
     assert record == store.get(batch_id)
+    assert record["tracked_at"].endswith("Z") and f"  tracked: {record['tracked_at']} (here)" in lines
+    assert f"  created: {record['created_at']} (gateway)" in lines
     remote = json.loads(run(env, "--json", "status", batch_id, "--remote").stdout)
     assert remote["id"] == batch_id and remote["object"] == "batch"
     assert "no batch 'batch_nope'" in one_line_error(run(env, "status", "batch_nope"))

@@ -1,0 +1,53 @@
+"""Chaos: every transition ran the counting handler exactly once (``bench.counting_handlers``).
+
+The workers load ``bench.counting_handlers`` (AISTATS_HANDLERS), which
+records each successful run per change-feed entry. Once the batches have
+converged, the handler jobs (ordered, retried, abandoned by SIGKILLed
+workers and retried again) are given time to drain; then every entry of the
+change feed must have exactly one run: ``handler_runs_missing`` counts
+entries with none, ``handler_runs_duplicated`` the extra runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rq import Queue
+from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from bench.counting_handlers import runs_key
+
+HANDLERS = "bench.counting_handlers"
+
+
+def _handler_jobs_left(queue: Queue) -> int:
+    """Handler jobs not finished yet: queued, deferred (waiting on an earlier one), scheduled or running."""
+    marker = "-h-"
+    ids = list(queue.get_job_ids())
+    for registry in (DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry):
+        ids += registry(queue=queue).get_job_ids()
+    return sum(marker in job_id for job_id in ids)
+
+
+def check(stack, *, timeout: float = 300.0, on_wait=None) -> dict:
+    """Wait for handler jobs to drain (up to ``timeout``), then compare the feed with the runs."""
+    redis = stack.redis()
+    queue = Queue(stack.prefix, connection=redis)
+    deadline = time.monotonic() + timeout
+    left = _handler_jobs_left(queue)
+    while left and time.monotonic() < deadline:
+        if on_wait:
+            on_wait(left)
+        time.sleep(2)
+        left = _handler_jobs_left(queue)
+    entries = redis.xrange(f"{stack.prefix}:changes", "-", "+")
+    expected = {f"{f[b'batch_id'].decode()}|{f[b'transition'].decode()}|{i.decode()}" for i, f in entries}
+    runs = {k.decode(): int(v) for k, v in redis.hgetall(runs_key(stack.prefix)).items()}
+    return {
+        "transitions": len(expected),
+        "handler_runs": sum(runs.values()),
+        "handler_runs_missing": len(expected - set(runs)),
+        "handler_runs_duplicated": sum(n - 1 for n in runs.values() if n > 1),
+        "handler_runs_unexpected": len(set(runs) - expected),
+        "handler_jobs_left": left,
+    }
