@@ -52,16 +52,21 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str | None) -> di
               help="Accept an input_file_id never uploaded, with a made-up size (the gateway answers 404).")
 @click.option("--state-file", type=click.Path(dir_okay=False), default=None,
               help="Keep batches, files and endpoints in this file across restarts (make run: .data/).")
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Milliseconds every API answer waits (a real gateway: 50-200); webhooks are not delayed.")
+@click.option("--jitter-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Up to this many more milliseconds, uniformly at random, per answer.")
 def main(port, host, api_key, speed, seed, faults, delivery_workers, slow_seconds, log_requests, poll_seconds,
          fast_poll_seconds, batches_disabled, insufficient_funds, results_unavailable, allow_inline_webhooks,
-         accept_unknown_files, state_file) -> None:
+         accept_unknown_files, state_file, latency_ms, jitter_ms) -> None:
     """Run the sandbox AI Stats gateway until interrupted."""
     server = SandboxServer(api_key=api_key, speed=speed, seed=seed, faults=faults, host=host, port=port,
                            delivery_workers=delivery_workers, slow_seconds=slow_seconds,
                            log_requests=log_requests, poll_seconds=poll_seconds, fast_poll_seconds=fast_poll_seconds,
                            batches_enabled=not batches_disabled, insufficient_funds=insufficient_funds,
                            results_unavailable=results_unavailable, allow_inline_webhooks=allow_inline_webhooks,
-                           accept_unknown_files=accept_unknown_files, state_file=state_file)
+                           accept_unknown_files=accept_unknown_files, state_file=state_file,
+                           latency_ms=latency_ms, jitter_ms=jitter_ms)
     try:
         server.start()
     except OSError as exc:
@@ -69,7 +74,8 @@ def main(port, host, api_key, speed, seed, faults, delivery_workers, slow_second
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     kept = f", {server.restored} batch(es) restored from {state_file}" if state_file else ""
-    click.echo(f"sandbox gateway on {server.base_url} (speed {speed:g}x, seed {seed}, faults {faults or 'none'}{kept})",
+    click.echo(f"sandbox gateway on {server.base_url} (speed {speed:g}x, seed {seed}, faults {faults or 'none'}{kept}"
+               f"{f', latency {latency_ms:g}+{jitter_ms:g} ms' if latency_ms or jitter_ms else ''})",
                err=True)
     sys.stdout.flush()
     try:

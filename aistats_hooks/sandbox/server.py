@@ -13,6 +13,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .app import create_app
 from . import persist
+from .latency import Delayed
 from .delivery import Deliverer
 from .state import Gateway
 
@@ -47,6 +48,8 @@ class SandboxServer:
         tick_seconds: float = TICK_SECONDS,
         log_requests: bool = False,
         state_file: str | Path | None = None,
+        latency_ms: float = 0.0,
+        jitter_ms: float = 0.0,
         **gateway_options: Any,
     ) -> None:
         self.host = host
@@ -59,7 +62,10 @@ class SandboxServer:
                                **gateway_options)
         self.deliverer = Deliverer(self.gateway, workers=delivery_workers, timeout=delivery_timeout)
         self.gateway.on_events = self.deliverer.submit
-        self.app = create_app(self.gateway)
+        # Every API answer waits latency_ms (+ up to jitter_ms): a real gateway is 50-200 ms away.
+        # Webhook deliveries are sent by the Deliverer, outside this wrapper, so they are not delayed.
+        self.api = create_app(self.gateway)
+        self.app = Delayed(self.api, latency_ms, jitter_ms, seed=seed) if latency_ms or jitter_ms else self.api
         # Where the state is kept across restarts (make run: .data/sandbox-state.pickle); None keeps nothing.
         self.state_file = Path(state_file) if state_file else None
         self.restored = persist.load(self.gateway, self.state_file) if self.state_file else 0
