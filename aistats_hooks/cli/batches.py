@@ -54,6 +54,8 @@ def _webhook(settings: Settings, endpoint_id: str | None, events: list[str]) -> 
 @click.option("--input-file-id", required=True, help="The uploaded JSONL file (see `upload`).")
 @click.option("--completion-window", default="24h", show_default=True)
 @click.option("--session-id", default=None, help="Optional grouping id.")
+@click.option("--model", default=None,
+              help="Model for rows whose body names none (the gateway's `model`; rows' own body.model wins).")
 @click.option("--metadata", "metadata", multiple=True, callback=_key_values, metavar="KEY=VALUE",
               help="Metadata to persist with the batch (repeatable).")
 @click.option("--events", "events", multiple=True, callback=_event_list, metavar="TYPE[,TYPE]",
@@ -63,7 +65,7 @@ def _webhook(settings: Settings, endpoint_id: str | None, events: list[str]) -> 
 @click.option("--no-webhook", is_flag=True, help="Create without a webhook; the sweep polls it.")
 @json_option
 @pass_res
-def create_batch(res: Resources, endpoint, input_file_id, completion_window, session_id, metadata, events,
+def create_batch(res: Resources, endpoint, input_file_id, completion_window, session_id, model, metadata, events,
                  webhook_endpoint_id, no_webhook) -> None:
     """Create a batch upstream, delivering to our managed webhook endpoint, and track it here.
 
@@ -74,6 +76,8 @@ def create_batch(res: Resources, endpoint, input_file_id, completion_window, ses
                                "completion_window": completion_window}
     if session_id:
         request["session_id"] = session_id
+    if model:
+        request["model"] = model
     if metadata:
         request["metadata"] = metadata
     if no_webhook and (webhook_endpoint_id or events):
@@ -99,7 +103,11 @@ def create_batch(res: Resources, endpoint, input_file_id, completion_window, ses
 @json_option
 @pass_res
 def upload(res: Resources, file: str, purpose: str) -> None:
-    """Upload a JSONL file of requests; print its file id."""
+    """Upload a JSONL file of requests; print its file id.
+
+    One request per line, as the OpenAI batch format the gateway passes to the provider:
+    {"custom_id": "row-1", "method": "POST", "url": "/v1/responses", "body": {"model": "openai/gpt-5-nano", "input": "..."}}
+    """
     uploaded = res.client.upload_file(file, purpose)
     emit(res, uploaded, str(uploaded.get("id")))
 

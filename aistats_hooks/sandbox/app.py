@@ -13,7 +13,7 @@ from .errors import ApiError, flat, nested
 from .ids import request_id
 from .shapes import TERMINAL_STATUSES
 from .state import Gateway, clamp_limit
-from .validation import validate_create
+from .validation import file_rows, validate_create
 
 
 def _auth_failure(api_key: str) -> str | None:
@@ -82,7 +82,15 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
         purpose = request.form.get("purpose", "")
         if upload is None or not purpose:
             raise flat("validation_error", "multipart_required" if upload is None else "missing_purpose")
-        return jsonify(gateway.upload_file(upload.filename or "upload.jsonl", purpose, upload.read()))
+        content = upload.read()
+        # As the gateway (and the provider behind it) refuse them: an empty file, or lines that are not
+        # JSON request objects (the row format: {"custom_id", "method", "url", "body": {"model", ...}}).
+        if not content.strip():
+            raise nested(400, "validation_error", reason="batch_file_empty")
+        if purpose == "batch" and not all(isinstance(row.get("custom_id"), str) for row in file_rows(content)):
+            raise nested(400, "validation_error", reason="batch_file_invalid_jsonl",
+                         message="every line must be a JSON object with a string custom_id")
+        return jsonify(gateway.upload_file(upload.filename or "upload.jsonl", purpose, content))
 
     @app.get("/v1/files/<file_id>/content")
     def file_content(file_id: str):

@@ -171,7 +171,9 @@ def validate_create(body: Any, *, endpoint_exists: Callable[[str], bool] = lambd
         raise validation("batch_endpoint_unsupported")
     outcome, duration, faults = _steering(metadata)
     models = [r.get("body", {}).get("model") for r in rows if isinstance(r.get("body"), dict)]
-    model = body.get("model") if isinstance(body.get("model"), str) else next((m for m in models if m), None)
+    # A row's own body.model wins; the create body's `model` is inherited by rows that name none.
+    model = next((m for m in models if isinstance(m, str) and m), None) or (
+        body.get("model") if isinstance(body.get("model"), str) else None)
     session = body.get("session_id")
     return CreateRequest(
         endpoint=endpoint, source=source, input_file_id=file_id, rows=rows, completion_window=window,

@@ -272,3 +272,18 @@ def test_python_dash_m_entry_point(env):
     proc = subprocess.run([sys.executable, "-m", "aistats_hooks", "--json", "status", "batch_nope"], cwd=ROOT,
                           capture_output=True, text=True, env={**base, **env}, timeout=60)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_uploads_are_checked_and_the_model_comes_from_the_rows(env, store, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    assert "batch_file_invalid_jsonl" in one_line_error(run(env, "upload", str(bad)))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/responses", '
+                    '"body": {"model": "anthropic/claude-haiku-4-5", "input": "hi"}}\n')
+    file_id = run(env, "upload", str(rows)).stdout.strip()
+    batch = json.loads(run(env, "--json", "create-batch", "--endpoint", "responses", "--input-file-id", file_id,
+                           "--model", "openai/gpt-5-nano").stdout)
+    assert batch["model"] == "anthropic/claude-haiku-4-5"  # the rows' model, not a random one nor the default
+    assert "openai_batch_completion_window_unsupported" in one_line_error(run(
+        env, "create-batch", "--endpoint", "responses", "--input-file-id", file_id, "--completion-window", "3d"))
