@@ -57,26 +57,52 @@ def job_id(keys: Keys, entry_id: str, handler: str) -> str:
 
 
 def dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings, *, limit: int = 500) -> int:
-    """Enqueue handler jobs for every undispatched transition; return how many jobs were enqueued."""
-    token = uuid.uuid4().hex
-    if not redis.set(keys.dispatch_lock, token, nx=True, px=LOCK_MS):
-        return 0  # another process is dispatching; it takes these entries too
-    try:
-        ensure_group(redis, keys)
-        enqueued = 0
-        # Our own pending entries first (a dispatcher that died before acknowledging), then new ones.
-        for start in ("0", ">"):
-            reply = redis.xreadgroup(GROUP, CONSUMER, {keys.changes: start}, count=limit) or []
-            for _stream, items in reply:
-                for raw_id, fields in items:
-                    entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-                    enqueued += _enqueue_entry(redis, keys, queue, settings, entry_id, fields)
-                    redis.xack(keys.changes, GROUP, entry_id)
-        return enqueued
-    finally:
-        # Release only our own lock (a slow run's lock may have expired and been taken).
-        if redis.get(keys.dispatch_lock) in (token, token.encode()):
-            redis.delete(keys.dispatch_lock)
+    """Enqueue handler jobs for every undispatched transition; return how many jobs were enqueued.
+
+    A process that finds the lock taken leaves its entries to the holder, so the
+    holder looks again after releasing it: an entry appended meanwhile is not left
+    waiting for the next sweep.
+    """
+    enqueued = 0
+    for _ in range(3):
+        token = uuid.uuid4().hex
+        if not redis.set(keys.dispatch_lock, token, nx=True, px=LOCK_MS):
+            return enqueued  # another process is dispatching; it takes these entries too
+        try:
+            ensure_group(redis, keys)
+            # Our own pending entries first (a dispatcher that died before acknowledging), then new ones.
+            for start in ("0", ">"):
+                while True:
+                    reply = redis.xreadgroup(GROUP, CONSUMER, {keys.changes: start}, count=limit) or []
+                    items = [item for _stream, batch in reply for item in batch]
+                    for raw_id, fields in items:
+                        entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+                        enqueued += _enqueue_entry(redis, keys, queue, settings, entry_id, fields)
+                        redis.xack(keys.changes, GROUP, entry_id)
+                    if start == "0" or len(items) < limit:
+                        break
+        finally:
+            # Release only our own lock (a slow run's lock may have expired and been taken).
+            if redis.get(keys.dispatch_lock) in (token, token.encode()):
+                redis.delete(keys.dispatch_lock)
+        if not _undelivered(redis, keys):
+            break
+    return enqueued
+
+
+def _undelivered(redis: Redis, keys: Keys) -> bool:
+    """Tell whether the feed holds an entry the group has not been given yet."""
+    newest = redis.xrevrange(keys.changes, count=1)
+    if not newest:
+        return False
+    for group in redis.xinfo_groups(keys.changes):
+        name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+        if name == GROUP:
+            last = group["last-delivered-id"]
+            last = last.decode() if isinstance(last, bytes) else last
+            newest_id = newest[0][0].decode() if isinstance(newest[0][0], bytes) else newest[0][0]
+            return tuple(map(int, newest_id.split("-"))) > tuple(map(int, last.split("-")))
+    return False
 
 
 def _enqueue_entry(redis: Redis, keys: Keys, queue: Queue, settings: Settings, entry_id: str, fields: dict) -> int:

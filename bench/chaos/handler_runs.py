@@ -15,6 +15,7 @@ import time
 from rq import Queue
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from aistats_hooks.dispatch import GROUP
 from bench.counting_handlers import runs_key
 
 HANDLERS = "bench.counting_handlers"
@@ -29,25 +30,44 @@ def _handler_jobs_left(queue: Queue) -> int:
     return sum(marker in job_id for job_id in ids)
 
 
+def _undispatched(redis, stream: str) -> int:
+    """Feed entries the dispatcher has not turned into jobs yet (not delivered to its group, or not acked).
+
+    The next reconcile or sweep dispatches them (the cron's sweep runs every AISTATS_SWEEP_INTERVAL).
+    """
+    groups = {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]: g
+              for g in redis.xinfo_groups(stream)} if redis.exists(stream) else {}
+    group = groups.get(GROUP)
+    if group is None:
+        return redis.xlen(stream) if redis.exists(stream) else 0
+    last = group["last-delivered-id"]
+    last = last.decode() if isinstance(last, bytes) else last
+    undelivered = len(redis.xrange(stream, f"({last}", "+")) if last != "0-0" else redis.xlen(stream)
+    return undelivered + int(group["pending"])
+
+
 def check(stack, *, timeout: float = 300.0, on_wait=None) -> dict:
-    """Wait for handler jobs to drain (up to ``timeout``), then compare the feed with the runs."""
+    """Wait for handler work to drain (up to ``timeout``), then compare the feed with the runs."""
     redis = stack.redis()
     queue = Queue(stack.prefix, connection=redis)
+    stream = f"{stack.prefix}:changes"
     deadline = time.monotonic() + timeout
-    left = _handler_jobs_left(queue)
+    left = _handler_jobs_left(queue) + _undispatched(redis, stream)
     while left and time.monotonic() < deadline:
         if on_wait:
             on_wait(left)
         time.sleep(2)
-        left = _handler_jobs_left(queue)
+        left = _handler_jobs_left(queue) + _undispatched(redis, stream)
     entries = redis.xrange(f"{stack.prefix}:changes", "-", "+")
     expected = {f"{f[b'batch_id'].decode()}|{f[b'transition'].decode()}|{i.decode()}" for i, f in entries}
     runs = {k.decode(): int(v) for k, v in redis.hgetall(runs_key(stack.prefix)).items()}
+    missing = sorted(expected - set(runs))
     return {
+        "handler_runs_missing_ids": missing[:20],
         "transitions": len(expected),
         "handler_runs": sum(runs.values()),
-        "handler_runs_missing": len(expected - set(runs)),
+        "handler_runs_missing": len(missing),
         "handler_runs_duplicated": sum(n - 1 for n in runs.values() if n > 1),
         "handler_runs_unexpected": len(set(runs) - expected),
-        "handler_jobs_left": left,
+        "handler_jobs_left": left,  # handler jobs not finished, and feed entries not dispatched
     }
