@@ -10,6 +10,7 @@ mid-handler; the feed lists each batch's transitions once, in order.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -208,3 +209,37 @@ def test_changes_api_pages_in_order_and_refuses_bad_cursors(app, settings, store
     assert client.get("/changes?after=nope", headers=auth).status_code == 400
     assert client.get("/changes?limit=0", headers=auth).status_code == 400
     assert client.get("/changes").status_code == 401
+
+
+@pytest.mark.slow
+def test_a_worker_whose_handler_module_does_not_import_stops_with_one_line(settings):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AISTATS_", "REDIS_URL"))}
+    env.update(REDIS_URL=settings.redis_url, AISTATS_API_KEY="sk_x_123456", PYTHONPATH=str(ROOT),
+               AISTATS_HANDLERS="examples.handlers,no_such_handlers_module")
+    proc = subprocess.run([sys.executable, "-m", "rq.cli", "worker", "-c", "workers.settings", "--burst"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert proc.stderr.strip().splitlines() == [
+        "aistats-hooks: configuration error: AISTATS_HANDLERS: cannot import 'no_such_handlers_module': "
+        "ModuleNotFoundError: No module named 'no_such_handlers_module'"
+    ]
+
+
+def test_the_cli_lists_handlers_and_pages_the_feed(app, settings, store, upstream):
+    from click.testing import CliRunner
+
+    from aistats_hooks.cli import cli
+
+    upstream.answer("c9", (200, batch("c9", "completed", 4, settled=42)))
+    deliver(app, make_event("c9"))
+    run_worker(store)
+    env = {name: value for name, value in app.worker_env.items()}
+    listed = CliRunner().invoke(cli, ["--json", "handlers"], env=env)
+    assert json.loads(listed.stdout)["data"] == [{"handler": f"{COUNTING}.count",
+                                                 "transitions": sorted(handlers.get(f"{COUNTING}.count").transitions)}]
+    page = json.loads(CliRunner().invoke(cli, ["--json", "changes", "--limit", "2"], env=env).stdout)
+    assert [e["transition"] for e in page["data"]] == ["batch.created", "batch.completed"]
+    rest = CliRunner().invoke(cli, ["changes", "--after", page["next_cursor"]], env=env).stdout.splitlines()
+    assert len(rest) == 1 and rest[0].endswith("batch.billing_settled  completed  settled 42 nanos")
+    bad = CliRunner().invoke(cli, ["changes", "--after", "nope"], env=env)
+    assert bad.exit_code == 1 and "cursor must be an entry id" in bad.stderr
