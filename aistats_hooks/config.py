@@ -16,6 +16,7 @@ from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
+from .forward_settings import DEFAULT_EVENTS, forward_settings
 
 # The gateway's public API root: the SDK's default and AISTATS_BASE_URL's.
 DEFAULT_BASE_URL = "https://api.phaseo.app/v1"
@@ -171,6 +172,10 @@ class Settings:
     # Acknowledge a delivery only once this many replicas have it (WAIT), within the timeout.
     min_replicas: int = 0
     replica_timeout_ms: int = 500
+    # Forwarding (forwarding.py): destinations, the whsec_ signing secret, the transitions sent.
+    forward_urls: tuple[str, ...] = ()
+    forward_secret: str | None = field(default=None, repr=False)
+    forward_events: tuple[str, ...] = DEFAULT_EVENTS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -228,6 +233,7 @@ class Settings:
             min_replicas=int_setting(env, "AISTATS_MIN_REPLICAS", 0, low=0, high=16),
             # Never 0: WAIT's 0 means "block forever".
             replica_timeout_ms=int_setting(env, "AISTATS_REPLICA_TIMEOUT_MS", 500, low=1, high=60000),
+            **forward_settings(env),
         )
 
     def replace(self, **changes) -> Settings:

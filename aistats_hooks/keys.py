@@ -27,6 +27,7 @@ Shared::
     {p}:dispatch:lock               string held while new transitions become handler jobs
     {p}:hlast:{batch_id}            hash  handler -> the batch's latest handler job id (ordering)
     {p}:hdone                       hash  handler job id -> when it succeeded (never run twice)
+    {p}:fwd:*                       forwarding: messages, their attempts, disabled destinations (Keys.forward)
 
 RQ's own keys (job hashes, the queue, its registries, ``rq:queues``) are not
 named here: ``queueing.RQContract`` takes them from RQ's classes.
@@ -147,3 +148,10 @@ class Keys:
     def handler_done(self) -> str:
         """Hash job id -> finish time of every handler run that succeeded (a rerun is skipped)."""
         return self._key("hdone")
+
+    # -- forwarding (forwarding.py): messages to the user's own services --------
+    def forward(self, *parts: str) -> str:
+        """``{p}:fwd:...``: ``lock`` (dispatch), ``disabled`` (hash url -> why), ``msg:{id}`` (a message and
+        its attempts), ``idx`` (zset message -> created ms), ``b:{batch}`` (zset of a batch's messages),
+        ``last:{batch}`` (hash destination -> the batch's latest message job: order)."""
+        return self._key("fwd", *parts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from aistats_hooks import dispatch, handlers
+from aistats_hooks import dispatch, forwarding, handlers
 from aistats_hooks.config import Settings
 from aistats_hooks.keys import Keys
 from aistats_hooks.redis_conn import connect
@@ -33,6 +33,8 @@ def build(settings: Settings) -> Context:
     if handlers.load(settings.handler_modules):
         # From now on every transition reaches the handlers (earlier ones are not replayed to them).
         dispatch.ensure_group(redis, Keys(settings.key_prefix))
+    if settings.forward_urls:  # forwarding starts with the transitions from now on
+        forwarding.ensure_group(redis, Keys(settings.key_prefix))
     client = AIStats(settings.require_api_key(), settings.base_url, timeout=settings.upstream_timeout)
     return Context(settings=settings, store=Store(redis, settings), client=client)
 

@@ -18,7 +18,7 @@ import time
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import dispatch, handlers, reconcile, telemetry
+from aistats_hooks import dispatch, forwarding, handlers, reconcile, telemetry
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 
@@ -98,10 +98,11 @@ def count_failure(job) -> None:
 
 def _dispatch(ctx: context.Context) -> None:
     """Turn the transitions stored so far into handler jobs (the sweep's call recovers a crashed dispatch)."""
-    if not handlers.registered():
-        return
     try:
-        dispatch.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
+        if handlers.registered():
+            dispatch.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
+        if ctx.settings.forward_urls:  # forwarding: a built-in consumer of the same feed
+            forwarding.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
     except RedisError as exc:  # the next reconcile or sweep dispatches them: the feed keeps them
         log.warning("could not dispatch handler jobs now: %s: %s", type(exc).__name__, exc)
 

@@ -1,0 +1,63 @@
+"""A receiver of forwarded messages for tests (and `make chaos`): verifies each one with the official library.
+
+It answers ``down`` with 503 while ``down`` is true or for its first
+``fail_first`` requests, then 200; every request is recorded with whether its
+signature verified, so a test can check delivery, order and deduplication.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from flask import Flask, request
+from standardwebhooks import Webhook
+
+from tests.helpers import Served
+
+
+class Destination:
+    """A loopback HTTP receiver that verifies Standard Webhooks signatures."""
+
+    def __init__(self, secret: str, *, fail_first: int = 0, status: int = 200) -> None:
+        self.webhook = Webhook(secret)
+        self.fail_first = fail_first
+        self.status = status
+        self.down = False
+        self.requests: list[dict] = []  # every request: id, type, batch, verified, answered
+        self._lock = threading.Lock()
+        app = Flask(__name__)
+        app.add_url_rule("/hook", view_func=self._receive, methods=["POST"])
+        self.served = Served(app)
+        self.url = self.served.url + "/hook"
+
+    def _receive(self):
+        body = request.get_data()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            payload = self.webhook.verify(body, headers)
+            verified = True
+        except Exception:  # noqa: BLE001 - any failure to verify is what the test counts
+            payload, verified = json.loads(body or b"{}"), False
+        with self._lock:
+            failing = self.down or len(self.requests) < self.fail_first
+            answer = 503 if failing else self.status
+            self.requests.append({"id": headers.get("webhook-id"), "type": payload.get("type"),
+                                  "batch_id": (payload.get("data") or {}).get("id"), "verified": verified,
+                                  "answered": answer})
+        return "", answer
+
+    def delivered(self) -> list[dict]:
+        """The requests answered 2xx, first one per webhook-id (the receiver's deduplication), in arrival order."""
+        seen: set[str] = set()
+        out = []
+        with self._lock:
+            for r in self.requests:
+                if 200 <= r["answered"] < 300 and r["id"] not in seen:
+                    seen.add(r["id"])
+                    out.append(r)
+        return out
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.served.stop()

@@ -1,0 +1,151 @@
+"""Forwarding reconciled transitions to a real receiver that verifies them with the `standardwebhooks` library.
+
+Real Redis, real RQ workers, a real upstream and a real loopback destination.
+The destination answers 503 for a stretch, then 200; every transition of
+every batch must arrive verified, in order per batch, once per webhook-id.
+"""
+
+from __future__ import annotations
+
+import pytest
+from standardwebhooks import Webhook
+
+from aistats_hooks import dispatch, forwarding
+from aistats_hooks.config import Settings
+from aistats_hooks.errors import ConfigError
+from aistats_hooks.forward_settings import generate_secret
+from tests.forward_destination import Destination
+from tests.helpers import make_event, run_worker
+from tests.test_handlers import batch, deliver, feed
+from tests.upstream import Upstream
+from workers import context
+
+EVENTS = "batch.created,batch.in_progress,batch.progress,batch.completed,batch.billing_settled"
+SECRET = generate_secret()
+
+
+@pytest.fixture
+def upstream():
+    server = Upstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def destination():
+    server = Destination(SECRET, fail_first=7)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(settings, upstream, destination, monkeypatch):
+    env = {
+        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
+        "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
+        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
+        "AISTATS_DEBOUNCE_MS": "0", "AISTATS_FORWARD_URLS": destination.url, "AISTATS_FORWARD_SECRET": SECRET,
+        "AISTATS_FORWARD_EVENTS": EVENTS,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(forwarding, "BACKOFF", [0] * 7)  # retries at once in these tests
+    monkeypatch.setattr(dispatch, "BACKOFF", [0])
+    context.current.cache_clear()
+    from aistats_hooks.web import create_app
+
+    flask_app = create_app(settings.replace(forward_urls=(destination.url,), forward_secret=SECRET,
+                                            forward_events=tuple(EVENTS.split(","))))
+    yield flask_app
+    context.current.cache_clear()
+
+
+@pytest.fixture
+def store(app):
+    from aistats_hooks.web import get_store
+
+    return get_store(app)
+
+
+def drain(store, rounds: int = 30) -> None:
+    for _ in range(rounds):
+        run_worker(store)
+        if store.queue.count == 0:
+            return
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_every_transition_arrives_verified_in_order_once_per_id(app, settings, store, upstream, destination):
+    ids = [f"fw{n}" for n in range(3)]
+    for b in ids:
+        upstream.answer(b, (200, batch(b, "in_progress", 1)), (200, batch(b, "completed", 4, settled=1000)))
+    for b in ids:
+        assert deliver(app, make_event(b, "batch.created", key="batch.created")).status_code in (200, 202)
+    drain(store)
+    for b in ids:
+        done = make_event(b, **dict(batch(b, "completed", 4, settled=1000), updated_at="2026-06-17T17:00:00.000Z"))
+        deliver(app, done)
+        deliver(app, done)  # a duplicate: no second message
+    drain(store)
+    changes = feed(app, settings)
+    assert any(r["answered"] == 503 for r in destination.requests)  # the stretch of 503s happened
+    assert all(r["verified"] for r in destination.requests)
+    delivered = destination.delivered()
+    for b in ids:
+        expected = [e["transition"] for e in changes if e["batch_id"] == b]
+        assert expected == EVENTS.split(",")
+        assert [r["type"] for r in delivered if r["batch_id"] == b] == expected
+    # Every id tried during the outage arrived later with the same id (stable across retries).
+    assert {r["id"] for r in destination.requests} == {r["id"] for r in delivered}
+    assert len(delivered) == len(changes)
+    stored = forwarding.messages(store.redis, store.keys)
+    assert {m["status"] for m in stored} == {"delivered"} and len(stored) == len(delivered)
+    assert all(m["attempts"][-1]["status_code"] == 200 for m in stored)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_410_gone_disables_the_destination_until_enabled(app, settings, store, upstream, destination):
+    destination.fail_first, destination.status = 0, 410
+    upstream.answer("gone1", (200, batch("gone1", "completed", 4, settled=5)))
+    deliver(app, make_event("gone1", **dict(batch("gone1", "completed", 4, settled=5),
+                                            updated_at="2026-06-17T17:00:00.000Z")))
+    drain(store)
+    assert destination.url in forwarding.disabled(store.redis, store.keys)
+    statuses = [m["status"] for m in forwarding.messages(store.redis, store.keys, batch_id="gone1")]
+    assert statuses and set(statuses) == {"disabled"}
+    assert len(destination.requests) == 1  # not retried, and the later message was not sent
+    assert forwarding.enable(store.redis, store.keys, destination.url)
+    assert forwarding.disabled(store.redis, store.keys) == {}
+
+
+def test_signed_headers_verify_with_the_official_library():
+    from workers.forward_jobs import body_of, signed_headers
+
+    body = body_of({"batch_id": "b1", "transition": "batch.completed", "at": "2026-06-17T16:00:00.000Z"},
+                   {"id": "b1", "status": "completed"})
+    headers = signed_headers(SECRET, "msg_abc", body)
+    assert Webhook(SECRET).verify(body, headers)["data"]["status"] == "completed"
+    assert headers["webhook-id"] == "msg_abc" and headers["webhook-signature"].startswith("v1,")
+    with pytest.raises(Exception):
+        Webhook(generate_secret()).verify(body, headers)
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"AISTATS_FORWARD_URLS": "ftp://example.com/x", "AISTATS_FORWARD_SECRET": SECRET}, "AISTATS_FORWARD_URLS"),
+    ({"AISTATS_FORWARD_URLS": "https://example.com/x"}, "AISTATS_FORWARD_SECRET"),
+    ({"AISTATS_FORWARD_SECRET": "whsec_not*base64"}, "AISTATS_FORWARD_SECRET"),
+    ({"AISTATS_FORWARD_SECRET": "notwhsec"}, "AISTATS_FORWARD_SECRET"),
+    ({"AISTATS_FORWARD_EVENTS": "batch.done"}, "AISTATS_FORWARD_EVENTS"),
+])
+def test_invalid_forwarding_settings_name_the_variable(env, name):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert name in str(caught.value) and SECRET not in str(caught.value)
+
+
+def test_message_ids_are_stable_per_entry_and_destination():
+    a = forwarding.message_id("1-0", "https://a.example/h")
+    assert a == forwarding.message_id("1-0", "https://a.example/h")
+    assert a != forwarding.message_id("1-0", "https://b.example/h") != forwarding.message_id("2-0", "https://a.example/h")
