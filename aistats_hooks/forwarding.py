@@ -24,6 +24,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from .config import Settings
@@ -182,3 +183,25 @@ def record_attempt(redis: Redis, keys: Keys, mid: str, attempt: dict, status: st
         return
     attempts = message["attempts"] + [attempt]
     redis.hset(key, mapping={"attempts": json.dumps(attempts[-50:]), "status": status})
+
+
+def redeliver(redis: Redis, keys: Keys, queue: Queue, mid: str) -> bool:
+    """Send message ``mid`` again (even if delivered: the receiver deduplicates on its id); False if unknown.
+
+    A message that failed for good has its own job put back (its successors,
+    held back by ``depends_on``, follow once it succeeds); otherwise a new job.
+    """
+    if not redis.exists(keys.forward("msg", mid)):
+        return False
+    redis.hset(keys.forward("msg", mid), "status", "pending")
+    from . import dead_letters  # the failed registry: a requeued job keeps the batch's order
+
+    if dead_letters.requeue(queue, mid):
+        return True
+    try:
+        waiting = Job.fetch(mid, connection=redis).get_status() in ("deferred", "queued", "scheduled", "started")
+    except NoSuchJobError:
+        waiting = False
+    if not waiting:  # a waiting job goes in its turn: a second one could overtake its predecessor
+        enqueue_job(queue, mid, job_id=f"{mid}-r{uuid.uuid4().hex[:8]}", force=True)
+    return True

@@ -149,3 +149,46 @@ def test_message_ids_are_stable_per_entry_and_destination():
     a = forwarding.message_id("1-0", "https://a.example/h")
     assert a == forwarding.message_id("1-0", "https://a.example/h")
     assert a != forwarding.message_id("1-0", "https://b.example/h") != forwarding.message_id("2-0", "https://a.example/h")
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from aistats_hooks.cli import cli
+
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_failed_messages_are_visible_and_redelivered_in_order(app, settings, store, upstream, destination):
+    destination.fail_first, destination.status = 0, 500
+    upstream.answer("red1", (200, batch("red1", "completed", 4, settled=7)))
+    deliver(app, make_event("red1", **dict(batch("red1", "completed", 4, settled=7),
+                                           updated_at="2026-06-17T17:00:00.000Z")))
+    drain(store)
+    auth = {"Authorization": f"Bearer {settings.query_api_token}"}
+    failed = app.test_client().get("/forwarding/messages?batch_id=red1&status=failed", headers=auth).json
+    (message,) = failed["data"]  # the first transition failed for good; the later ones wait behind it
+    assert message["transition"] == "batch.created" and len(message["attempts"]) == 8
+    assert all(a["status_code"] == 500 and "latency_ms" in a for a in message["attempts"])
+    assert app.test_client().get("/forwarding/messages?status=nope", headers=auth).status_code == 400
+    assert app.test_client().get("/forwarding/messages").status_code == 401
+    metrics = app.test_client().get("/metrics", headers=auth).get_data(as_text=True)
+    assert 'aistats_forward_attempts_total{outcome="failed"} 1.0' in metrics
+    code, out = run_cli("forwarding", "--failed")
+    assert code == 0 and message["id"] in out and "500" in out
+    assert run_cli("redeliver")[0] != 0  # nothing named: a usage error, one line
+    destination.status = 200
+    code, out = run_cli("--json", "redeliver", "--batch", "red1")
+    assert code == 0, out
+    drain(store)
+    assert [r["type"] for r in destination.delivered()] == ["batch.created", "batch.completed",
+                                                           "batch.billing_settled"]
+    assert {m["status"] for m in forwarding.messages(store.redis, store.keys, batch_id="red1")} == {"delivered"}
+    code, out = run_cli("redeliver", message["id"])  # again, on request: the same webhook-id
+    assert code == 0
+    drain(store)
+    assert [r["id"] for r in destination.requests if r["answered"] == 200].count(message["id"]) == 2
+    assert run_cli("redeliver", "msg_unknown")[0] == 1

@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
 
-    from . import changes, context, errors, health, jobs, metrics, openapi, query, receiver, request_log
+    from . import changes, context, errors, forwarding, health, jobs, metrics, openapi, query, receiver, request_log
 
     context.init_app(app, settings, Store(redis, settings))
     errors.init_app(app)
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     app.register_blueprint(receiver.bp)
     app.register_blueprint(query.bp)
     app.register_blueprint(changes.bp)  # GET /changes, the change feed
+    app.register_blueprint(forwarding.bp)  # GET /forwarding/messages
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)  # GET /jobs/failed, POST /jobs/failed/requeue
     metrics.init_app(app)

@@ -164,6 +164,13 @@ class StoreCollector(Collector):
 
         yield self._histogram(data["histogram"] or {})
 
+        forwarded = _ints(self.store.redis.hgetall(self.store.keys.counters("forward")))
+        family = CounterMetricFamily("aistats_forward_attempts", "Forwarding attempts (AISTATS_FORWARD_URLS), by "
+                                     "outcome: delivered, retried, failed (for good), disabled.", labels=["outcome"])
+        for outcome in ("delivered", "retried", "failed", "disabled"):
+            family.add_metric([outcome], forwarded.get(outcome, 0))
+        yield family
+
     @staticmethod
     def _histogram(raw: Mapping) -> HistogramMetricFamily:
         fields = {_text(k): _text(v) for k, v in raw.items()}

@@ -102,6 +102,15 @@ SPEC: dict = {
                     "job_id": {"type": "string"}, "function": _NULLABLE_STR, "batch_id": _NULLABLE_STR,
                     "error": _NULLABLE_STR, "attempts": {"type": "integer"}, "failed_at": _NULLABLE_STR,
                     "enqueued_at": _NULLABLE_STR}}}}},
+            "ForwardingMessages": {"type": "object", "required": ["data", "destinations"], "properties": {
+                "destinations": {"type": "array", "items": {"type": "object", "properties": {
+                    "url": {"type": "string"}, "disabled": {"type": "boolean"}}}},
+                "data": {"type": "array", "items": {"type": "object", "required": ["id", "batch_id", "status"],
+                                                    "properties": {
+                    "id": {"type": "string"}, "batch_id": {"type": "string"}, "transition": {"type": "string"},
+                    "destination": {"type": "string"}, "at": _NULLABLE_STR,
+                    "status": {"enum": ["pending", "retrying", "delivered", "failed", "disabled"]},
+                    "attempts": {"type": "array", "items": {"type": "object"}}}}}}},
             "Changes": {"type": "object", "required": ["data", "next_cursor"], "properties": {
                 "next_cursor": _NULLABLE_STR,
                 "data": {"type": "array", "items": {"type": "object", "required": ["id", "batch_id", "transition"],
@@ -178,6 +187,18 @@ SPEC: dict = {
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
             "responses": {"200": _json("Transitions after the cursor, and the next cursor", "Changes"),
+                          "400": BAD_REQUEST, "401": UNAUTHORIZED, "503": UNAVAILABLE},
+        }},
+        "/forwarding/messages": {"get": {
+            "summary": "Messages forwarded to AISTATS_FORWARD_URLS and each one's attempts, oldest first",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "batch_id", "in": "query", "schema": {"type": "string"}},
+                {"name": "status", "in": "query",
+                 "schema": {"enum": ["pending", "retrying", "delivered", "failed", "disabled"]}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+            "responses": {"200": _json("The messages and the destinations", "ForwardingMessages"),
                           "400": BAD_REQUEST, "401": UNAUTHORIZED, "503": UNAVAILABLE},
         }},
         "/jobs/failed": {"get": {
