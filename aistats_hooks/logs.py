@@ -77,7 +77,8 @@ def secrets_from_env(env: Mapping[str, str] | None = None) -> list[str]:
     """
     env = os.environ if env is None else env
     values = [s.strip() for s in env.get("AISTATS_WEBHOOK_SECRET", "").split(",")]
-    values += [env.get("AISTATS_API_KEY", "").strip(), env.get("QUERY_API_TOKEN", "").strip()]
+    values += [env.get("AISTATS_API_KEY", "").strip(), env.get("QUERY_API_TOKEN", "").strip(),
+               env.get("AISTATS_FORWARD_SECRET", "").strip()]
     values += url_password(env.get("REDIS_URL", "").strip())
     return [v for v in values if v]
 
@@ -86,7 +87,8 @@ def secrets_of(settings: Any) -> list[str]:
     """Return the secret values of a ``Settings``."""
     values = list(getattr(settings, "webhook_secrets", ()) or ())
     values += [getattr(settings, "api_key", None), getattr(settings, "query_api_token", None),
-               getattr(settings, "session_secret", None), getattr(settings, "redis_sentinel_password", None)]
+               getattr(settings, "session_secret", None), getattr(settings, "redis_sentinel_password", None),
+               getattr(settings, "forward_secret", None)]
     values += url_password(getattr(settings, "redis_url", None))
     return [v for v in values if v]
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..config import Settings, int_setting
+from ..forward_settings import generate_secret as generate_forward_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = 8000
@@ -19,6 +20,7 @@ GENERATED = {
     "AISTATS_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_hex(24),
     "QUERY_API_TOKEN": lambda: "qt_" + secrets.token_urlsafe(24),
     "AISTATS_SESSION_SECRET": lambda: secrets.token_urlsafe(32),
+    "AISTATS_FORWARD_SECRET": generate_forward_secret,  # whsec_ + base64, as Standard Webhooks defines
 }
 
 
