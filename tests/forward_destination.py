@@ -45,7 +45,8 @@ class Destination:
             self.requests.append({"id": headers.get("webhook-id"), "type": payload.get("type"),
                                   "batch_id": (payload.get("data") or {}).get("id"), "verified": verified,
                                   "answered": answer})
-        return "", answer
+        # A redirect points back here: a sender that followed it would send a second request.
+        return "", answer, ({"Location": self.url} if 300 <= answer < 400 else {})
 
     def delivered(self) -> list[dict]:
         """The requests answered 2xx, first one per webhook-id (the receiver's deduplication), in arrival order."""

@@ -192,3 +192,33 @@ def test_failed_messages_are_visible_and_redelivered_in_order(app, settings, sto
     drain(store)
     assert [r["id"] for r in destination.requests if r["answered"] == 200].count(message["id"]) == 2
     assert run_cli("redeliver", "msg_unknown")[0] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_redirects_are_not_followed(app, settings, store, upstream, destination, monkeypatch):
+    monkeypatch.setenv("AISTATS_FORWARD_EVENTS", "batch.created")
+    context.current.cache_clear()
+    destination.fail_first, destination.status = 0, 308
+    upstream.answer("rd1", (200, batch("rd1", "in_progress", 1)))
+    deliver(app, make_event("rd1", "batch.created", key="batch.created"))
+    drain(store)
+    (message,) = forwarding.messages(store.redis, store.keys, batch_id="rd1")
+    assert message["status"] == "failed" and {a["status_code"] for a in message["attempts"]} == {308}
+    assert len(destination.requests) == len(message["attempts"])  # one request per attempt: none followed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_bad_destination_stops_the_process_with_one_line(settings):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": "sk_test_x",
+           "AISTATS_FORWARD_URLS": "file:///etc/passwd", "AISTATS_FORWARD_SECRET": SECRET}
+    proc = subprocess.run([sys.executable, "-m", "aistats_hooks", "forwarding"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["aistats-hooks: configuration error: AISTATS_FORWARD_URLS: expected "
+                                                "comma-separated http:// or https:// URLs, got 'file://'"]
