@@ -14,7 +14,7 @@ from aistats_hooks import dispatch, forwarding
 from aistats_hooks.config import Settings
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.forward_settings import generate_secret
-from tests.forward_destination import Destination
+from bench.forward_destination import Destination
 from tests.helpers import make_event, run_worker
 from tests.test_handlers import batch, deliver, feed
 from tests.upstream import Upstream
@@ -148,7 +148,8 @@ def test_invalid_forwarding_settings_name_the_variable(env, name):
 def test_message_ids_are_stable_per_entry_and_destination():
     a = forwarding.message_id("1-0", "https://a.example/h")
     assert a == forwarding.message_id("1-0", "https://a.example/h")
-    assert a != forwarding.message_id("1-0", "https://b.example/h") != forwarding.message_id("2-0", "https://a.example/h")
+    assert a != forwarding.message_id("1-0", "https://b.example/h")
+    assert a != forwarding.message_id("2-0", "https://a.example/h")
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -222,3 +223,42 @@ def test_a_bad_destination_stops_the_process_with_one_line(settings):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["aistats-hooks: configuration error: AISTATS_FORWARD_URLS: expected "
                                                 "comma-separated http:// or https:// URLs, got 'file://'"]
+
+
+def test_the_chaos_check_counts_missing_unverified_and_out_of_order(redis_client, prefix):
+    import httpx
+
+    from bench.chaos.forward_check import Forwarding
+    from workers.forward_jobs import body_of, signed_headers
+
+    class Stack:
+        def redis(self):
+            return redis_client
+
+    stack = Stack()
+    stack.prefix = prefix
+    check = Forwarding(stack)
+    try:
+        feed_ids = {}
+        for b, t in [("a", "batch.created"), ("b", "batch.created"), ("a", "batch.completed"),
+                     ("b", "batch.completed"), ("c", "batch.created")]:
+            feed_ids[(b, t)] = redis_client.xadd(f"{prefix}:changes", {"batch_id": b, "transition": t}).decode()
+
+        def send(b, t, secret=check.secret):
+            body = body_of({"batch_id": b, "transition": t, "at": "2026-06-17T16:00:00.000Z"}, {"id": b})
+            mid = forwarding.message_id(feed_ids[(b, t)], check.destination.url)
+            httpx.post(check.destination.url, content=body, headers=signed_headers(secret, mid, body))
+
+        send("a", "batch.created")
+        send("a", "batch.completed")
+        send("a", "batch.completed")  # a redelivery: deduplicated on webhook-id
+        send("b", "batch.completed")  # before its created: out of order
+        send("b", "batch.created")
+        send("c", "batch.created", secret=generate_secret())  # forged: unverified, so c is missing
+        result = check.check(timeout=0)
+    finally:
+        check.stop()
+    assert result["forward_unverified"] == 1
+    assert result["forward_out_of_order"] == 1 and result["forward_out_of_order_ids"] == ["b"]
+    assert result["forward_missing"] == 1
+    assert stack.forward_env["AISTATS_FORWARD_URLS"] == check.destination.url

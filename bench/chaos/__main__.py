@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from .faults import Schedule
+from .forward_check import Forwarding
 from .hostile import Hostile
 from .proxy import TapProxy
 from .record import Record
@@ -95,11 +96,12 @@ def run(opts) -> bool:
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="aistats-chaos-"))
     record, stack = Record(), Stack(opts, workdir)
-    proxy = creator = hostile = schedule = reader = slow = None
+    proxy = creator = hostile = schedule = reader = slow = forward = None
     passed = False
     try:
         print(f"chaos: {opts.batches} batches over {opts.window:g}s; stack in {workdir}; cron: {stack.cron_mode}",
               flush=True)
+        forward = Forwarding(stack)  # before the processes start: their settings name it
         stack.start()
         record.note("stack up: redis-server (AOF), sandbox, gunicorn, "
                     f"{opts.workers} rq workers, {stack.cron_mode}")
@@ -113,6 +115,7 @@ def run(opts) -> bool:
         for thread in load:
             thread.start()
         slow = SlowClients(stack, record, count=opts.slow_clients, seconds=opts.window + 60).start()
+        forward.schedule_outages(opts.window, record)
         timeline = schedule.start(start)[0]
         timeline.join()
         load[0].join()
@@ -149,6 +152,13 @@ def run(opts) -> bool:
                 record.note(f"{left} handler jobs still to run")
 
         verdict["handlers"] = handler_runs.check(stack, on_wait=handler_wait)
+
+        def forward_wait(left: int) -> None:
+            if time.monotonic() - waited[0] > 15:
+                waited[0] = time.monotonic()
+                record.note(f"{left} forwarding jobs still to run")
+
+        verdict["forwarding"] = forward.check(on_wait=forward_wait)
         result = build_result(opts, stack, record, creator, schedule, verdict, converge_seconds, began)
         print_table(result)
         path = write_json(result, Path(opts.out))
@@ -160,7 +170,7 @@ def run(opts) -> bool:
         for part in (schedule, hostile, creator):
             if part is not None:
                 part.stop.set()
-        for closer in (reader, creator, proxy):
+        for closer in (reader, creator, proxy, forward):
             try:
                 if closer is not None:
                     closer.close() if hasattr(closer, "close") else closer.stop()

@@ -69,6 +69,7 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         "service_counters": verdict["service_counters"],
         "not_converged": verdict["not_converged"][:20],
         **verdict.get("handlers", {}),
+        **verdict.get("forwarding", {}),
         "converge_seconds": converge_seconds,
         "killed_mid_job": schedule.killed_mid_job,
         "process_exits": {name: p.unexpected_exits for name, p in stack.procs.items() if p.unexpected_exits},
@@ -95,6 +96,8 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         failures.append("records left with an error or provisional (webhook payload) state")
     if result.get("handler_runs_missing") or result.get("handler_runs_duplicated") or result.get("handler_jobs_left"):
         failures.append("a transition's handler ran not exactly once")
+    if result.get("forward_missing") or result.get("forward_unverified") or result.get("forward_out_of_order"):
+        failures.append("a forwarded transition missing, unverified or out of order")
     if opts.strict and (result["dedupe_failures"] or result["unexpected_5xx"]):
         failures.append("dedupe failures or unexpected 5xx (--strict)")
     result["failures"] = failures
@@ -129,6 +132,11 @@ def print_table(r: dict) -> None:
              f"of {r.get('transitions')} transitions in the change feed (counting handler)"),
         _row("handler_runs_duplicated", r.get("handler_runs_duplicated"),
              f"{r.get('handler_runs')} runs; {r.get('handler_jobs_left')} handler jobs left"),
+        _row("forward_missing", r.get("forward_missing"),
+             f"{r.get('forward_delivered')} delivered; {r.get('forward_refused_while_down')} refused while down; "
+             f"{r.get('forward_jobs_left')} forwarding jobs left"),
+        _row("forward_unverified", r.get("forward_unverified"), f"of {r.get('forward_requests')} requests"),
+        _row("forward_out_of_order", r.get("forward_out_of_order"), "batches whose transitions arrived out of order"),
         _row("converge seconds", r["converge_seconds"], "after the faults stopped"),
         _row("process exits", r["process_exits"] or 0, "restarted by the harness"),
         _row("elapsed seconds", r["elapsed_seconds"]),

@@ -77,6 +77,7 @@ class Stack:
             # Every transition runs a handler that counts its runs (bench/chaos/handler_runs.py checks them).
             "AISTATS_HANDLERS": "bench.counting_handlers",
         })
+        env.update(getattr(self, "forward_env", {}))  # forwarding to the chaos receiver (forward_check.py)
         if self.topology is not None:
             env.update(self.topology.env(), AISTATS_MIN_REPLICAS=str(self.opts.min_replicas))
         env.update(extra)

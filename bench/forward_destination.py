@@ -1,6 +1,6 @@
-"""A receiver of forwarded messages for tests (and `make chaos`): verifies each one with the official library.
+"""A receiver of forwarded messages for tests and `make chaos`: verifies each one with the official library.
 
-It answers ``down`` with 503 while ``down`` is true or for its first
+It answers 503 while ``down`` is true or for its first
 ``fail_first`` requests, then 200; every request is recorded with whether its
 signature verified, so a test can check delivery, order and deduplication.
 """
@@ -12,8 +12,12 @@ import threading
 
 from flask import Flask, request
 from standardwebhooks import Webhook
+from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.helpers import Served
+
+class _Quiet(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:  # thousands of lines under chaos
+        pass
 
 
 class Destination:
@@ -28,8 +32,9 @@ class Destination:
         self._lock = threading.Lock()
         app = Flask(__name__)
         app.add_url_rule("/hook", view_func=self._receive, methods=["POST"])
-        self.served = Served(app)
-        self.url = self.served.url + "/hook"
+        self.server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, name="forward-destination", daemon=True).start()
 
     def _receive(self):
         body = request.get_data()
@@ -38,7 +43,7 @@ class Destination:
             payload = self.webhook.verify(body, headers)
             verified = True
         except Exception:  # noqa: BLE001 - any failure to verify is what the test counts
-            payload, verified = json.loads(body or b"{}"), False
+            payload, verified = _loads(body), False
         with self._lock:
             failing = self.down or len(self.requests) < self.fail_first
             answer = 503 if failing else self.status
@@ -61,4 +66,13 @@ class Destination:
 
     def stop(self) -> None:
         """Stop serving."""
-        self.served.stop()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _loads(body: bytes) -> dict:
+    try:
+        value = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

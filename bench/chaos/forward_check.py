@@ -1,0 +1,109 @@
+"""Chaos: every forwarded transition reached a real receiver, verified, in order per batch, once per webhook-id.
+
+The workers forward batch.created, the terminal transitions and
+batch.billing_settled (AISTATS_FORWARD_EVENTS) to a loopback ``bench.forward_destination.Destination`` that
+verifies each message with ``standardwebhooks`` and is down (503) for two
+stretches of the run. Once the batches have converged and the forwarding
+jobs drained: ``forward_missing`` counts feed entries never delivered,
+``forward_unverified`` requests whose signature did not verify, and
+``forward_out_of_order`` batches whose delivered transitions (first 2xx per
+webhook-id) are not in feed order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rq import Queue
+from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from aistats_hooks.forward_settings import DEFAULT_EVENTS, generate_secret
+from aistats_hooks.forwarding import GROUP
+from aistats_hooks.transitions import Transition
+from bench.forward_destination import Destination
+
+# Created, the terminal ones and billing_settled: order is checked, progress noise is not sent (POSTs cost worker time).
+EVENTS = ",".join([Transition.CREATED.value, *DEFAULT_EVENTS])
+DOWN_SECONDS = 4.0  # under the first retry's 5 s: a message refused while down goes through on its retry
+
+
+class Forwarding:
+    """The receiver, the stack's settings for it, and the final check."""
+
+    def __init__(self, stack) -> None:
+        self.stack = stack
+        self.secret = generate_secret()
+        self.destination = Destination(self.secret)
+        stack.forward_env = {"AISTATS_FORWARD_URLS": self.destination.url, "AISTATS_FORWARD_SECRET": self.secret,
+                             "AISTATS_FORWARD_EVENTS": EVENTS}
+        self.downtimes = 0
+
+    def schedule_outages(self, window: float, record) -> None:
+        """Take the receiver down twice during the run (at 30 % and 60 % of the window)."""
+        def run() -> None:
+            began = time.monotonic()
+            for at in (0.3, 0.6):
+                time.sleep(max(0.0, began + window * at - time.monotonic()))
+                self.destination.down = True
+                record.note(f"forward destination down for {DOWN_SECONDS:g}s")
+                time.sleep(DOWN_SECONDS)
+                self.destination.down = False
+                self.downtimes += 1
+
+        threading.Thread(target=run, name="chaos-forward-outage", daemon=True).start()
+
+    def _left(self) -> int:
+        redis = self.stack.redis()
+        queue = Queue(self.stack.prefix, connection=redis)
+        ids = list(queue.get_job_ids())
+        for registry in (DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry):
+            ids += registry(queue=queue).get_job_ids()
+        stream = f"{self.stack.prefix}:changes"
+        groups = {_text(g["name"]): g for g in redis.xinfo_groups(stream)} if redis.exists(stream) else {}
+        group = groups.get(GROUP)
+        undispatched = redis.xlen(stream) if group is None else (
+            len(redis.xrange(stream, f"({_text(group['last-delivered-id'])}", "+")) + int(group["pending"]))
+        return sum(i.startswith("msg_") for i in ids) + undispatched
+
+    def check(self, *, timeout: float = 300.0, on_wait=None) -> dict:
+        """Wait for forwarding to drain (up to ``timeout``), then compare the feed with what was delivered."""
+        deadline = time.monotonic() + timeout
+        left = self._left()
+        while left and time.monotonic() < deadline:
+            if on_wait:
+                on_wait(left)
+            time.sleep(2)
+            left = self._left()
+        entries = self.stack.redis().xrange(f"{self.stack.prefix}:changes", "-", "+")
+        expected: dict[str, list[str]] = {}
+        for _id, fields in entries:
+            if _text(fields[b"transition"]) in EVENTS.split(","):
+                expected.setdefault(_text(fields[b"batch_id"]), []).append(_text(fields[b"transition"]))
+        delivered = self.destination.delivered()
+        got: dict[str, list[str]] = {}
+        for r in delivered:
+            if r["verified"]:
+                got.setdefault(r["batch_id"], []).append(r["type"])
+        missing = sum(max(0, len(v) - len(got.get(b, []))) for b, v in expected.items())
+        # Sent strictly in order per batch: what arrived must be the start of the batch's feed.
+        out_of_order = sorted(b for b, v in got.items() if v != expected.get(b, [])[:len(v)])
+        requests = self.destination.requests
+        return {
+            "forward_missing": missing,
+            "forward_unverified": sum(not r["verified"] for r in requests),
+            "forward_out_of_order": len(out_of_order),
+            "forward_out_of_order_ids": out_of_order[:20],
+            "forward_requests": len(requests),
+            "forward_refused_while_down": sum(r["answered"] == 503 for r in requests),
+            "forward_delivered": len(delivered),
+            "forward_jobs_left": left,
+        }
+
+    def stop(self) -> None:
+        """Stop the receiver."""
+        self.destination.stop()
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
