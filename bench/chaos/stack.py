@@ -76,6 +76,8 @@ class Stack:
             "AISTATS_DATA_DIR": str(self.dir / "data"), "PUBLIC_BASE_URL": self.web_url,
             # Every transition runs a handler that counts its runs (bench/chaos/handler_runs.py checks them).
             "AISTATS_HANDLERS": "bench.counting_handlers",
+            # RQ retries a SIGKILLed worker's job once its timeout (plus a minute) has passed: keep it short.
+            "AISTATS_HANDLER_TIMEOUT": "20",
         })
         env.update(getattr(self, "forward_env", {}))  # forwarding to the chaos receiver (forward_check.py)
         if self.topology is not None:
