@@ -91,15 +91,31 @@ def dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings, *, limi
 def _enqueue(redis: Redis, keys: Keys, queue: Queue, settings: Settings, entry_id: str, entry: dict,
              url: str) -> int:
     mid = message_id(entry_id, url)
-    if redis.exists(keys.forward("msg", mid)):
-        return 0  # dispatched before a crash: the message and its job are there
+    if redis.exists(Job.key_for(mid)):
+        return 0  # dispatched before a crash: the job is there
+    previous = _text(redis.hget(keys.forward("msg", mid), "after")) or None
+    if not redis.exists(keys.forward("msg", mid)):
+        previous = _store_message(redis, keys, settings, mid, entry_id, entry, url)
+    # A predecessor's job that has expired (delivered long ago) cannot hold this one back.
+    depends = [previous] if previous and redis.exists(Job.key_for(previous)) else None
+    enqueue_job(queue, mid, job_id=mid, depends_on=depends)
+    return 1
+
+
+def _store_message(redis: Redis, keys: Keys, settings: Settings, mid: str, entry_id: str, entry: dict,
+                   url: str) -> str | None:
+    """Store a new message and make it the batch's latest for its destination; return the one before it.
+
+    The predecessor is kept on the message (``after``): a dispatch that died
+    before enqueueing the job finds it there, not in the pointer it moved.
+    """
     batch_id = entry.get("batch_id", "")
     now_ms = int(time.time() * 1000)
     last_key = keys.forward("last", batch_id)
     previous = _text(redis.hget(last_key, destination_key(url))) or None
     message = {"id": mid, "entry_id": entry_id, "batch_id": batch_id, "transition": entry.get("transition", ""),
                "at": entry.get("at", ""), "url": url, "status": "pending", "created_ms": str(now_ms),
-               "attempts": "[]"}
+               "attempts": "[]", "after": previous or ""}
     ttl = settings.event_retention
     pipe = redis.pipeline(transaction=True)
     pipe.hset(keys.forward("msg", mid), mapping=message)
@@ -111,10 +127,7 @@ def _enqueue(redis: Redis, keys: Keys, queue: Queue, settings: Settings, entry_i
     pipe.hset(last_key, destination_key(url), mid)
     pipe.expire(last_key, ttl)
     pipe.execute()
-    # A predecessor's job that has expired (delivered long ago) cannot hold this one back.
-    depends = [previous] if previous and redis.exists(Job.key_for(previous)) else None
-    enqueue_job(queue, mid, job_id=mid, depends_on=depends)
-    return 1
+    return previous
 
 
 def enqueue_job(queue: Queue, mid: str, *, job_id: str, depends_on: list[str] | None = None,

@@ -116,8 +116,11 @@ def test_410_gone_disables_the_destination_until_enabled(app, settings, store, u
     statuses = [m["status"] for m in forwarding.messages(store.redis, store.keys, batch_id="gone1")]
     assert statuses and set(statuses) == {"disabled"}
     assert len(destination.requests) == 1  # not retried, and the later message was not sent
-    assert forwarding.enable(store.redis, store.keys, destination.url)
+    code, out = run_cli("forwarding")
+    assert code == 0 and "disabled: " + destination.url in out
+    assert run_cli("forwarding", "enable", destination.url)[0] == 0
     assert forwarding.disabled(store.redis, store.keys) == {}
+    assert run_cli("forwarding", "enable", destination.url)[0] == 1  # not disabled: one line, exit 1
 
 
 def test_signed_headers_verify_with_the_official_library():
@@ -262,3 +265,30 @@ def test_the_chaos_check_counts_missing_unverified_and_out_of_order(redis_client
     assert result["forward_out_of_order"] == 1 and result["forward_out_of_order_ids"] == ["b"]
     assert result["forward_missing"] == 1
     assert stack.forward_env["AISTATS_FORWARD_URLS"] == check.destination.url
+
+
+def test_a_dispatch_that_died_mid_entry_keeps_the_order_when_it_runs_again(settings, store, monkeypatch):
+    from rq.job import Job
+
+    settings = settings.replace(forward_urls=("https://receiver.example/h",), forward_secret=SECRET)
+    redis, keys = store.redis, store.keys
+    forwarding.ensure_group(redis, keys)
+    first = redis.xadd(keys.changes, {"batch_id": "x", "transition": "batch.completed"}).decode()
+    second = redis.xadd(keys.changes, {"batch_id": "x", "transition": "batch.billing_settled"}).decode()
+    real, calls = forwarding.enqueue_job, []
+
+    def dies_on_the_second(*args, **kwargs):
+        calls.append(kwargs["job_id"])
+        if len(calls) == 2:
+            raise ConnectionError("the process died here")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(forwarding, "enqueue_job", dies_on_the_second)
+    with pytest.raises(ConnectionError):
+        forwarding.dispatch(redis, keys, store.queue, settings)
+    monkeypatch.setattr(forwarding, "enqueue_job", real)
+    assert forwarding.dispatch(redis, keys, store.queue, settings) == 1  # the unacknowledged entry, once
+    assert forwarding.dispatch(redis, keys, store.queue, settings) == 0
+    url = settings.forward_urls[0]
+    job = Job.fetch(forwarding.message_id(second, url), connection=redis)
+    assert job.dependency_ids == [forwarding.message_id(first, url)]
