@@ -22,7 +22,7 @@ from aistats_hooks import dispatch, forwarding, handlers, reconcile, telemetry
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 
-from . import context
+from . import batch_jobs, context
 
 log = logging.getLogger("workers.jobs")
 # Seconds before retrying a batch after its first, second 404: three answers over ~5 minutes.
@@ -30,12 +30,16 @@ NOT_FOUND_DELAYS = (60, 240)
 
 
 def reconcile_batch(batch_id: str, force: bool = False) -> str:
-    """Reconcile one batch with the gateway's truth."""
-    try:
-        return _reconcile_batch(batch_id, force)
-    except Exception:
-        count_failure(get_current_job())
-        raise
+    """Reconcile one batch with the gateway's truth (and, beside it, more waiting ones: batch_jobs)."""
+    ctx = context.current()
+    job = get_current_job()
+    queue = ctx.store.queue if job is not None else None
+    with batch_jobs.alongside(ctx.store.redis, queue, ctx.settings.reconcile_concurrency, reconcile_batch):
+        try:
+            return _reconcile_batch(batch_id, force)
+        except Exception:
+            count_failure(get_current_job())
+            raise
 
 
 def _reconcile_batch(batch_id: str, force: bool) -> str:

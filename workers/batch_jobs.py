@@ -1,0 +1,173 @@
+"""Concurrent reconciles inside one worker: a reconcile job claims more due reconcile jobs and runs them at once.
+
+A retrieve waits 50-200 ms on a real gateway, and RQ's SimpleWorker runs one
+job at a time, so one process reconciled at most 5-20 batches a second. A
+reconcile job that finds more reconcile jobs waiting in its queue claims
+them (``ClaimJobs``: atomically popped from RQ's queue list and marked
+started, so an event arriving meanwhile queues a fresh job instead of
+coalescing into a claimed one) and runs them on up to
+``AISTATS_RECONCILE_CONCURRENCY - 1`` threads beside its own, each thread
+claiming the next as it finishes, until the queue holds no more.
+
+Each claimed job runs through the very same function RQ would call
+(``workers.jobs.reconcile_batch``, with the claimed job as the current job),
+so BEGIN (lock, slot) / COMMIT, per-batch single flight, coalescing, the
+ledger's exactly-once and the retry policy are unchanged; its end is written
+as RQ's worker writes it (finished: result and registry; failed: RQ's own
+``Job.retry`` or the failed registry). A worker killed while holding claimed
+jobs leaves them marked started: the next event of such a batch queues a new
+job, and the sweep re-queues a batch whose slot waited past
+``AISTATS_STALE_AFTER``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from redis import Redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus, _job_stack
+from rq.utils import now
+
+from aistats_hooks.queueing import describe
+from aistats_hooks.store.script import Script, text
+
+log = logging.getLogger("workers.batch_jobs")
+# Seconds a job keeps claiming more: well inside queueing.JOB_TIMEOUT (120), so the job that claimed
+# them is never killed by RQ's timeout while its threads still run.
+CLAIM_SECONDS = 45.0
+_local = threading.local()
+
+
+class ClaimJobs(Script):
+    """Pop up to N waiting reconcile jobs from RQ's queue list and mark them started, atomically.
+
+    KEYS[1] the queue list. ARGV: [1] how many, [2] the job key prefix, [3] the reconcile
+    jobs' description prefix, [4] RQ's queued status, [5] RQ's started status. Other jobs
+    met on the way (sweeps, handler jobs) go back to the front, in their order.
+    """
+
+    LUA = """
+local want = tonumber(ARGV[1])
+local claimed, others = {}, {}
+while #claimed < want and #others < want do
+  local id = redis.call('LPOP', KEYS[1])
+  if not id then break end
+  local job = redis.call('HMGET', ARGV[2] .. id, 'description', 'status')
+  if job[1] and job[2] == ARGV[4] and string.sub(job[1], 1, #ARGV[3]) == ARGV[3] then
+    redis.call('HSET', ARGV[2] .. id, 'status', ARGV[5])
+    claimed[#claimed + 1] = id
+  else
+    others[#others + 1] = id
+  end
+end
+for i = #others, 1, -1 do redis.call('LPUSH', KEYS[1], others[i]) end
+return claimed
+"""
+
+    def call(self, queue: Queue, count: int) -> list[str]:
+        """Return the ids of the jobs claimed (at most ``count``)."""
+        prefix = queue.job_class.redis_job_namespace_prefix
+        ids = self.run([queue.key], [count, prefix, describe(""), JobStatus.QUEUED.value, JobStatus.STARTED.value])
+        return [text(i) for i in ids]
+
+
+def claiming() -> bool:
+    """True inside a claimed job's thread: it must not claim more itself."""
+    return bool(getattr(_local, "claimed", False))
+
+
+@contextmanager
+def alongside(redis: Redis, queue: Queue | None, concurrency: int,
+              run: Callable[[str, bool], str]) -> Iterator[int]:
+    """Run more waiting reconcile jobs on threads while the body runs its own; yield how many threads started.
+
+    ``run(batch_id, force)`` is the job function RQ calls. Nothing is claimed inside a claimed
+    job, without a queue, or at a concurrency of 1.
+    """
+    if claiming() or queue is None or concurrency <= 1:
+        yield 0
+        return
+    script = ClaimJobs(redis)
+    first = script.call(queue, concurrency - 1)
+    if not first:
+        yield 0
+        return
+    deadline = time.monotonic() + CLAIM_SECONDS
+    pool = ThreadPoolExecutor(max_workers=len(first), thread_name_prefix="reconcile")
+    futures = [pool.submit(_loop, script, queue, job_id, run, deadline) for job_id in first]
+    try:
+        yield len(first)
+    finally:
+        for future in futures:
+            future.result()  # _loop never raises: each job's end is written by _run_one
+        pool.shutdown(wait=True)
+
+
+def _loop(script: ClaimJobs, queue: Queue, job_id: str, run: Callable[[str, bool], str], deadline: float) -> int:
+    """Run ``job_id``, then claim and run the next waiting one, until none waits or the deadline passes."""
+    _local.claimed = True
+    done = 0
+    while True:
+        try:
+            _run_one(queue, job_id, run)
+        except Exception:  # a Redis error writing a job's end must not stop the others
+            log.exception("could not record the end of claimed job %s", job_id)
+        done += 1
+        if time.monotonic() > deadline:
+            return done
+        try:
+            more = script.call(queue, 1)
+        except Exception:
+            log.exception("could not claim another reconcile job")
+            return done
+        if not more:
+            return done
+        job_id = more[0]
+
+
+def _run_one(queue: Queue, job_id: str, run: Callable[[str, bool], str]) -> None:
+    """Run one claimed job as RQ's worker would: the job function, then its finished or failed end."""
+    try:
+        job = Job.fetch(job_id, connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return  # deleted while waiting (e.g. `forget`): RQ would have skipped it too
+    batch_id = job.args[0] if job.args else job.kwargs.get("batch_id")
+    force = bool(job.kwargs.get("force", False))
+    job.started_at = now()
+    _job_stack.push(job)
+    try:
+        result = run(batch_id, force)
+    except Exception as exc:
+        job.ended_at = now()
+        _failed(queue, job, exc)
+    else:
+        job.ended_at = now()
+        job._result = result
+        result_ttl = job.get_result_ttl(500)
+        with queue.connection.pipeline() as pipe:
+            if result_ttl != 0:
+                job._handle_success(result_ttl, pipeline=pipe)
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)  # ttl 0 (ours): the job is deleted
+            pipe.execute()
+    finally:
+        _job_stack.pop()
+
+
+def _failed(queue: Queue, job: Job, exc: BaseException) -> None:
+    """Retry ``job`` through RQ's own ``Job.retry`` (the job function set its intervals) or fail it visibly."""
+    exc_string = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    with queue.connection.pipeline() as pipe:
+        if job.should_retry:
+            job.retry(queue, pipe)
+        else:
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            job._handle_failure(exc_string, pipeline=pipe)
+        pipe.execute()
