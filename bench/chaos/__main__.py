@@ -32,6 +32,8 @@ from .slow import SlowClients
 from .report import build_result, print_table, write_json
 from .stack import ROOT, Stack
 from .traffic import Creator
+from aistats_hooks import forwarding
+
 from . import handler_runs
 from .verify import Reader, converge, final_pass
 
@@ -103,6 +105,8 @@ def run(opts) -> bool:
               flush=True)
         forward = Forwarding(stack)  # before the processes start: their settings name it
         stack.start()
+        if not handler_runs.wait_for_groups(stack, (handler_runs.GROUP, forwarding.GROUP)):
+            record.note("the workers did not create the change feed's consumer groups within 60 s")
         record.note("stack up: redis-server (AOF), sandbox, gunicorn, "
                     f"{opts.workers} rq workers, {stack.cron_mode}")
         proxy = TapProxy(stack.web_url, [stack.old_secret, stack.new_secret], record, seed=opts.seed).start()

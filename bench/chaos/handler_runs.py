@@ -46,6 +46,25 @@ def _undispatched(redis, stream: str) -> int:
     return undelivered + int(group["pending"])
 
 
+def wait_for_groups(stack, names: tuple[str, ...], timeout: float = 60.0) -> bool:
+    """Wait until the workers created the feed's consumer groups (they do at start).
+
+    Handlers and forwarding see the transitions stored after their group
+    exists, so traffic starts once the workers are up, as it would in production.
+    """
+    redis = stack.redis()
+    stream = f"{stack.prefix}:changes"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if redis.exists(stream):
+            have = {(g["name"].decode() if isinstance(g["name"], bytes) else g["name"])
+                    for g in redis.xinfo_groups(stream)}
+            if set(names) <= have:
+                return True
+        time.sleep(0.2)
+    return False
+
+
 def check(stack, *, timeout: float = 300.0, on_wait=None) -> dict:
     """Wait for handler work to drain (up to ``timeout``), then compare the feed with the runs."""
     redis = stack.redis()
