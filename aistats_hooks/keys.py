@@ -28,6 +28,8 @@ Shared::
     {p}:hlast:{batch_id}            hash  handler -> the batch's latest handler job id (ordering)
     {p}:hdone                       hash  handler job id -> when it succeeded (never run twice)
     {p}:fwd:*                       forwarding: messages, their attempts, disabled destinations (Keys.forward)
+    {p}:up:bucket                   string when the next gateway call may go (microseconds; AISTATS_UPSTREAM_RPS)
+    {p}:up:paused                   string set until a 429's Retry-After ends: every process waits it out
 
 RQ's own keys (job hashes, the queue, its registries, ``rq:queues``) are not
 named here: ``queueing.RQContract`` takes them from RQ's classes.
@@ -139,6 +141,16 @@ class Keys:
     def dispatch_lock(self) -> str:
         """Held by the one process turning new transitions into handler jobs."""
         return self._key("dispatch", "lock")
+
+    @property
+    def upstream_bucket(self) -> str:
+        """The token bucket every process draws gateway calls from (store.budget)."""
+        return self._key("up", "bucket")
+
+    @property
+    def upstream_paused(self) -> str:
+        """Set (with a TTL) while the gateway asked us to wait (a 429's Retry-After)."""
+        return self._key("up", "paused")
 
     def handler_last(self, batch_id: str) -> str:
         """Hash handler -> the id of the batch's latest handler job (the next one depends on it: order)."""

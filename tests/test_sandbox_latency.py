@@ -32,9 +32,15 @@ def test_every_api_answer_goes_through_the_delay():
     assert len(set(delays)) > 1  # the jitter varies per answer
 
 
-def test_no_latency_keeps_the_bare_app():
-    srv = SandboxServer(API_KEY)
-    assert srv.app is srv.api
+def test_api_calls_are_counted_per_second_without_latency():
+    with SandboxServer(API_KEY) as srv:
+        srv.app._sleep = lambda seconds: pytest.fail("no latency was asked for")
+        with httpx.Client(base_url=srv.base_url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+            for _ in range(3):
+                assert http.get("/batches").status_code == 200
+        root = srv.base_url.rsplit("/v1", 1)[0]
+        stats = httpx.get(root + "/_sandbox/stats", headers={"Authorization": f"Bearer {API_KEY}"}).json()
+    assert sum(stats["api_calls_by_second"].values()) == 3  # the stats call itself is not counted
 
 
 def test_the_delay_is_the_latency_plus_bounded_jitter():

@@ -15,6 +15,8 @@ from aistats_hooks.config import Settings
 from aistats_hooks.keys import Keys
 from aistats_hooks.redis_conn import connect
 from aistats_hooks.sdk import AIStats
+from aistats_hooks.store.budget import Budget
+from aistats_hooks.upstream_budget import BudgetTransport
 from aistats_hooks.store import Store
 
 
@@ -35,7 +37,12 @@ def build(settings: Settings) -> Context:
         dispatch.ensure_group(redis, Keys(settings.key_prefix))
     if settings.forward_urls:  # forwarding starts with the transitions from now on
         forwarding.ensure_group(redis, Keys(settings.key_prefix))
-    client = AIStats(settings.require_api_key(), settings.base_url, timeout=settings.upstream_timeout)
+    # Every call waits for the budget shared by all processes (AISTATS_UPSTREAM_RPS, a 429's pause).
+    connections = max(20, settings.reconcile_concurrency)
+    transport = BudgetTransport(Budget(redis, Keys(settings.key_prefix)), settings.upstream_rps,
+                                max_connections=connections)
+    client = AIStats(settings.require_api_key(), settings.base_url, timeout=settings.upstream_timeout,
+                     transport=transport, max_connections=connections)
     return Context(settings=settings, store=Store(redis, settings), client=client)
 
 

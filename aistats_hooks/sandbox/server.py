@@ -65,7 +65,8 @@ class SandboxServer:
         # Every API answer waits latency_ms (+ up to jitter_ms): a real gateway is 50-200 ms away.
         # Webhook deliveries are sent by the Deliverer, outside this wrapper, so they are not delayed.
         self.api = create_app(self.gateway)
-        self.app = Delayed(self.api, latency_ms, jitter_ms, seed=seed) if latency_ms or jitter_ms else self.api
+        self.app = Delayed(self.api, latency_ms, jitter_ms, seed=seed,
+                           count=lambda second: self.gateway.stats.incr("api_calls_by_second", second))
         # Where the state is kept across restarts (make run: .data/sandbox-state.pickle); None keeps nothing.
         self.state_file = Path(state_file) if state_file else None
         self.restored = persist.load(self.gateway, self.state_file) if self.state_file else 0
