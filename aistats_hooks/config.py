@@ -153,7 +153,7 @@ class Settings:
     upstream_timeout: int = 20
     # Reconcile jobs one worker runs at once (claimed from the queue; batch_jobs.py) and the gateway's
     # shared call budget across every process (upstream_budget.py; 0 = no cap).
-    reconcile_concurrency: int = 16
+    reconcile_concurrency: int = 32
     upstream_rps: int = 0
     data_dir: str = ".data"
     metrics_public: bool = False
@@ -214,7 +214,7 @@ class Settings:
             event_retention=int_setting(env, "AISTATS_EVENT_RETENTION", 30 * 86400, low=3600, high=366 * 86400),
             stale_after=int_setting(env, "AISTATS_STALE_AFTER", 300, low=5, high=86400),
             upstream_timeout=int_setting(env, "AISTATS_UPSTREAM_TIMEOUT", 20, low=1, high=600),
-            reconcile_concurrency=int_setting(env, "AISTATS_RECONCILE_CONCURRENCY", 16, low=1, high=128),
+            reconcile_concurrency=int_setting(env, "AISTATS_RECONCILE_CONCURRENCY", 32, low=1, high=128),
             upstream_rps=int_setting(env, "AISTATS_UPSTREAM_RPS", 0, low=0, high=100_000),
             data_dir=env.get("AISTATS_DATA_DIR", "").strip() or ".data",
             metrics_public=_bool(env, "METRICS_PUBLIC"),

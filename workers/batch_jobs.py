@@ -6,8 +6,8 @@ reconcile job that finds more reconcile jobs waiting in its queue claims
 them (``ClaimJobs``: atomically popped from RQ's queue list and marked
 started, so an event arriving meanwhile queues a fresh job instead of
 coalescing into a claimed one) and runs them on up to
-``AISTATS_RECONCILE_CONCURRENCY - 1`` threads beside its own, each thread
-claiming the next as it finishes, until the queue holds no more.
+``AISTATS_RECONCILE_CONCURRENCY - 1`` threads beside its own, claiming more
+as threads free up and deliveries arrive, until none runs and none waits.
 
 Each claimed job runs through the very same function RQ would call
 (``workers.jobs.reconcile_batch``, with the claimed job as the current job),
@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 from redis import Redis
@@ -43,6 +43,8 @@ log = logging.getLogger("workers.batch_jobs")
 # Seconds a job keeps claiming more: well inside queueing.JOB_TIMEOUT (120), so the job that claimed
 # them is never killed by RQ's timeout while its threads still run.
 CLAIM_SECONDS = 45.0
+# Seconds between looks at the queue while claimed jobs run (one is also taken as soon as a job ends).
+POLL_SECONDS = 0.05
 _local = threading.local()
 
 
@@ -86,51 +88,58 @@ def claiming() -> bool:
 
 @contextmanager
 def alongside(redis: Redis, queue: Queue | None, concurrency: int,
-              run: Callable[[str, bool], str]) -> Iterator[int]:
-    """Run more waiting reconcile jobs on threads while the body runs its own; yield how many threads started.
+              run: Callable[[str, bool], str]) -> Iterator[None]:
+    """Run more waiting reconcile jobs on threads while the body runs its own.
 
     ``run(batch_id, force)`` is the job function RQ calls. Nothing is claimed inside a claimed
     job, without a queue, or at a concurrency of 1.
     """
     if claiming() or queue is None or concurrency <= 1:
-        yield 0
+        yield
         return
-    script = ClaimJobs(redis)
-    first = script.call(queue, concurrency - 1)
-    if not first:
-        yield 0
-        return
-    deadline = time.monotonic() + CLAIM_SECONDS
-    pool = ThreadPoolExecutor(max_workers=len(first), thread_name_prefix="reconcile")
-    futures = [pool.submit(_loop, script, queue, job_id, run, deadline) for job_id in first]
+    feeder = threading.Thread(target=_feed, args=(ClaimJobs(redis), queue, concurrency - 1, run),
+                              name="reconcile-feeder", daemon=True)
+    feeder.start()
     try:
-        yield len(first)
+        yield
     finally:
-        for future in futures:
-            future.result()  # _loop never raises: each job's end is written by _run_one
-        pool.shutdown(wait=True)
+        feeder.join()
 
 
-def _loop(script: ClaimJobs, queue: Queue, job_id: str, run: Callable[[str, bool], str], deadline: float) -> int:
-    """Run ``job_id``, then claim and run the next waiting one, until none waits or the deadline passes."""
+def _feed(script: ClaimJobs, queue: Queue, size: int, run: Callable[[str, bool], str]) -> int:
+    """Keep up to ``size`` claimed jobs running, claiming more as deliveries arrive; return how many ran.
+
+    Stops claiming when nothing runs and nothing waits, or after ``CLAIM_SECONDS``; then lets the
+    running ones finish. A storm arrives over seconds, so the pool grows as the queue does.
+    """
+    deadline = time.monotonic() + CLAIM_SECONDS
+    running: set[Future] = set()
+    ran = 0
+    with ThreadPoolExecutor(max_workers=size, thread_name_prefix="reconcile") as pool:
+        while True:
+            running = {f for f in running if not f.done()}
+            free = size - len(running)
+            claimed: list[str] = []
+            if free and time.monotonic() < deadline:
+                try:
+                    claimed = script.call(queue, free)
+                except Exception:  # Redis trouble: finish what runs, claim nothing more
+                    log.exception("could not claim reconcile jobs")
+                    deadline = 0.0
+            for job_id in claimed:
+                running.add(pool.submit(_run_claimed, queue, job_id, run))
+            ran += len(claimed)
+            if not running:
+                return ran
+            wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+
+
+def _run_claimed(queue: Queue, job_id: str, run: Callable[[str, bool], str]) -> None:
     _local.claimed = True
-    done = 0
-    while True:
-        try:
-            _run_one(queue, job_id, run)
-        except Exception:  # a Redis error writing a job's end must not stop the others
-            log.exception("could not record the end of claimed job %s", job_id)
-        done += 1
-        if time.monotonic() > deadline:
-            return done
-        try:
-            more = script.call(queue, 1)
-        except Exception:
-            log.exception("could not claim another reconcile job")
-            return done
-        if not more:
-            return done
-        job_id = more[0]
+    try:
+        _run_one(queue, job_id, run)
+    except Exception:  # a Redis error writing a job's end must not stop the others
+        log.exception("could not record the end of claimed job %s", job_id)
 
 
 def _run_one(queue: Queue, job_id: str, run: Callable[[str, bool], str]) -> None:
