@@ -97,7 +97,8 @@ def wait_final(client: Redis, prefix: str, ids: Sequence[str], *, timeout: float
     waiting = list(ids)
     deadline = time.monotonic() + timeout
     while waiting:
-        waiting = [b for b in waiting if b not in final_ids(client, prefix, waiting)]
+        final = final_ids(client, prefix, waiting)  # once per look: per id it was quadratic (seconds at 2,000)
+        waiting = [b for b in waiting if b not in final]
         if not waiting:
             break
         if time.monotonic() > deadline:
