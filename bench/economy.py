@@ -18,6 +18,8 @@ from . import deliveries, drive, procs
 from .context import Bench, Row
 
 TARGET_PER_EVENT = 0.3
+# Retrieves per batch lifecycle against the gateway's own events (created + terminal): one per event.
+TARGET_PER_LIFECYCLE = 2.0
 LIFECYCLE_S = 600
 POLL_INTERVAL_S = 5
 MEMORY_TARGET = 4096
@@ -128,10 +130,10 @@ def _rows(bench: Bench, storm: dict, life: dict, speed: float) -> None:
             f"<= {TARGET_PER_EVENT}", per_event <= TARGET_PER_EVENT,
             f"{storm['retrieves']:,} retrieves for {storm['events']:,} events of {storm['batches']} batches, "
             f"2 SimpleWorkers; ingest outcomes {storm['outcomes']}"),
-        Row("economy", "10-min lifecycle: retrieve calls per batch", f"{per_batch:.1f} vs polling {polling}",
-            f"< {polling} (5 s polling)", per_batch < polling,
-            f"{life['batches']} batches at --speed {speed:g}, {life['events'] / life['batches']:.1f} events each, "
-            f"{life['failed']} failed deliveries"),
+        Row("economy", "10-min lifecycle: retrieve calls per batch", f"{per_batch:.2f} vs polling {polling}",
+            f"<= {TARGET_PER_LIFECYCLE:g} (5 s polling: {polling})", per_batch <= TARGET_PER_LIFECYCLE,
+            f"{life['batches']} batches at --speed {speed:g}, {life['events'] / life['batches']:.1f} events each "
+            f"(created + terminal, as the gateway sends), {life['failed']} failed deliveries"),
         Row("scale", "Redis memory per tracked batch with its events", f"{steady:,.0f} B",
             f"<= {MEMORY_TARGET:,} B", steady <= MEMORY_TARGET,
             f"used_memory delta / {life['batches']} lifecycles once RQ's job/result keys expire; "
