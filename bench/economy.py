@@ -57,6 +57,7 @@ def _lifecycles(bench: Bench, batches: int, speed: float) -> dict:
     try:
         time.sleep(0.5)
         before = bench.redis.info_memory()
+        clients_before = _client_memory(bench)
         # A managed endpoint, its secret pinned to the one gunicorn already verifies with.
         endpoint = drive.create_endpoint(base_url, bench.api_key, f"http://127.0.0.1:{port}/webhooks/aistats",
                                          drive.ALL_EVENTS, secret=bench.secret)
@@ -78,6 +79,7 @@ def _lifecycles(bench: Bench, batches: int, speed: float) -> dict:
         for start in range(0, len(transient), 500):
             client.delete(*transient[start:start + 500])
         steady = bench.redis.info_memory()
+        clients = _client_memory(bench) - clients_before
         families = memory_by_family(client, bench.prefix)
     finally:
         drive.stop_workers(workers)
@@ -85,8 +87,13 @@ def _lifecycles(bench: Bench, batches: int, speed: float) -> dict:
         sandbox.stop()
     return {"batches": batches, "retrieves": stats["retrieve_calls"]["total"],
             "events": stats["events_generated"]["total"], "delivered": stats["deliveries"]["succeeded"],
-            "failed": stats["deliveries"]["failed"], "mem_total": after - before, "mem_steady": steady - before,
-            "families": families}
+            "failed": stats["deliveries"]["failed"], "mem_total": after - before,
+            "mem_steady": steady - before - clients, "mem_clients": clients, "families": families}
+
+
+def _client_memory(bench: Bench) -> int:
+    """Redis memory held by client connections (buffers): grows with the workers' threads, not with batches."""
+    return int(bench.client().info("memory").get("mem_clients_normal", 0))
 
 
 def memory_by_family(client, prefix: str) -> dict[str, int]:
@@ -136,7 +143,8 @@ def _rows(bench: Bench, storm: dict, life: dict, speed: float) -> None:
             f"(created + terminal, as the gateway sends), {life['failed']} failed deliveries"),
         Row("scale", "Redis memory per tracked batch with its events", f"{steady:,.0f} B",
             f"<= {MEMORY_TARGET:,} B", steady <= MEMORY_TARGET,
-            f"used_memory delta / {life['batches']} lifecycles once RQ's job/result keys expire; "
+            f"used_memory delta less client connections' buffers ({life['mem_clients']:,} B: the workers' "
+            f"reconcile threads' connections) / {life['batches']} lifecycles once RQ's job/result keys expire; "
             f"{total:,.0f} B while they live; MEMORY USAGE per batch by key family: "
             + ", ".join(f"{k} {v / life['batches']:,.0f} B" for k, v in list(life["families"].items())[:5])),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from rq.cron import register
 
+from workers.discovery_job import discover
 from workers.jobs import sweep
 from workers.settings import QUEUES, SETTINGS, SWEEP_INTERVAL
 
@@ -27,4 +28,16 @@ register(
     result_ttl=600,
     failure_ttl=86400,
     name=f"{SETTINGS.key_prefix}:sweep",
+)
+
+# Discovery: the gateway list's first page per status group, on the same interval (6 calls a tick):
+# batches we never heard of, and batches whose listed status moved, get a reconcile.
+register(
+    discover,
+    queue_name=QUEUES[0],
+    interval=SWEEP_INTERVAL,
+    job_timeout=max(SWEEP_INTERVAL, 60),
+    result_ttl=600,
+    failure_ttl=86400,
+    name=f"{SETTINGS.key_prefix}:discover",
 )
