@@ -361,7 +361,9 @@ def test_cron_config_registers_the_sweep_on_the_project_queue(redis_url, prefix)
     proc = run_process([sys.executable, "-c", code], REDIS_URL=redis_url, AISTATS_API_KEY="sk_x_123456",
                        AISTATS_KEY_PREFIX=prefix, AISTATS_SWEEP_INTERVAL="45")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == f"[('workers.jobs.sweep', '{prefix}', 45)] ['{prefix}'] {redis_url}"
+    assert proc.stdout.strip().splitlines()[-1] == (
+        f"[('workers.jobs.sweep', '{prefix}', 45), ('workers.discovery_job.discover', '{prefix}', 45)] "
+        f"['{prefix}'] {redis_url}")
 
 
 def test_every_setting_is_documented_in_env_example():
