@@ -61,3 +61,14 @@ def test_a_batch_listed_in_another_status_is_reconciled(ctx, sandbox):
     assert counts["changed"] == 1 and counts["queued"] == 1
     run_worker(ctx.store)
     assert ctx.store.get(batch_id)["status"] == sandbox.gateway.truth(batch_id)["status"]
+
+
+def test_discovered_batches_are_reported_in_metrics(ctx, sandbox, settings):
+    with httpx.Client(base_url=sandbox.base_url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        http.post("/batches", json={"prompts": ["a"]}).raise_for_status()
+    wait_for(lambda: discover()["discovered"] >= 1)
+    from aistats_hooks.web import create_app
+
+    app = create_app(settings)
+    text = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {settings.query_api_token}"}).text
+    assert 'aistats_discovery_batches_total{kind="discovered"} 1.0' in text

@@ -164,6 +164,14 @@ class StoreCollector(Collector):
 
         yield self._histogram(data["histogram"] or {})
 
+        discovery = _ints(self.store.redis.hgetall(self.store.keys.counters("discovery")))
+        family = CounterMetricFamily("aistats_discovery_batches", "Batches the cron's list polling found: listed, "
+                                     "discovered (unknown here), changed (listed status differs), queued.",
+                                     labels=["kind"])
+        for kind in ("listed", "discovered", "changed", "queued"):
+            family.add_metric([kind], discovery.get(kind, 0))
+        yield family
+
         forwarded = _ints(self.store.redis.hgetall(self.store.keys.counters("forward")))
         family = CounterMetricFamily("aistats_forward_attempts", "Forwarding attempts (AISTATS_FORWARD_URLS), by "
                                      "outcome: delivered, retried, failed (for good), disabled.", labels=["outcome"])
