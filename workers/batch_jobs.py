@@ -36,6 +36,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus, _job_stack
 from rq.utils import now
 
+from aistats_hooks.errors import AIStatsError
 from aistats_hooks.queueing import describe
 from aistats_hooks.store.script import Script, text
 
@@ -171,8 +172,17 @@ def _run_one(queue: Queue, job_id: str, run: Callable[[str, bool], str]) -> None
 
 
 def _failed(queue: Queue, job: Job, exc: BaseException) -> None:
-    """Retry ``job`` through RQ's own ``Job.retry`` (the job function set its intervals) or fail it visibly."""
+    """Retry ``job`` through RQ's own ``Job.retry`` (the job function set its intervals) or fail it visibly.
+
+    Logged as the worker's own failures are (workers/log_filter.py): a retried transient
+    gateway error is one WARNING line, anything else an ERROR with its traceback.
+    """
     exc_string = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if isinstance(exc, AIStatsError) and exc.retryable and job.should_retry:
+        log.warning("job %s (%s): transient gateway error, RQ retries it: %s: %s", job.id, job.func_name,
+                    type(exc).__name__, exc)
+    else:
+        log.error("job %s (%s) failed: %s", job.id, job.func_name, exc_string.strip())
     with queue.connection.pipeline() as pipe:
         if job.should_retry:
             job.retry(queue, pipe)
