@@ -94,3 +94,35 @@ def store(app):
     from aistats_hooks.web import get_store
 
     return get_store(app)
+
+
+@pytest.fixture
+def upstream():
+    """A scripted gateway retrieve endpoint over real HTTP (tests/upstream.py)."""
+    from tests.upstream import Upstream
+
+    server = Upstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def worker_env(settings, upstream, monkeypatch) -> dict:
+    """The environment a worker process would have (this test's Redis, prefix, queue; the scripted upstream).
+
+    Set in os.environ too, for the in-process RQ workers whose jobs build their context from it; a test adds
+    its own variables with monkeypatch and ``workers.context.current.cache_clear()``.
+    """
+    from workers import context
+
+    env = {
+        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
+        "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
+        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
+        "AISTATS_DEBOUNCE_MS": "0",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    context.current.cache_clear()
+    yield env
+    context.current.cache_clear()

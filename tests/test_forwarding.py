@@ -17,18 +17,10 @@ from aistats_hooks.forward_settings import generate_secret
 from bench.forward_destination import Destination
 from tests.helpers import make_event, run_worker
 from tests.test_handlers import batch, deliver, feed
-from tests.upstream import Upstream
 from workers import context
 
 EVENTS = "batch.created,batch.in_progress,batch.progress,batch.completed,batch.billing_settled"
 SECRET = generate_secret()
-
-
-@pytest.fixture
-def upstream():
-    server = Upstream()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -39,14 +31,8 @@ def destination():
 
 
 @pytest.fixture
-def app(settings, upstream, destination, monkeypatch):
-    env = {
-        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
-        "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
-        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
-        "AISTATS_DEBOUNCE_MS": "0", "AISTATS_FORWARD_URLS": destination.url, "AISTATS_FORWARD_SECRET": SECRET,
-        "AISTATS_FORWARD_EVENTS": EVENTS,
-    }
+def app(settings, worker_env, destination, monkeypatch):
+    env = {"AISTATS_FORWARD_URLS": destination.url, "AISTATS_FORWARD_SECRET": SECRET, "AISTATS_FORWARD_EVENTS": EVENTS}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(forwarding, "BACKOFF", [0] * 7)  # retries at once in these tests

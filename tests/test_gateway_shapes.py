@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_event, run_worker, signed
-from tests.upstream import Upstream
-from workers import context
 
 RETRIEVE = json.loads((Path(__file__).with_name("fixtures") / "batch_retrieve_completed.json").read_text())
 T0 = RETRIEVE["created_at"]
@@ -89,27 +87,11 @@ SHAPES = {
 
 
 @pytest.fixture
-def upstream():
-    server = Upstream()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def app(settings, upstream, monkeypatch):
-    """The receiver and query app, and the environment the worker's job reads."""
-    for name, value in {
-        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
-        "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
-        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
-        "AISTATS_DEBOUNCE_MS": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
-    context.current.cache_clear()
+def app(settings, worker_env):
+    """The receiver and query app; ``worker_env`` (conftest) is what the worker's job reads."""
     from aistats_hooks.web import create_app
 
-    yield create_app(settings)
-    context.current.cache_clear()
+    return create_app(settings)
 
 
 def _deliver(app, batch_id: str, event_type: str = "batch.completed") -> dict:

@@ -24,7 +24,6 @@ from rq.registry import FailedJobRegistry
 from aistats_hooks import dispatch, handlers
 from bench.counting_handlers import attempts_key, runs_key
 from tests.helpers import make_event, run_worker, signed, wait_for
-from tests.upstream import Upstream
 from workers import context
 
 COUNTING = "bench.counting_handlers"
@@ -32,23 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def upstream():
-    server = Upstream()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def app(settings, upstream, monkeypatch):
-    """The receiver, and a worker environment that loads the counting handler module."""
-    env = {
-        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
-        "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
-        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
-        "AISTATS_DEBOUNCE_MS": "0", "AISTATS_HANDLERS": COUNTING,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+def app(settings, worker_env, monkeypatch):
+    """The receiver, and a worker environment (conftest's ``worker_env``) that loads the counting handlers."""
+    env = dict(worker_env, AISTATS_HANDLERS=COUNTING)
+    monkeypatch.setenv("AISTATS_HANDLERS", COUNTING)
     monkeypatch.setattr(dispatch, "BACKOFF", [0])  # retries at once in these tests
     context.current.cache_clear()
     from aistats_hooks.web import create_app

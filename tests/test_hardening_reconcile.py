@@ -18,29 +18,11 @@ from aistats_hooks.sdk import AIStats
 from aistats_hooks.store.commit import InvalidRecord, RecordRow
 from aistats_hooks.web import create_app
 from tests.helpers import make_event, run_worker, signed
-from tests.upstream import Upstream
-from workers import context
 
 
 @pytest.fixture
-def upstream():
-    server = Upstream()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def app(settings, upstream, monkeypatch):
-    for name, value in {
-        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
-        "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
-        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
-        "AISTATS_DEBOUNCE_MS": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
-    context.current.cache_clear()
-    yield create_app(settings)
-    context.current.cache_clear()
+def app(settings, worker_env):
+    return create_app(settings)
 
 
 @pytest.fixture

@@ -14,30 +14,13 @@ from aistats_hooks.store import Store
 from aistats_hooks.reconcile import Outcome, reconcile_batch, track_batch
 from aistats_hooks.web import create_app
 from tests.helpers import make_event, run_worker, signed, spawn_worker
-from tests.upstream import Upstream
 from workers import context
 
 
 @pytest.fixture
-def upstream():
-    server = Upstream()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def app(settings, upstream, monkeypatch):
-    """The receiver app, and the environment a worker process would have."""
-    for name, value in {
-        "REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
-        "AISTATS_BASE_URL": upstream.base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
-        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_test_secret",
-        "AISTATS_DEBOUNCE_MS": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
-    context.current.cache_clear()
-    yield create_app(settings)
-    context.current.cache_clear()
+def app(settings, worker_env):
+    """The receiver app; ``worker_env`` (conftest) gives in-process workers their environment."""
+    return create_app(settings)
 
 
 @pytest.fixture

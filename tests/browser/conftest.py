@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
