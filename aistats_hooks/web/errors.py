@@ -8,6 +8,8 @@ from flask import Flask, jsonify
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from .params import BadParameter
+
 log = logging.getLogger("aistats_hooks.web")
 
 
@@ -31,6 +33,10 @@ def init_app(app: Flask) -> None:
         if exc.code == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
+
+    @app.errorhandler(BadParameter)
+    def bad_parameter(exc: BadParameter):
+        return error(400, "bad_request", str(exc))
 
     @app.errorhandler(RedisError)
     def redis_down(exc: RedisError):

@@ -11,6 +11,7 @@ import re
 from flask import Blueprint, jsonify, request
 
 from .. import dead_letters
+from . import params
 from .auth import require_token
 from .context import get_store
 from .errors import error
@@ -25,14 +26,10 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 @require_token
 def failed_jobs():
     """Return the newest failed reconciles and how many there are."""
-    unknown = set(request.args) - {"limit"}
-    if unknown:
-        return error(400, "bad_request", f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    raw = request.args.get("limit", "100")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-        return error(400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    params.only({"limit"})
+    count = params.limit(100, MAX_LIMIT)
     queue = get_store().queue
-    return jsonify({"count": dead_letters.count(queue), "data": dead_letters.failed_jobs(queue, limit=int(raw))})
+    return jsonify({"count": dead_letters.count(queue), "data": dead_letters.failed_jobs(queue, limit=count)})
 
 
 @bp.post("/jobs/failed/requeue")

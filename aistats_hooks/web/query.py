@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request
 
 from .. import queries
 from ..status import BatchStatus
+from . import params
 from .auth import require_token
 from .context import get_store
 from .errors import error
@@ -44,15 +45,11 @@ def batch_events(batch_id: str):
 def list_batches():
     """Return batches newest first, filtered, one page at a time."""
     args = request.args
-    unknown = set(args) - {"status", "session_id", "model", "limit", "cursor"}
-    if unknown:
-        return error(400, "bad_request", f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    params.only({"status", "session_id", "model", "limit", "cursor"})
     status = args.get("status") or None
     if status and status not in _STATUSES:
         return error(400, "bad_request", f"status must be one of {', '.join(sorted(_STATUSES))}")
-    raw_limit = args.get("limit", "50")
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= queries.MAX_LIMIT:
-        return error(400, "bad_request", f"limit must be a whole number from 1 to {queries.MAX_LIMIT}")
+    count = params.limit(50, queries.MAX_LIMIT)
     cursor = args.get("cursor") or None
     if cursor:
         try:
@@ -64,7 +61,7 @@ def list_batches():
         status=status,
         session_id=args.get("session_id") or None,
         model=args.get("model") or None,
-        limit=int(raw_limit),
+        limit=count,
         cursor=cursor,
     )
     return jsonify(page)
@@ -75,9 +72,7 @@ def list_batches():
 def billing_summary():
     """Return billing totals in nanos and USD, grouped by day, session, model or provider."""
     args = request.args
-    unknown = set(args) - {"group_by", "since", "until"}
-    if unknown:
-        return error(400, "bad_request", f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    params.only({"group_by", "since", "until"})
     group_by = args.get("group_by", "day")
     if group_by not in queries.GROUPS:
         return error(400, "bad_request", f"group_by must be one of {', '.join(queries.GROUPS)}")
