@@ -14,8 +14,6 @@ most calls the sandbox counted in any one second.
 
 from __future__ import annotations
 
-import re
-import sys
 import time
 
 from rq import Queue, Worker
@@ -30,19 +28,8 @@ WORKERS = 2  # the Procfile's worker processes
 
 def _sandbox(bench: Bench, latency_ms: float) -> tuple[procs.Proc, str]:
     """Start the sandbox with upstream latency; return it and its base URL."""
-    args = [sys.executable, "-m", "aistats_hooks.sandbox", "--port", "0", "--api-key", bench.api_key,
-            "--speed", "1", "--seed", "16", "--latency-ms", f"{latency_ms:g}", "--delivery-workers", "2"]
-    proc = procs.Proc("sandbox-latency", args, procs.service_env(), bench.folder).start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = re.search(r"sandbox gateway on (http://\S+/v1)", proc.log_tail(50))
-        if found:
-            return proc, found.group(1)
-        if not proc.alive():
-            raise RuntimeError(f"sandbox exited:\n{proc.log_tail()}")
-        time.sleep(0.05)
-    proc.stop()
-    raise RuntimeError("sandbox did not start")
+    return procs.sandbox(bench.api_key, 1, 16, procs.service_env(), bench.folder, delivery_workers=2,
+                         extra=["--latency-ms", f"{latency_ms:g}"], name="sandbox-latency")
 
 
 def _ours(bench: Bench, base_url: str, app_url: str, ids: list[str]) -> dict:

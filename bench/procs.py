@@ -202,11 +202,11 @@ def rq_worker(name: str, queue: str, env: dict[str, str], log_dir: Path, *,
 
 
 def sandbox(api_key: str, speed: float, seed: int, env: dict[str, str], log_dir: Path,
-            *, delivery_workers: int = 8) -> tuple[Proc, str]:
-    """Start the sandbox gateway on a free port; return it and its base URL (…/v1)."""
+            *, delivery_workers: int = 8, extra: list[str] | None = None, name: str = "sandbox") -> tuple[Proc, str]:
+    """Start the sandbox gateway on a free port (``extra``: more of its options); return it and its base URL (…/v1)."""
     args = [sys.executable, "-m", "aistats_hooks.sandbox", "--port", "0", "--api-key", api_key,
-            "--speed", f"{speed:g}", "--seed", str(seed), "--delivery-workers", str(delivery_workers)]
-    proc = Proc("sandbox", args, env, log_dir).start()
+            "--speed", f"{speed:g}", "--seed", str(seed), "--delivery-workers", str(delivery_workers), *(extra or [])]
+    proc = Proc(name, args, env, log_dir).start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         found = re.search(r"sandbox gateway on (http://\S+/v1)", proc.log_tail(50))
