@@ -19,7 +19,7 @@ exceptions), ``_validate``, ``_batches``, ``_endpoints``, ``_results``, ``_webso
 
 from __future__ import annotations
 
-import httpx
+import functools
 
 from ._batches import BatchesMixin
 from ._client import DEFAULT_BASE_URL, USER_AGENT
@@ -37,17 +37,10 @@ __all__ = [
 class AIStats(BatchesMixin, WebhookEndpointsMixin, ResultsMixin, WebsocketMixin):
     """A client of the AI Stats gateway: batches, files, results, webhook endpoints, stream URLs."""
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str = DEFAULT_BASE_URL,
-        *,
-        timeout: float | httpx.Timeout = 20.0,
-        transport: httpx.BaseTransport | None = None,
-        max_connections: int = 20,
-    ) -> None:
-        super().__init__(api_key, base_url, timeout=timeout, transport=transport, max_connections=max_connections)
-        self.async_jobs = AsyncJobs(self)
+    @functools.cached_property
+    def async_jobs(self) -> AsyncJobs:
+        """The ``async_jobs`` namespace of the official SDKs (websocket URLs)."""
+        return AsyncJobs(self)
 
     def __enter__(self) -> AIStats:
         return self
