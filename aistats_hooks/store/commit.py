@@ -97,10 +97,40 @@ class RecordRow:
 _STATUSES = frozenset(s.value for s in BatchStatus)
 
 
+# The ledger's Lua, shared by COMMIT and FORGET: a contribution is "nanos|day|session|model|provider",
+# and ledger(p, value, sign) adds it to (sign 1) or takes it from (-1) every total under prefix p.
+LEDGER_LUA = """
+local function split(value)
+  local out, start = {}, 1
+  while true do
+    local i = string.find(value, '|', start, true)
+    if not i then out[#out + 1] = string.sub(value, start); return out end
+    out[#out + 1] = string.sub(value, start, i - 1)
+    start = i + 1
+  end
+end
+local function ledger(p, value, sign)
+  local f = split(value)
+  -- Nanos stay strings: Lua numbers are doubles and print large values as 1e+15.
+  if f[1] == '0' then return end
+  local nanos = f[1]
+  if sign < 0 then nanos = '-' .. nanos end
+  local day = f[2]
+  redis.call('INCRBY', p .. ':ledger:total', nanos)
+  redis.call('HINCRBY', p .. ':ledger:day', day, nanos)
+  local dims = {session_id = f[3], model = f[4], provider = f[5]}
+  for dim, group in pairs(dims) do
+    redis.call('HINCRBY', p .. ':ledger:' .. dim, group, nanos)
+    redis.call('HINCRBY', p .. ':ledger:' .. dim .. ':' .. day, group, nanos)
+  end
+end
+"""
+
+
 class CommitScript(Script):
     """COMMIT: write a record, settle its events, count the upstream call, release the lock."""
 
-    LUA = """
+    LUA = LEDGER_LUA + """
 -- Write a reconciled record with its indexes and ledger contribution, settle
 -- the outcome of the events it accounts for, count the upstream call, and
 -- release the lock: all or nothing, in one round trip.
@@ -124,30 +154,6 @@ class CommitScript(Script):
 -- group keys are derived from ARGV[1] with the shapes keys.py names: a single
 -- (non-cluster) Redis.
 local p, id = ARGV[1], ARGV[2]
-local function split(value)
-  local out, start = {}, 1
-  while true do
-    local i = string.find(value, '|', start, true)
-    if not i then out[#out + 1] = string.sub(value, start); return out end
-    out[#out + 1] = string.sub(value, start, i - 1)
-    start = i + 1
-  end
-end
-local function ledger(value, sign)
-  local f = split(value)
-  -- Nanos stay strings: Lua numbers are doubles and print large values as 1e+15.
-  if f[1] == '0' then return end
-  local nanos = f[1]
-  if sign < 0 then nanos = '-' .. nanos end
-  local day = f[2]
-  redis.call('INCRBY', p .. ':ledger:total', nanos)
-  redis.call('HINCRBY', p .. ':ledger:day', day, nanos)
-  local dims = {session_id = f[3], model = f[4], provider = f[5]}
-  for dim, group in pairs(dims) do
-    redis.call('HINCRBY', p .. ':ledger:' .. dim, group, nanos)
-    redis.call('HINCRBY', p .. ':ledger:' .. dim .. ':' .. day, group, nanos)
-  end
-end
 local function reindex(name, old, new, score)
   if old and old ~= new then redis.call('ZREM', p .. ':idx:' .. name .. ':' .. old, id) end
   if new ~= '' then redis.call('ZADD', p .. ':idx:' .. name .. ':' .. new, score, id) end
@@ -194,8 +200,8 @@ if ARGV[3] ~= '' then
   end
   local new = table.concat({ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]}, '|')
   if before ~= new then
-    if before then ledger(before, -1) end
-    ledger(new, 1)
+    if before then ledger(p, before, -1) end
+    ledger(p, new, 1)
     redis.call('HSET', KEYS[4], id, new)
   end
   for i = 23, #ARGV do

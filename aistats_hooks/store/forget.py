@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from ..keys import Keys
+from .commit import LEDGER_LUA
 from .script import Script, text
 
 
@@ -28,7 +29,7 @@ class Forgotten:
 class ForgetScript(Script):
     """FORGET: drop one batch's keys and index entries; the ledger only when forced."""
 
-    LUA = """
+    LUA = LEDGER_LUA + """
 -- KEYS[1] record {p}:b:{id}; KEYS[2] events {p}:ev:{id}; KEYS[3] outcomes {p}:eo:{id};
 -- KEYS[4] pending {p}:pending:{id}; KEYS[5] recent {p}:recent:{id}; KEYS[6] lock {p}:lock:{id};
 -- KEYS[7] ledger contributions {p}:ledger:contrib; KEYS[8] open zset {p}:open; KEYS[9] unknown zset {p}:unknown
@@ -38,23 +39,12 @@ local p, id = ARGV[1], ARGV[2]
 if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) == 0 then return {'unknown', '0'} end
 if redis.call('EXISTS', KEYS[4], KEYS[6]) > 0 then return {'busy', '0'} end
 local contrib = redis.call('HGET', KEYS[7], id)
-local f = {}
-if contrib then
-  for part in string.gmatch(contrib .. '|', '([^|]*)|') do f[#f + 1] = part end
-end
-local nanos = f[1] or '0'
+local nanos = contrib and split(contrib)[1] or '0'
 if nanos ~= '0' and ARGV[3] ~= '1' then return {'settled', nanos} end
-if nanos ~= '0' then
-  local day, minus = f[2], '-' .. nanos
-  redis.call('INCRBY', p .. ':ledger:total', minus)
-  redis.call('HINCRBY', p .. ':ledger:day', day, minus)
-  local dims = {session_id = f[3], model = f[4], provider = f[5]}
-  for dim, group in pairs(dims) do
-    redis.call('HINCRBY', p .. ':ledger:' .. dim, group, minus)
-    redis.call('HINCRBY', p .. ':ledger:' .. dim .. ':' .. day, group, minus)
-  end
+if contrib then
+  ledger(p, contrib, -1)  -- exactly what COMMIT added (a '0' contribution adds nothing)
+  redis.call('HDEL', KEYS[7], id)
 end
-if contrib then redis.call('HDEL', KEYS[7], id) end
 local old = redis.call('HMGET', KEYS[1], 'status', 'session', 'model')
 local names = {'status', 'session', 'model'}
 for i = 1, 3 do
