@@ -19,25 +19,16 @@ from workers.discovery_job import discover
 from workers.jobs import sweep
 from workers.settings import QUEUES, SETTINGS, SWEEP_INTERVAL
 
-register(
-    sweep,
-    queue_name=QUEUES[0],
-    interval=SWEEP_INTERVAL,
-    # A sweep only queues jobs; a stuck one must not outlive the next tick by much.
-    job_timeout=max(SWEEP_INTERVAL, 60),
-    result_ttl=600,
-    failure_ttl=86400,
-    name=f"{SETTINGS.key_prefix}:sweep",
-)
-
-# Discovery: the gateway list's first page per status group, on the same interval (6 calls a tick):
-# batches we never heard of, and batches whose listed status moved, get a reconcile.
-register(
-    discover,
-    queue_name=QUEUES[0],
-    interval=SWEEP_INTERVAL,
-    job_timeout=max(SWEEP_INTERVAL, 60),
-    result_ttl=600,
-    failure_ttl=86400,
-    name=f"{SETTINGS.key_prefix}:discover",
-)
+# The sweep, and discovery (the gateway list's first page per status group, 6 calls a tick: batches we
+# never heard of, and batches whose listed status moved, get a reconcile), on the same interval. Each
+# only queues jobs; a stuck one must not outlive the next tick by much.
+for job, name in ((sweep, "sweep"), (discover, "discover")):
+    register(
+        job,
+        queue_name=QUEUES[0],
+        interval=SWEEP_INTERVAL,
+        job_timeout=max(SWEEP_INTERVAL, 60),
+        result_ttl=600,
+        failure_ttl=86400,
+        name=f"{SETTINGS.key_prefix}:{name}",
+    )
