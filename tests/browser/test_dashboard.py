@@ -37,7 +37,8 @@ def test_a_wrong_token_is_refused(browser, stack, shots):
     assert browser.current_url.endswith("/dashboard/login?next=/dashboard/")
     browser.find_element(By.NAME, "token").send_keys("qt_not_the_token")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    alert = browser.find_element(By.CSS_SELECTOR, "[role=alert]")
+    # The refusal is a new page: wait for it rather than reading the form that was just submitted.
+    alert = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=alert]"), timeout=15)[0]
     assert "not right" in alert.text
     assert "/dashboard/login" in browser.current_url
     browser.get(stack["url"] + "/dashboard/batches")  # still locked out
