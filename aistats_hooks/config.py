@@ -149,7 +149,11 @@ class Settings:
     queue_name: str = "aistats"
     max_body_bytes: int = MAX_BODY_BYTES
     event_retention: int = 30 * 86400
-    stale_after: int = 300
+    # The sweep is a backstop now (discovery finds what changed): an open batch is re-reconciled after
+    # stale_after seconds, at most sweep_max_per_hour of them an hour (0 = no cap).
+    stale_after: int = 3600
+    sweep_max_per_hour: int = 120
+    discovery_interval: int = 60
     upstream_timeout: int = 20
     # Reconcile jobs one worker runs at once (claimed from the queue; batch_jobs.py) and the gateway's
     # shared call budget across every process (upstream_budget.py; 0 = no cap).
@@ -212,7 +216,10 @@ class Settings:
             # Dedupe lives on the event record, so retention must outlast the
             # gateway's 21-minute retry span: an hour is the floor.
             event_retention=int_setting(env, "AISTATS_EVENT_RETENTION", 30 * 86400, low=3600, high=366 * 86400),
-            stale_after=int_setting(env, "AISTATS_STALE_AFTER", 300, low=5, high=86400),
+            stale_after=int_setting(env, "AISTATS_STALE_AFTER", 3600, low=5, high=7 * 86400),
+            sweep_max_per_hour=int_setting(env, "AISTATS_SWEEP_MAX_PER_HOUR", 120, low=0, high=10**7),
+            # The longest wait between two polls of the gateway's list (discovery.py).
+            discovery_interval=int_setting(env, "AISTATS_DISCOVERY_INTERVAL", 60, low=5, high=3600),
             upstream_timeout=int_setting(env, "AISTATS_UPSTREAM_TIMEOUT", 20, low=1, high=600),
             reconcile_concurrency=int_setting(env, "AISTATS_RECONCILE_CONCURRENCY", 32, low=1, high=128),
             upstream_rps=int_setting(env, "AISTATS_UPSTREAM_RPS", 0, low=0, high=100_000),

@@ -152,6 +152,21 @@ class Keys:
         """Set (with a TTL) while the gateway asked us to wait (a 429's Retry-After)."""
         return self._key("up", "paused")
 
+    @property
+    def discovery(self) -> str:
+        """Hash view -> its polling state (discovery.py): newest update time listed, rate, next poll."""
+        return self._key("disc", "views")
+
+    @property
+    def discovery_lock(self) -> str:
+        """Held by the one process polling the gateway's list (two crons must not double the calls)."""
+        return self._key("disc", "lock")
+
+    @property
+    def sweep_allowance(self) -> str:
+        """The sweep's backstop allowance (store.sweep.AllowanceScript): tokens and when last filled."""
+        return self._key("sweep", "allowance")
+
     def handler_last(self, batch_id: str) -> str:
         """Hash handler -> the id of the batch's latest handler job (the next one depends on it: order)."""
         return self._key("hlast", batch_id)

@@ -362,7 +362,7 @@ def test_cron_config_registers_the_sweep_on_the_project_queue(redis_url, prefix)
                        AISTATS_KEY_PREFIX=prefix, AISTATS_SWEEP_INTERVAL="45")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == (
-        f"[('workers.jobs.sweep', '{prefix}', 45), ('workers.discovery_job.discover', '{prefix}', 45)] "
+        f"[('workers.jobs.sweep', '{prefix}', 45), ('workers.discovery_job.discover', '{prefix}', 1)] "
         f"['{prefix}'] {redis_url}")
 
 

@@ -1,14 +1,19 @@
 """The polling fallback: ``rq cron -c workers.settings workers/cron_config.py``.
 
-RQ's ``CronScheduler`` loads this file and enqueues ``workers.jobs.sweep`` on
-the reconcile queue every ``AISTATS_SWEEP_INTERVAL`` seconds (default 30); a
-``rq worker`` runs it. The sweep queues a reconcile of every open batch not
-reconciled for ``AISTATS_STALE_AFTER`` seconds: batches whose webhooks were
-lost, and batches created through the CLI that never got one.
+RQ's ``CronScheduler`` loads this file and enqueues, on the reconcile queue
+(a ``rq worker`` runs them):
+
+- ``workers.discovery_job.discover`` every second: it polls the gateway's
+  list only when a view is due (aistats_hooks/discovery.py decides: every
+  few seconds while batches end fast, once per AISTATS_DISCOVERY_INTERVAL
+  when quiet), so most ticks cost one Redis read and no gateway call;
+- ``workers.jobs.sweep`` every ``AISTATS_SWEEP_INTERVAL`` seconds (default
+  30): the backstop, re-reconciling open batches not reconciled for
+  ``AISTATS_STALE_AFTER``, at most ``AISTATS_SWEEP_MAX_PER_HOUR`` an hour.
 
 Importing ``workers.settings`` validates every setting first (one line,
-exit 2). Running two cron processes is harmless: reconciles of a batch
-coalesce into one queued job.
+exit 2). Running two cron processes is harmless: discovery polls under a
+lock, the sweep's allowance is shared, and reconciles of a batch coalesce.
 """
 
 from __future__ import annotations
@@ -19,16 +24,15 @@ from workers.discovery_job import discover
 from workers.jobs import sweep
 from workers.settings import QUEUES, SETTINGS, SWEEP_INTERVAL
 
-# The sweep, and discovery (the gateway list's first page per status group, 6 calls a tick: batches we
-# never heard of, and batches whose listed status moved, get a reconcile), on the same interval. Each
-# only queues jobs; a stuck one must not outlive the next tick by much.
-for job, name in ((sweep, "sweep"), (discover, "discover")):
+# Each only queues jobs; a stuck one must not outlive the next ticks by much. A discover tick's
+# result is not kept (86,400 a day); a failed one stays in the failed registry for a day.
+for job, name, interval, result_ttl in ((sweep, "sweep", SWEEP_INTERVAL, 600), (discover, "discover", 1, 0)):
     register(
         job,
         queue_name=QUEUES[0],
-        interval=SWEEP_INTERVAL,
-        job_timeout=max(SWEEP_INTERVAL, 60),
-        result_ttl=600,
+        interval=interval,
+        job_timeout=max(interval, 60),
+        result_ttl=result_ttl,
         failure_ttl=86400,
         name=f"{SETTINGS.key_prefix}:{name}",
     )

@@ -1,4 +1,4 @@
-"""RQ job: poll the gateway's batch list for batches we do not know or whose state moved (aistats_hooks.discovery)."""
+"""RQ job: poll the gateway's batch list where changes are due (aistats_hooks.discovery); every second by the cron."""
 
 from __future__ import annotations
 
@@ -8,6 +8,6 @@ from . import context
 
 
 def discover() -> dict[str, int]:
-    """Read the list's first page per status group; queue reconciles of unknown or changed batches."""
+    """Poll the list views that are due; queue reconciles of batches unknown here or listed in another status."""
     ctx = context.current()
-    return discovery.poll(ctx.store, ctx.client)
+    return discovery.poll(ctx.store, ctx.client, longest=ctx.settings.discovery_interval)

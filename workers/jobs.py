@@ -18,7 +18,7 @@ import time
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import dispatch, forwarding, handlers, reconcile, telemetry
+from aistats_hooks import discovery, dispatch, forwarding, handlers, reconcile, telemetry
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 
@@ -77,11 +77,17 @@ def _reconcile_batch(batch_id: str, force: bool) -> str:
 
 
 def sweep(limit: int = 500) -> int:
-    """Queue a reconcile of every open batch not reconciled for a while; prune unknown batches past retention."""
+    """The backstop: queue a reconcile of open batches not reconciled for a while, within the hour's allowance.
+
+    Oldest first, at most AISTATS_SWEEP_MAX_PER_HOUR an hour (discovery finds what changed; this catches
+    what it could not see). Unknown batches past their retention are pruned.
+    """
     ctx = context.current()
-    due = ctx.store.due_for_sweep(time.time() - ctx.settings.stale_after, limit=limit)
-    stale = ctx.settings.stale_after
-    queued = sum(ctx.store.request_reconcile(b, max_pending_age=stale) == "queued" for b in due)
+    settings = ctx.settings
+    due = ctx.store.due_for_sweep(time.time() - settings.stale_after, limit=limit)
+    due = due[:ctx.store.open_batches.allowance(settings.sweep_max_per_hour, len(due))]
+    pending_age = min(settings.stale_after, discovery.PENDING_MAX_AGE)
+    queued = sum(ctx.store.request_reconcile(b, max_pending_age=pending_age) == "queued" for b in due)
     ctx.store.incr("sweep", "queued", queued)
     # Batches the gateway does not know leave after their retention, indexes and all.
     pruned = ctx.store.open_batches.prune_unknown(time.time() - ctx.settings.unknown_retention, limit=limit)

@@ -1,7 +1,9 @@
 """RQ's worker log, one line per job: ``rq worker`` says four things at INFO about every job.
 
 Kept at INFO: "Successfully completed job ... in ...s" (one line per job).
-Dropped: the dequeue line, "Job OK" and "result is kept" (the same job again).
+Dropped: the dequeue line, "Job OK" and "result is kept" (the same job again),
+and every INFO line of the discover tick, which runs every second and says
+itself when it queued something (aistats_hooks.discovery).
 A job that raised a transient gateway error (``RateLimitError``,
 ``UpstreamUnavailable``: RQ retries it) is logged at WARNING as one line,
 without the traceback; any other exception keeps RQ's ERROR and traceback,
@@ -18,7 +20,7 @@ _TRANSIENT = tuple(sorted(cls.__name__ for cls in (*AIStatsError.__subclasses__(
                                                     *[s for c in AIStatsError.__subclasses__()
                                                       for s in c.__subclasses__()])
                           if getattr(cls, "retryable", False)))
-_DROPPED = ("Job OK", "result is kept", "result discarded")
+_DROPPED = ("Job OK", "result is kept", "result discarded", "workers.discovery_job.discover(")
 
 
 class OneLinePerJob(logging.Filter):

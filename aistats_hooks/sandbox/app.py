@@ -9,7 +9,8 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .endpoint_routes import register_endpoint_routes
-from .errors import ApiError, flat, nested
+from . import population
+from .errors import ApiError, flat, nested, validation
 from .ids import request_id
 from .shapes import TERMINAL_STATUSES
 from .state import Gateway, clamp_limit
@@ -156,6 +157,29 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
     def stats():
         """Return the sandbox's counters."""
         return jsonify(dict(gateway.stats.snapshot(), batches_by_status=gateway.batches_by_status()))
+
+    @app.post("/_sandbox/seed")
+    def seed_batches():
+        """Put many batches straight into in_progress, ending over a spread of time (population.py)."""
+        body = request.get_json(silent=True) or {}
+        try:
+            count = int(body.get("count", 0))
+            lead, spread = float(body.get("lead_s", 30)), float(body.get("spread_s", 6000))
+        except (TypeError, ValueError):
+            raise validation("invalid_seed", message="count, lead_s and spread_s must be numbers") from None
+        if not 0 < count <= population.MAX_SEED or lead < 0 or spread < 0:
+            raise validation("invalid_seed", message=f"count must be 1..{population.MAX_SEED}, times >= 0")
+        return jsonify({"data": population.seed_open(gateway, count, lead_s=lead, spread_s=spread,
+                                                     seed=body.get("seed"))})
+
+    @app.get("/_sandbox/ended")
+    def ended():
+        """Batches that ended at or after ``since`` (unix seconds), with when."""
+        try:
+            since = float(request.args.get("since", 0))
+        except ValueError:
+            raise validation("invalid_since", message="since must be unix seconds") from None
+        return jsonify({"data": population.ended_since(gateway, since)})
 
     @app.post("/_sandbox/reset-stats")
     def reset_stats():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import random
 import threading
@@ -199,13 +200,14 @@ class Gateway(Engine):
     def list_batches(self, statuses: Iterable[str] = (), limit: int = 20) -> dict[str, Any]:
         """Return up to ``limit`` batches by update time, newest first; has_more is always false."""
         self.tick()
+        self.stats.incr("list_calls")
         wanted = {s for name in statuses for s in STATUS_GROUPS.get(name.strip().lower(), ())}
         unknown_only = bool(list(statuses)) and not wanted
         with self._lock:
-            rows = sorted(self._batches.values(), key=lambda b: b.updated_ms, reverse=True)
-            if wanted:
-                rows = [b for b in rows if b.status in wanted]
-            data = [] if unknown_only else [list_item(b) for b in rows[:limit]]
+            # nlargest, not a sort: the polling bench lists 100 of 100,000 batches many times a minute.
+            rows = (b for b in self._batches.values() if not wanted or b.status in wanted)
+            top = heapq.nlargest(limit, rows, key=lambda b: b.updated_ms)
+            data = [] if unknown_only else [list_item(b) for b in top]
         return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
                 "last_id": data[-1]["id"] if data else None, "has_more": False}
 

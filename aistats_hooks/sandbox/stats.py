@@ -11,6 +11,7 @@ def _fresh() -> dict[str, Any]:
     """Return the zeroed counter tree."""
     return {
         "retrieve_calls": {"total": 0, "by_batch": {}},
+        "list_calls": 0,
         "deliveries": {
             "attempted": 0,
             "succeeded": 0,

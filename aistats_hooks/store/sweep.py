@@ -1,4 +1,9 @@
-"""The open-batch set the sweep reads (INGEST adds to it, COMMIT scores or removes), and pruning unknown batches.
+"""The open-batch set the sweep reads (INGEST adds to it, COMMIT scores or removes), its allowance, pruning unknown batches.
+
+The sweep is the backstop behind discovery (discovery.py): at 100,000 open
+batches, re-reconciling each one every AISTATS_STALE_AFTER would be 100,000
+retrieves a pass, so ALLOWANCE caps it at AISTATS_SWEEP_MAX_PER_HOUR (a token
+bucket on Redis's clock, shared by every cron), oldest first.
 
 A batch the gateway does not know (``not_found``: a typo, a test trigger, a
 forged id) is listed in ``{p}:unknown`` by COMMIT; after
@@ -53,6 +58,30 @@ return pruned
         return int(self.run([keys.unknown, keys.ledger_contributions, keys.open], [keys.prefix, int(before), limit]))
 
 
+class AllowanceScript(Script):
+    """ALLOWANCE: take up to N of the sweep's tokens; they refill at a rate an hour, up to five minutes' worth."""
+
+    LUA = """
+-- KEYS[1] the allowance hash {p}:sweep:allowance (tokens, at)
+-- ARGV[1] tokens an hour, ARGV[2] most wanted now. Returns how many are granted.
+local rate = tonumber(ARGV[1]) / 3600
+local burst = math.max(1, tonumber(ARGV[1]) / 12)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local h = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(h[1]) or burst
+local at = tonumber(h[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local grant = math.max(0, math.min(tonumber(ARGV[2]), math.floor(tokens)))
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - grant), 'at', tostring(now))
+return grant
+"""
+
+    def call(self, keys: Keys, *, per_hour: int, wanted: int) -> int:
+        """Run ALLOWANCE."""
+        return int(self.run([keys.sweep_allowance], [per_hour, wanted]))
+
+
 class OpenBatches:
     """Batches not final, by last reconcile time; unknown batches past their retention."""
 
@@ -60,10 +89,17 @@ class OpenBatches:
         self.redis = redis
         self.keys = keys
         self._prune = PruneScript(redis)
+        self._allowance = AllowanceScript(redis)
 
     def due(self, older_than: float | str, *, limit: int = 500) -> list[str]:
         """Return open batches last reconciled before ``older_than`` (unix seconds, or "+inf")."""
         return [text(b) for b in self.redis.zrangebyscore(self.keys.open, "-inf", older_than, 0, limit)]
+
+    def allowance(self, per_hour: int, wanted: int) -> int:
+        """Return how many of ``wanted`` backstop reconciles may go now (all of them when ``per_hour`` is 0)."""
+        if per_hour <= 0 or wanted <= 0:
+            return max(wanted, 0)
+        return self._allowance.call(self.keys, per_hour=per_hour, wanted=wanted)
 
     def count(self) -> int:
         """Return how many batches are open."""

@@ -171,6 +171,12 @@ class StoreCollector(Collector):
         for kind in ("listed", "discovered", "changed", "queued"):
             family.add_metric([kind], discovery.get(kind, 0))
         yield family
+        family = CounterMetricFamily("aistats_discovery_polls", "Calls to the gateway's list by discovery: ok, "
+                                     "overflow (more ended than a page shows: groups read one by one), error.",
+                                     labels=["outcome"])
+        for outcome, field in (("ok", "polls"), ("overflow", "overflow"), ("error", "errors")):
+            family.add_metric([outcome], discovery.get(field, 0))
+        yield family
 
         forwarded = _ints(self.store.redis.hgetall(self.store.keys.counters("forward")))
         family = CounterMetricFamily("aistats_forward_attempts", "Forwarding attempts (AISTATS_FORWARD_URLS), by "
