@@ -49,6 +49,14 @@ def _storm(bench: Bench, base_url: str, app_url: str, batches: int) -> dict:
 
 
 def _lifecycles(bench: Bench, batches: int, speed: float) -> dict:
+    client = bench.client()
+    # The baseline and the steady state are both read with this one connection
+    # open. A connection's memory is in used_memory from its first byte, but
+    # INFO's mem_clients_normal counts it only once clientsCron has visited it:
+    # 66 fresh connections (the workers open one per reconcile thread) were
+    # +3.2 MB of used_memory and +85 KB of mem_clients_normal at first, so
+    # subtracting the estimate left 1-3 KB per batch of connections in the figure.
+    base = _memory_alone(client)
     sandbox, base_url = procs.sandbox(bench.api_key, speed=speed, seed=7, env=procs.service_env(),
                                       log_dir=bench.folder)
     port = procs.free_port()
@@ -56,14 +64,13 @@ def _lifecycles(bench: Bench, batches: int, speed: float) -> dict:
     workers = drive.start_workers(bench, 2, base_url, worker_class="rq.SimpleWorker", tag="life")
     try:
         time.sleep(0.5)
-        before = bench.redis.info_memory()
         clients_before = _client_memory(bench)
         # A managed endpoint, its secret pinned to the one gunicorn already verifies with.
         endpoint = drive.create_endpoint(base_url, bench.api_key, f"http://127.0.0.1:{port}/webhooks/aistats",
                                          drive.ALL_EVENTS, secret=bench.secret)
         ids = drive.create_batches(base_url, bench.api_key, batches, duration_s=LIFECYCLE_S,
                                    endpoint_id=endpoint["id"])
-        drive.wait_final(bench.client(), bench.prefix, ids, timeout=LIFECYCLE_S / speed + 120, interval=0.2)
+        drive.wait_final(client, bench.prefix, ids, timeout=LIFECYCLE_S / speed + 120, interval=0.2)
         deadline = time.monotonic() + 60
         while True:  # every webhook out, every job done
             stats = drive.sandbox_json(base_url, bench.api_key, "/_sandbox/stats")
@@ -72,28 +79,57 @@ def _lifecycles(bench: Bench, batches: int, speed: float) -> dict:
                 break
             time.sleep(0.2)
         drive.wait_drained(bench, timeout=60)
-        after = bench.redis.info_memory()
-        client = bench.client()
+        clients = _client_memory(bench) - clients_before
+        connections = int(client.info("clients")["connected_clients"]) - 1
         transient = [k for k in client.scan_iter(match="rq:*", count=5000)
                      if not k.startswith((b"rq:workers", b"rq:worker:", b"rq:queues"))]
+        transient_bytes = _usage(client, transient)
         for start in range(0, len(transient), 500):
             client.delete(*transient[start:start + 500])
-        steady = bench.redis.info_memory()
-        clients = _client_memory(bench) - clients_before
-        families = memory_by_family(client, bench.prefix)
     finally:
         drive.stop_workers(workers)
         app.stop()
         sandbox.stop()
+    steady = _memory_alone(client)
+    families = memory_by_family(client, bench.prefix)
+    keyspace = _keyspace_overhead(client)
     return {"batches": batches, "retrieves": stats["retrieve_calls"]["total"],
             "events": stats["events_generated"]["total"], "delivered": stats["deliveries"]["succeeded"],
-            "failed": stats["deliveries"]["failed"], "mem_total": after - before,
-            "mem_steady": steady - before - clients, "mem_clients": clients, "families": families}
+            "failed": stats["deliveries"]["failed"], "mem_total": steady - base + transient_bytes,
+            "mem_steady": steady - base, "mem_clients": clients, "connections": connections,
+            "families": families, "keyspace": keyspace}
+
+
+def _memory_alone(client) -> int:
+    """Return used_memory once ``client`` is the only connection (it closes the private Redis's others)."""
+    client.client_kill_filter(_type="normal", skipme=True)
+    return int(client.info("memory")["used_memory"])
 
 
 def _client_memory(bench: Bench) -> int:
     """Redis memory held by client connections (buffers): grows with the workers' threads, not with batches."""
     return int(bench.client().info("memory").get("mem_clients_normal", 0))
+
+
+def _keyspace_overhead(client) -> int:
+    """Return what the keyspace's dicts hold beyond MEMORY USAGE: bucket arrays and the expires dict.
+
+    (MEMORY USAGE already counts each key's entry in the main dict.)
+    """
+    db = client.memory_stats().get("db.0") or {}
+    main, expires = int(db.get("overhead.hashtable.main", 0)), int(db.get("overhead.hashtable.expires", 0))
+    return main - client.dbsize() * _DICT_ENTRY + expires
+
+
+_DICT_ENTRY = 24  # sizeof(dictEntry) on 64-bit Redis
+
+
+def _usage(client, keys: list) -> int:
+    """Return the sum of MEMORY USAGE of ``keys``."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+    return sum(int(size or 0) for size in pipe.execute())
 
 
 def memory_by_family(client, prefix: str) -> dict[str, int]:
@@ -130,8 +166,10 @@ def _rows(bench: Bench, storm: dict, life: dict, speed: float) -> None:
     per_event = storm["retrieves"] / max(storm["events"], 1)
     per_batch = life["retrieves"] / life["batches"]
     polling = LIFECYCLE_S // POLL_INTERVAL_S
-    steady = life["mem_steady"] / life["batches"]
-    total = life["mem_total"] / life["batches"]
+    n = life["batches"]
+    steady = life["mem_steady"] / n
+    total = life["mem_total"] / n
+    unattributed = (life["mem_steady"] - sum(life["families"].values()) - life["keyspace"]) / n
     bench.add(
         Row("economy", "storm: retrieve calls per delivered event", f"{per_event:.3f}",
             f"<= {TARGET_PER_EVENT}", per_event <= TARGET_PER_EVENT,
@@ -143,8 +181,10 @@ def _rows(bench: Bench, storm: dict, life: dict, speed: float) -> None:
             f"(created + terminal, as the gateway sends), {life['failed']} failed deliveries"),
         Row("scale", "Redis memory per tracked batch with its events", f"{steady:,.0f} B",
             f"<= {MEMORY_TARGET:,} B", steady <= MEMORY_TARGET,
-            f"used_memory delta less client connections' buffers ({life['mem_clients']:,} B: the workers' "
-            f"reconcile threads' connections) / {life['batches']} lifecycles once RQ's job/result keys expire; "
-            f"{total:,.0f} B while they live; MEMORY USAGE per batch by key family: "
-            + ", ".join(f"{k} {v / life['batches']:,.0f} B" for k, v in list(life["families"].items())[:5])),
+            f"used_memory delta / {n} lifecycles, read with no service process connected (the workers' and "
+            f"app's {life['connections']} connections, {life['mem_clients']:,} B by INFO's estimate, are not the "
+            f"batches'), once RQ's job/result keys expire; {total:,.0f} B while they live; per batch: "
+            + ", ".join(f"{k} {v / n:,.0f} B" for k, v in life["families"].items() if v / n >= 1)
+            + f" (MEMORY USAGE by key family), keyspace dicts {life['keyspace'] / n:,.0f} B, "
+            f"other (scripts, allocator rounding) {unattributed:,.0f} B"),
     )
