@@ -3,68 +3,90 @@
 The acknowledgement path makes no upstream call and exactly one Redis round
 trip (the INGEST script). Verification runs on the raw bytes before any
 parsing; the body size is bounded by ``MAX_CONTENT_LENGTH`` before reading.
+
+``accept`` decides the answer to one delivery; two front ends frame it: the
+WSGI fast path (``fast_path``, what the app serves this URL with) and the
+Flask view below (the route that answers 405 to other methods, and the same
+answer when the app is used without the fast path).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from flask import Blueprint, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..errors import PayloadError, SignatureError
 from ..delivery import parse_event
+from ..endpoint_secrets import SecretRing
+from ..errors import PayloadError, SignatureError
 from ..signatures import verify_signature
 from ..store.ingest import NotReplicated
 from .context import get_secret_ring, get_store
-from .errors import error
 
 bp = Blueprint("webhooks", __name__)
 
+PATH = "/webhooks/aistats"
 
-@bp.post("/webhooks/aistats")
+
+@bp.post(PATH)
 def receive():
     """Accept one delivery from the gateway."""
-    store = get_store()
-    settings = store.settings
     try:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
         body = None
+    status, answer = accept(body, request.content_length, request.headers, get_store(), get_secret_ring())
+    return jsonify(answer), status
+
+
+def accept(body: bytes | None, content_length: int | None, headers: Mapping, store, ring: SecretRing) -> tuple[int, dict]:
+    """Return (status, JSON answer) for one delivery; ``body`` is None when it was over the size limit.
+
+    Raises ``RedisError`` only when the store failed while recording (the caller answers 503).
+    """
+    settings = store.settings
     # A chunked body (no Content-Length) is cut at the limit rather than refused:
     # one that fills it is treated as over it.
-    if body is None or (request.content_length is None and len(body) >= settings.max_body_bytes):
+    if body is None or (content_length is None and len(body) >= settings.max_body_bytes):
         _count(store, "oversize")
-        return error(413, "payload_too_large", f"bodies are limited to {settings.max_body_bytes} bytes")
-    refusal = _verify(body, get_secret_ring(), settings)
+        return _refuse(413, "payload_too_large", f"bodies are limited to {settings.max_body_bytes} bytes")
+    refusal = _verify(body, headers, ring, settings)
     if refusal is not None:
         status, code, reason = refusal
         _count(store, reason)
-        return error(status, code, reason)
+        return _refuse(status, code, reason)
     try:
-        event = parse_event(body, request.headers)
+        event = parse_event(body, headers)
     except PayloadError as exc:
         _count(store, exc.reason)
-        return error(400, "invalid_payload", exc.reason)
+        return _refuse(400, "invalid_payload", exc.reason)
     ignore = not event.is_batch_event
     try:
-        outcome = store.ingest(event, body, request.headers, ignore=ignore)
+        outcome = store.ingest(event, body, headers, ignore=ignore)
     except NotReplicated:
         # Recorded on the primary, not yet on AISTATS_MIN_REPLICAS replicas: not acknowledged.
         # The gateway's retry finds it (a duplicate) and WAITs again.
         _count(store, "not_replicated")
-        return error(503, "store_unavailable", "not_replicated")
+        return _refuse(503, "store_unavailable", "not_replicated")
     if outcome == "duplicate":
-        return jsonify(status="duplicate", event_id=event.id), 200
+        return 200, {"status": "duplicate", "event_id": event.id}
     if outcome == "ignored":
-        return jsonify(status="ignored", event_id=event.id), 202
+        return 202, {"status": "ignored", "event_id": event.id}
     if outcome == "limited":
         # The batch already holds AISTATS_MAX_BATCH_EVENTS events or AISTATS_MAX_BATCH_BYTES:
         # acknowledged (a retry would change nothing), not stored, counted in deliveries.limited.
-        return jsonify(status="ignored", event_id=event.id, reason="batch_event_limit"), 202
-    return jsonify(status="queued", event_id=event.id, batch_id=event.batch_id, job=outcome), 202
+        return 202, {"status": "ignored", "event_id": event.id, "reason": "batch_event_limit"}
+    return 202, {"status": "queued", "event_id": event.id, "batch_id": event.batch_id, "job": outcome}
 
 
-def _verify(body: bytes, ring, settings) -> tuple[int, str, str] | None:
+def _refuse(status: int, code: str, reason: str) -> tuple[int, dict]:
+    """The JSON error answer, as ``errors.error`` writes it."""
+    return status, {"error": code, "reason": reason}
+
+
+def _verify(body: bytes, headers: Mapping, ring: SecretRing, settings) -> tuple[int, str, str] | None:
     """Return (status, error, reason) for a delivery that must be refused, or None when it verifies.
 
     A mismatch re-reads the stored endpoint secrets (at most once a second)
@@ -80,13 +102,13 @@ def _verify(body: bytes, ring, settings) -> tuple[int, str, str] | None:
             return None
         return 503, "no_webhook_secret", "no_secret"
     try:
-        verify_signature(body, request.headers, secrets, tolerance=settings.webhook_tolerance)
+        verify_signature(body, headers, secrets, tolerance=settings.webhook_tolerance)
         return None
     except SignatureError as exc:
         reason = exc.reason
         try:
             if reason == "mismatch" and ring.reload():
-                verify_signature(body, request.headers, ring.secrets(), tolerance=settings.webhook_tolerance)
+                verify_signature(body, headers, ring.secrets(), tolerance=settings.webhook_tolerance)
                 return None
         except SignatureError as again:
             reason = again.reason
