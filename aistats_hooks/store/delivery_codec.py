@@ -21,13 +21,16 @@ from collections.abc import Collection, Mapping
 from . import compression
 from ..delivery import Event, phaseo_headers
 
+# One encoder for the metadata line: json.dumps with separators builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
 
 def pack(event: Event, body: bytes, headers: Mapping[str, str], received_ms: int) -> bytes:
     """Return the stored form of one delivery."""
     meta = {"t": event.type, "k": event.delivery_key, "a": event.attempt, "r": received_ms}
     derived = _derived_headers(event.id, meta)
     meta["h"] = {k: v for k, v in phaseo_headers(headers).items() if derived.get(k) != v}
-    return compression.pack(json.dumps(meta, separators=(",", ":")).encode() + b"\n" + body)
+    return compression.pack(_COMPACT.encode(meta).encode() + b"\n" + body)
 
 
 def strip_body(blob: bytes, keep_types: Collection[str]) -> bytes | None:

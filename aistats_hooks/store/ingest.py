@@ -152,14 +152,25 @@ def pack_command(items: Sequence[bytes | str | int]) -> bytes:
     """Return one command in the Redis protocol, as redis-py's packer writes it (text as UTF-8)."""
     out = [b"*%d\r\n" % len(items)]
     for item in items:
-        if isinstance(item, str):
+        kind = type(item)  # exact types first: the per-argument cost is most of this function's
+        if kind is str:
             item = item.encode()
-        elif isinstance(item, int) and not isinstance(item, bool):
+        elif kind is int:
             item = b"%d" % item
-        elif not isinstance(item, bytes):
-            raise TypeError(f"cannot send {type(item).__name__} to Redis")
-        out += (b"$%d\r\n" % len(item), item, b"\r\n")
+        elif kind is not bytes:
+            item = _encode_other(item)
+        out.append(b"$%d\r\n%s\r\n" % (len(item), item))
     return b"".join(out)
+
+
+def _encode_other(item: object) -> bytes:
+    if isinstance(item, str):
+        return str(item).encode()
+    if isinstance(item, int) and not isinstance(item, bool):
+        return b"%d" % item
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    raise TypeError(f"cannot send {type(item).__name__} to Redis")
 
 
 def _send_and_read(conn, command: bytes):
