@@ -38,6 +38,8 @@ log = logging.getLogger("aistats_hooks.web")
 request_logger = logging.getLogger(request_log.REQUEST_LOGGER)
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+# As jsonify writes it (compact, ASCII, keys in insertion order); one encoder, not one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class WebhookFastPath:
@@ -54,7 +56,7 @@ class WebhookFastPath:
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         status, answer = self._answer(environ)
-        payload = json.dumps(answer, separators=(",", ":")).encode() + b"\n"  # as jsonify writes it
+        payload = _JSON.encode(answer).encode() + b"\n"
         given = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = given if request_log._REQUEST_ID.match(given) else request_log.new_request_id()
         level = request_log.request_level(status)
@@ -92,7 +94,10 @@ class WebhookFastPath:
 
 
 def _status_line(status: int) -> str:
-    return f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"
+    return _STATUS_LINES.get(status) or f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}"
+
+
+_STATUS_LINES = {code: f"{code} {name.upper()}" for code, name in HTTP_STATUS_CODES.items()}
 
 
 def install(app: Flask) -> None:

@@ -140,7 +140,13 @@ class BufferedThreadWorker(ThreadWorker):
             exit_config_error(exc)
 
     def _buffering(self) -> bool:
-        return not (self.cfg.is_ssl or "h2" in (getattr(self.cfg, "http_protocols", None) or ()))
+        # Asked three times a request; each gunicorn setting read is a lookup through Config.__getattr__
+        # (~3% of a worker's GIL time under load, py-spy --gil), and the settings do not change.
+        buffering = self.__dict__.get("_buffering_cached")
+        if buffering is None:
+            buffering = self._buffering_cached = not (
+                self.cfg.is_ssl or "h2" in (getattr(self.cfg, "http_protocols", None) or ()))
+        return buffering
 
     # -- the event loop's side ---------------------------------------------------------
 
