@@ -10,11 +10,13 @@ open batches), the cron's ``discover`` job reads first pages of two views:
   batch lands when it ends. Polled *adaptively*: each poll counts the items
   newer than the newest one seen before, smooths that into a rate, and waits
   until about ``TARGET_NEW`` (75 of the page's 100) should have arrived, at
-  least ``MIN_GAP`` seconds and at most AISTATS_DISCOVERY_INTERVAL. At 1,000
-  endings a minute that is one call every ~4.5 s; a quiet gateway costs one
-  call a minute. A page that holds only new items may have lost some beyond
-  it (overflow): the four groups are then read one by one (four more pages)
-  and the next poll comes after ``MIN_GAP``.
+  least ``MIN_GAP`` seconds and at most a quarter of
+  AISTATS_DISCOVERY_INTERVAL (15 s by default: a wave of endings that starts
+  from quiet is seen within 15 s). At 1,000 endings a minute that is one call
+  every ~4.5 s; a quiet gateway costs four calls a minute. A page that holds
+  only new items may have lost some beyond it (overflow): the four groups are
+  then read one by one (four more pages) and the next poll comes after
+  ``MIN_GAP``; what was still beyond is left to the sweep's backstop.
 - ``active`` (``statuses=validating,in_progress``): batches created elsewhere
   and not known here. Progress moves update times constantly here, so its
   rate says nothing: it is read every AISTATS_DISCOVERY_INTERVAL.
@@ -60,6 +62,8 @@ MIN_GAP = 1.0
 SMOOTHING = 0.5
 # A view polled for the first time is polled again this soon, to measure its rate.
 FIRST_GAP = 5.0
+# The adaptive view's longest gap is a quarter of AISTATS_DISCOVERY_INTERVAL, never under this.
+MIN_QUIET_GAP = 5.0
 LOCK_MS = 30_000
 # The slot of a reconcile queued longer ago than this is presumed lost and replaced (as the sweep does).
 PENDING_MAX_AGE = 300
@@ -160,10 +164,11 @@ def _poll_view(store: Store, client: AIStats, view: str, state: ViewState, now: 
                counts: dict[str, int]) -> ViewState:
     """Read one view's first page (and, on overflow, its groups'); queue what moved; return the next state."""
     statuses, adaptive = VIEWS[view]
+    quiet = max(MIN_QUIET_GAP, longest / 4) if adaptive else longest
     try:
         items = _page(client, statuses)
         counts["polls"] += 1
-        state, _, overflow = next_state(state, items, now, adaptive=adaptive, longest=longest)
+        state, _, overflow = next_state(state, items, now, adaptive=adaptive, longest=quiet)
         if overflow and view == "ended":
             counts["overflow"] += 1
             log.warning("more than %d batches ended between two polls: reading each group's first page", PAGE)

@@ -15,7 +15,7 @@ from pathlib import Path
 from aistats_hooks.signatures import sign_headers
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = (ROOT.parent / "shared" / "fixtures" / "batch_completed.json", ROOT / "tests" / "fixtures" / "batch_completed.json")
+FIXTURES = (ROOT / "tests" / "fixtures" / "batch_completed.json",)
 PLACEHOLDER = "BENCHBATCHID"
 # The storm: ten progress buckets of one batch (5 to 95), distinct events for the ack path to absorb
 # (the real gateway sends no batch progress deliveries: docs/protocol.md).

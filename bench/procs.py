@@ -19,7 +19,7 @@ import httpx
 
 from aistats_hooks.launcher.environ import free_port
 
-__all__ = ["Proc", "descendants", "free_port", "gunicorn", "procfile_web", "procfile_web_argv", "rq_worker", "sandbox",
+__all__ = ["Proc", "descendants", "free_port", "gunicorn", "procfile_web", "procfile_web_argv", "rq_cron", "rq_worker", "sandbox",
            "service_env", "wait_http"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,6 +199,12 @@ def rq_worker(name: str, queue: str, env: dict[str, str], log_dir: Path, *,
     else:
         args.append("--with-scheduler")  # as the Procfile: retries and debounced follow-ups need it
     return Proc(name, args + [queue], env, log_dir).start()
+
+
+def rq_cron(name: str, env: dict[str, str], log_dir: Path) -> Proc:
+    """Start the Procfile's cron command (``rq cron -c workers.settings workers/cron_config.py``)."""
+    return Proc(name, [str(BIN / "rq"), "cron", "-c", "workers.settings", str(ROOT / "workers" / "cron_config.py")],
+                env, log_dir).start()
 
 
 def sandbox(api_key: str, speed: float, seed: int, env: dict[str, str], log_dir: Path,

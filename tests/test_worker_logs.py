@@ -48,3 +48,29 @@ def test_one_line_per_job_and_transient_errors_without_traceback(settings):
     warnings = [entry for entry in lines if entry.get("level") == "warning" and "transient" in entry["msg"]]
     assert warnings and all("Traceback" not in json.dumps(entry) for entry in warnings), proc.stderr[-3000:]
     assert not [entry for entry in lines if entry.get("level") == "error" and "UpstreamUnavailable" in json.dumps(entry)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_the_cron_ticks_discovery_every_second_without_a_line_each(settings):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AISTATS_")}
+    env.update(REDIS_URL=settings.redis_url, AISTATS_API_KEY=settings.api_key, AISTATS_KEY_PREFIX=settings.key_prefix,
+               AISTATS_QUEUE=settings.queue_name, LOG_LEVEL="info", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "rq.cli", "cron", "-c", "workers.settings", "workers/cron_config.py"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        import time
+
+        from rq import Queue
+
+        queue = Queue(settings.queue_name, connection=connect(settings))
+        deadline = time.monotonic() + 30
+        while sum("discover" in (j.func_name or "") for j in queue.jobs) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ticks = sum("discover" in (j.func_name or "") for j in queue.jobs)
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+    assert ticks >= 3, out
+    assert "Enqueued job sweep" in out  # the sweep's line stays
+    assert "job discover" not in out, out

@@ -3,7 +3,8 @@
 Kept at INFO: "Successfully completed job ... in ...s" (one line per job).
 Dropped: the dequeue line, "Job OK" and "result is kept" (the same job again),
 and every INFO line of the discover tick, which runs every second and says
-itself when it queued something (aistats_hooks.discovery).
+itself when it queued something (aistats_hooks.discovery). ``QuietTicks``
+drops the cron's own "Enqueued job discover" line, every second, likewise.
 A job that raised a transient gateway error (``RateLimitError``,
 ``UpstreamUnavailable``: RQ retries it) is logged at WARNING as one line,
 without the traceback; any other exception keeps RQ's ERROR and traceback,
@@ -57,3 +58,10 @@ def _soften_transient(record: logging.LogRecord) -> None:
     record.levelno, record.levelname = logging.WARNING, "WARNING"
     record.msg, record.args = "job %s (%s): transient gateway error, RQ retries it: %s", (job_id, func, last)
     record.exc_info = record.exc_text = None
+
+
+class QuietTicks(logging.Filter):
+    """On ``rq.cron``: drop the INFO line of each discover tick (the sweep's stays)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and "job discover " in record.getMessage())

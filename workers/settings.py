@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from aistats_hooks import handlers, logs, redis_conn
 from aistats_hooks.config import Settings, exit_config_error
 from aistats_hooks.errors import ConfigError
-from workers.log_filter import OneLinePerJob
+from workers.log_filter import OneLinePerJob, QuietTicks
 
 
 def _load() -> tuple[Settings, str, int]:
@@ -65,6 +65,7 @@ DICT_CONFIG = logs.dict_config(LOG_LEVEL, logs.secrets_of(SETTINGS))
 # One INFO line per job, transient gateway errors as one WARNING line (see workers/log_filter.py):
 # on RQ's worker logger itself, so it holds whatever handlers the process ends up with.
 logging.getLogger("rq.worker").addFilter(OneLinePerJob())
+logging.getLogger("rq.cron").addFilter(QuietTicks())
 
 # An evicting or non-persistent Redis loses acknowledged work: say so once, as a JSON line, at start.
 logging.config.dictConfig(DICT_CONFIG)

@@ -27,7 +27,9 @@ def seed_open(gateway: Any, count: int, *, lead_s: float, spread_s: float, seed:
     rng = random.Random(seed)
     out = []
     with gateway._lock:
-        now = gateway.clock.now()
+        # One real creation time for all: every batch then maps simulated to shown time alike, so the
+        # list's order (simulated) and its updated_at (shown) agree, as on the real gateway.
+        now, real = gateway.clock.now(), time.time()
         for _ in range(count):
             outcome = rng.choices(OUTCOMES, weights=OUTCOME_WEIGHTS)[0]
             total = rng.randint(1, 20)
@@ -35,10 +37,10 @@ def seed_open(gateway: Any, count: int, *, lead_s: float, spread_s: float, seed:
             plan = Plan(outcome, now, now, now + lead_s + rng.uniform(0, spread_s),
                         1.0 if outcome == "completed" else rng.uniform(0.2, 0.8), total - failed, failed)
             model = rng.choice(MODELS)
-            batch = Batch(id=batch_id(time.time()), plan=plan, base_url=gateway.public_url, request_id="seeded",
+            batch = Batch(id=batch_id(real), plan=plan, base_url=gateway.public_url, request_id="seeded",
                           native_id=native_batch_id(), provider=model.split("/", 1)[0], model=model,
                           endpoint="/v1/responses", completion_window="24h", total=total, status="in_progress",
-                          created_ms=int(now * 1000), updated_ms=int(now * 1000), real_created=time.time())
+                          created_ms=int(now * 1000), updated_ms=int(now * 1000), real_created=real)
             batch.status_at.update(validating=now, in_progress=now)
             gateway._batches[batch.id] = batch
             gateway._schedule(batch, next_step(batch, now))
