@@ -57,6 +57,7 @@ def test_one_worker_claims_waiting_jobs_and_each_batch_is_retrieved_once(store, 
         assert sandbox.gateway.stats.get("retrieve_calls", "by_batch", batch_id) == 1
     # Finished as RQ finishes ours (result_ttl 0): the job hashes are gone, nothing waits or failed.
     assert store.queue.count == 0 and store.queue.failed_job_registry.count == 0
+    assert store.queue.started_job_registry.count == 0  # every claim's registry entry went with its end
     job_ids = store.settings.key_prefix.replace(":", "_") + "-*"  # queueing.new_job_id
     left = store.redis.keys(store.queue.job_class.redis_job_namespace_prefix + job_ids)
     assert not [k for k in left if b"-h-" not in k]  # handler jobs (-h-), if any are registered, keep theirs
@@ -87,3 +88,28 @@ def test_a_failing_claimed_job_is_retried_by_rq(store, sandbox):
     # The 404 was counted and the job scheduled for a later attempt, as RQ's worker would have done.
     assert store.get("batch_unknown_to_the_gateway")["not_found_misses"] == 1
     assert store.queue.scheduled_job_registry.count == 1
+
+
+def test_jobs_claimed_by_a_worker_that_died_are_retried_by_rqs_cleanup(store, sandbox):
+    ids = finished_batches(sandbox, 2)
+    for batch_id in ids:
+        store.request_reconcile(batch_id, debounce=False)
+    queue = store.queue
+    claimed = batch_jobs.ClaimJobs(store.redis).call(queue, 5)  # ...and the worker dies before running them
+    assert len(claimed) == 2 and queue.count == 0
+    registry = queue.started_job_registry
+    assert set(registry.get_job_ids()) == set(claimed)
+    registry.cleanup()  # not abandoned yet: the claim's expiry is ahead
+    assert queue.count == 0
+    import time as _time
+
+    registry.cleanup(_time.time() + batch_jobs.JOB_TIMEOUT + 120)  # RQ's maintenance, once the claim expired
+    # Retried by RQ's Job.retry: back in the queue, or scheduled at the job's retry interval.
+    retried = set(queue.get_job_ids()) | set(queue.scheduled_job_registry.get_job_ids())
+    assert retried == set(claimed) and registry.count == 0
+    for job_id in queue.scheduled_job_registry.get_job_ids():
+        queue.enqueue_job(queue.fetch_job(job_id))  # the scheduler's move, without waiting for its interval
+        queue.scheduled_job_registry.remove(job_id)
+    run_worker(store)
+    assert all(store.get(b)["status"] in TERMINAL for b in ids)
+    assert registry.count == 0  # a claimed job that ends leaves no entry behind

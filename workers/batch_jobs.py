@@ -14,10 +14,11 @@ Each claimed job runs through the very same function RQ would call
 so BEGIN (lock, slot) / COMMIT, per-batch single flight, coalescing, the
 ledger's exactly-once and the retry policy are unchanged; its end is written
 as RQ's worker writes it (finished: result and registry; failed: RQ's own
-``Job.retry`` or the failed registry). A worker killed while holding claimed
-jobs leaves them marked started: the next event of such a batch queues a new
-job, and the sweep re-queues a batch whose slot waited past
-``AISTATS_STALE_AFTER``.
+``Job.retry`` or the failed registry). A claimed job is also entered in RQ's
+StartedJobRegistry (as ``{job id}:claimed``, expiring after the job timeout
+plus a minute, removed when it ends), so a worker killed while holding
+claimed jobs leaves them where RQ's own maintenance finds abandoned work: any
+worker's cleanup retries them through ``Job.retry`` (our jobs carry retries).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from rq.job import Job, JobStatus, _job_stack
 from rq.utils import now
 
 from aistats_hooks.errors import AIStatsError
-from aistats_hooks.queueing import describe
+from aistats_hooks.queueing import JOB_TIMEOUT, describe
 from aistats_hooks.store.script import Script, text
 
 log = logging.getLogger("workers.batch_jobs")
@@ -52,9 +53,10 @@ _local = threading.local()
 class ClaimJobs(Script):
     """Pop up to N waiting reconcile jobs from RQ's queue list and mark them started, atomically.
 
-    KEYS[1] the queue list. ARGV: [1] how many, [2] the job key prefix, [3] the reconcile
-    jobs' description prefix, [4] RQ's queued status, [5] RQ's started status. Other jobs
-    met on the way (sweeps, handler jobs) go back to the front, in their order.
+    KEYS[1] the queue list, [2] its StartedJobRegistry. ARGV: [1] how many, [2] the job key
+    prefix, [3] the reconcile jobs' description prefix, [4] RQ's queued status, [5] RQ's started
+    status, [6] when an unfinished claim counts as abandoned (unix seconds). Other jobs met on
+    the way (sweeps, handler jobs) go back to the front, in their order.
     """
 
     LUA = """
@@ -66,6 +68,7 @@ while #claimed < want and #others < want do
   local job = redis.call('HMGET', ARGV[2] .. id, 'description', 'status')
   if job[1] and job[2] == ARGV[4] and string.sub(job[1], 1, #ARGV[3]) == ARGV[3] then
     redis.call('HSET', ARGV[2] .. id, 'status', ARGV[5])
+    redis.call('ZADD', KEYS[2], ARGV[6], id .. ':' .. 'claimed')
     claimed[#claimed + 1] = id
   else
     others[#others + 1] = id
@@ -78,7 +81,9 @@ return claimed
     def call(self, queue: Queue, count: int) -> list[str]:
         """Return the ids of the jobs claimed (at most ``count``)."""
         prefix = queue.job_class.redis_job_namespace_prefix
-        ids = self.run([queue.key], [count, prefix, describe(""), JobStatus.QUEUED.value, JobStatus.STARTED.value])
+        abandoned_at = time.time() + JOB_TIMEOUT + 60  # as RQ's worker: the job's timeout and a minute
+        ids = self.run([queue.key, queue.started_job_registry.key],
+                       [count, prefix, describe(""), JobStatus.QUEUED.value, JobStatus.STARTED.value, abandoned_at])
         return [text(i) for i in ids]
 
 
@@ -139,8 +144,14 @@ def _run_claimed(queue: Queue, job_id: str, run: Callable[[str, bool], str]) -> 
     _local.claimed = True
     try:
         _run_one(queue, job_id, run)
+        queue.connection.zrem(queue.started_job_registry.key, claim_entry(job_id))
     except Exception:  # a Redis error writing a job's end must not stop the others
         log.exception("could not record the end of claimed job %s", job_id)
+
+
+def claim_entry(job_id: str) -> str:
+    """The claimed job's StartedJobRegistry entry (RQ reads the job id before the colon)."""
+    return f"{job_id}:claimed"
 
 
 def _run_one(queue: Queue, job_id: str, run: Callable[[str, bool], str]) -> None:

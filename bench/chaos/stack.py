@@ -73,6 +73,8 @@ class Stack:
             "AISTATS_WEBHOOK_SECRET": ",".join(self.web_secrets),
             "AISTATS_WEBHOOK_TOLERANCE": str(o.tolerance), "AISTATS_STALE_AFTER": str(o.stale_after),
             "AISTATS_SWEEP_INTERVAL": str(o.sweep_interval), "AISTATS_UPSTREAM_TIMEOUT": "10",
+            # The run's sweep is the aggressive 5 s backstop it always was: uncapped (the default caps it).
+            "AISTATS_SWEEP_MAX_PER_HOUR": "0",
             "AISTATS_DATA_DIR": str(self.dir / "data"), "PUBLIC_BASE_URL": self.web_url,
             # Every transition runs a handler that counts its runs (bench/chaos/handler_runs.py checks them).
             "AISTATS_HANDLERS": "bench.counting_handlers",
