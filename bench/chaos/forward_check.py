@@ -59,6 +59,8 @@ class Forwarding:
         ids = list(queue.get_job_ids())
         for registry in (DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry):
             ids += registry(queue=queue).get_job_ids()
+        # Dequeued by a worker killed before it started them: RQ's maintenance retries them (IntermediateQueue.cleanup).
+        ids += queue.intermediate_queue.get_job_ids()
         stream = f"{self.stack.prefix}:changes"
         groups = {_text(g["name"]): g for g in redis.xinfo_groups(stream)} if redis.exists(stream) else {}
         group = groups.get(GROUP)

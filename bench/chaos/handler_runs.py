@@ -27,6 +27,8 @@ def _handler_jobs_left(queue: Queue) -> int:
     ids = list(queue.get_job_ids())
     for registry in (DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry):
         ids += registry(queue=queue).get_job_ids()
+    # Dequeued by a worker killed before it started them: RQ's maintenance retries them (IntermediateQueue.cleanup).
+    ids += queue.intermediate_queue.get_job_ids()
     return sum(marker in job_id for job_id in ids)
 
 
