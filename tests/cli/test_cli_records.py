@@ -78,7 +78,9 @@ def client_batch(env) -> str:
 
 
 def test_results_printed_or_saved(env, store, tmp_path):
-    batch_id = create(env, "--no-webhook", duration=30)
+    # 20 simulated minutes are 2 real seconds at the sandbox's 600x: long enough to ask while it runs,
+    # even on a loaded machine (30 s were 50 ms, and the batch sometimes ended first).
+    batch_id = create(env, "--no-webhook", duration=1200)
     assert "not ready" in one_line_error(run(env, "results", batch_id))
     finished(env, store, batch_id)
     rows = [json.loads(line) for line in run(env, "results", batch_id).stdout.splitlines()]
