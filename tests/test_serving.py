@@ -44,14 +44,16 @@ def web(settings, tmp_path):
     """The Procfile's web command: one worker, two threads, long deadlines unless a test says otherwise."""
     started = []
 
-    def start(**extra: str) -> int:
+    def start(*args: str, **extra: str) -> int:
+        """Start it (``args``: gunicorn options appended, the last one given wins) and return its port."""
         port = procs.free_port()
         env = procs.service_env(
             REDIS_URL=settings.redis_url, AISTATS_WEBHOOK_SECRET=SECRET, QUERY_API_TOKEN="qt_serving_test_token",
             AISTATS_KEY_PREFIX=settings.key_prefix, AISTATS_QUEUE=settings.queue_name,
-            WEB_CONCURRENCY="1", WEB_THREADS="2", **{"WEB_HEADER_TIMEOUT": "30", "WEB_BODY_TIMEOUT": "30", **extra},
+            **{"WEB_CONCURRENCY": "1", "WEB_THREADS": "2", "WEB_HEADER_TIMEOUT": "30", "WEB_BODY_TIMEOUT": "30",
+               **extra},
         )
-        proc = procs.Proc("web", procs.procfile_web_argv("app:app", port, env), env, tmp_path)
+        proc = procs.Proc("web", procs.procfile_web_argv("app:app", port, env) + list(args), env, tmp_path)
         started.append(proc.start())
         procs.wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         return port
@@ -115,7 +117,7 @@ def test_header_and_body_deadlines_close_the_connection(web):
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_keep_alive_pipelining_and_expect_continue(web):
-    port = web()
+    port = web("--keep-alive", "5")  # the Procfile turns keep-alive off; the worker still serves it when set
     conn = HTTPConnection("127.0.0.1", port, timeout=5)
     for batch in ("batch_ka1", "batch_ka2"):  # two requests on one kept-alive connection
         body, headers = signed(make_event(batch))
@@ -177,3 +179,35 @@ def test_oversized_and_chunked_bodies(web):
     sock.sendall("\r\n".join(head).encode() + b"\r\n\r\n" + chunks)
     answer = _closed_within(sock, 10)
     assert answer is not None and answer.startswith(b"HTTP/1.1 202"), answer
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_procfile_closes_after_each_answer(web):
+    # --keep-alive 0: a kept-alive connection would stay with one worker and wait out its stalls.
+    port = web()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    body, headers = signed(make_event("batch_close"))
+    head = ["POST /webhooks/aistats HTTP/1.1", "Host: x", f"Content-Length: {len(body)}"]
+    sock.sendall("\r\n".join(head + [f"{k}: {v}" for k, v in headers.items()]).encode() + b"\r\n\r\n" + body)
+    answer = _closed_within(sock, 10)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 202") and b"\r\nConnection: close\r\n" in answer
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_worker_with_no_free_thread_leaves_new_connections_to_another(web):
+    port = web(WEB_CONCURRENCY="2", WEB_THREADS="1")
+    # A chunked body whose buffer ends like a last chunk is handed to a thread, which then waits for the
+    # rest of its first chunk (256 bytes announced, 12 sent) until the 30 s body deadline: one worker's only
+    # thread is held.
+    held = socket.create_connection(("127.0.0.1", port), timeout=5)
+    held.sendall(b"POST /webhooks/aistats HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                 b"x-phaseo-signature: v1=00\r\n\r\n100\r\naaaaa\r\n0\r\n\r\n")
+    time.sleep(0.5)
+    # Had the held worker gone on accepting, about half of these would queue behind its thread for 30 s.
+    started = time.monotonic()
+    statuses = [_post(port, f"batch_free_{i}") for i in range(12)]
+    assert statuses == [202] * 12 and time.monotonic() - started < 5
+    assert _closed_within(held, 0.1) is None  # still held: the requests above went to the other worker
+    held.close()
