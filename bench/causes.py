@@ -37,12 +37,19 @@ CAUSES: dict[str, str] = {
     ),
     "receiver acks/s": INGEST + SERVER,
     "receiver p50 / p99": (
-        "Cause: with 16 connections on 2 workers, latency is queueing (Little's law: 16 / throughput). With "
-        "threads (issue 15's slow-client fix) up to 8 requests are in flight in 2 processes and share each "
-        "process's GIL, so one request's time spreads over the others': p99 19-23 ms against 12-15 ms for the "
-        "sync workers in the same runs (2, 3 and 4 threads alike within the noise; the GIL hand-over at "
-        "0.5 ms instead of 5 gave 5-10% more acks/s). The sync workers' tail is the one that cannot survive "
-        "two slow clients. Fix: less CPU per request (see acks/s)."
+        "Cause, measured (commits df35383-283595c, 2-core machine under heavy foreign load): with keep-alive, "
+        "each of wrk's 16 connections stayed with the worker that accepted it (11/5 seen), so every request on "
+        "it waited out that worker's stalls (GIL hand-overs, the process preempted) while the other worker could "
+        "idle: bare Flask p99 84-99 ms kept alive against 14-20 ms for sync -w 2 in the same windows. The "
+        "Procfile now runs --keep-alive 0 and BufferedThreadWorker accepts only while a thread is free, so each "
+        "request goes to a worker that can run it, as sync's shared accept queue does: bare Flask p99 21-35 ms, "
+        "receiver 28-47 ms, against sync's 30-34 ms for the receiver in the same runs (p50 12-23 ms). A WSGI "
+        "fast path for the webhook route cut the receiver's CPU per delivery in process from 1,074-1,122 to "
+        "459-523 us. The rest of the tail is the machine, which sync cannot beat either: 16 closed-loop "
+        "connections on 2 workers next to wrk and Redis on 2 shared cores. Tried and dropped: --reuse-port "
+        "(the kernel spreads by hash, not load), 1, 2 or 8 threads. A prototype running the application in the "
+        "worker's event loop, with no thread hand-off, tied sync on tail and acks/s, at the cost of a slow "
+        "handler or slow response reader blocking the whole worker: not adopted."
     ),
     "slow connections": (
         "Target: every signed delivery acknowledged with p99 < 100 ms beside 200 slow connections. A miss is "
