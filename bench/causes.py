@@ -32,8 +32,14 @@ SERVER = (
 
 CAUSES: dict[str, str] = {
     "receiver acks/s vs sync": (
-        "Both on the same machine in the same run; a miss here within a few percent is the shared machine's "
-        "noise unless it repeats (measured: the threaded worker 5-20% ahead in four runs)."
+        "Cause, measured: both close the connection after each answer now (sync workers never keep it alive; "
+        "the Procfile runs --keep-alive 0), so the difference is the threaded worker's hand-off from its "
+        "event loop to a thread and the GIL switches around each Redis round trip, the price of reading slow "
+        "clients without holding a thread (sync answered 0 of 20 deliveries beside two slow clients). Within "
+        "a few percent it is the machine's noise (a tie, or the threaded worker ahead, in 4 of 8 comparisons "
+        "on 2026-12-04); on 2026-12-04 23:25 it was 19% and 12% behind on a machine running ~5x slower than "
+        "on 2026-12-01 (RQ no-op jobs 85/s vs 472/s in the same phase). A prototype running the app in the "
+        "event loop tied sync, at the cost of a slow handler blocking the whole worker: not adopted."
     ),
     "receiver acks/s": INGEST + SERVER,
     "receiver p50 / p99": (
@@ -50,6 +56,13 @@ CAUSES: dict[str, str] = {
         "(the kernel spreads by hash, not load), 1, 2 or 8 threads. A prototype running the application in the "
         "worker's event loop, with no thread hand-off, tied sync on tail and acks/s, at the cost of a slow "
         "handler or slow response reader blocking the whole worker: not adopted."
+    ),
+    "ours, 2 proc, 100 ms upstream": (
+        "Cause, measured in the same run: CPU, not latency. At zero added latency the same two SimpleWorker "
+        "processes reconciled 89 batches/s (reconcile phase), and with 100 ms upstream 114/s: the claimed, "
+        "concurrent retrieves hide the latency entirely and the bound is the machine's CPU, which ran ~5x "
+        "slower on 2026-12-04 than on 2026-12-01 (RQ no-op jobs 85/s vs 472/s), when the ratio was 16.8x. "
+        "The naive job is bound by the latency alone (16.4/s), so a slow machine narrows the ratio."
     ),
     "slow connections": (
         "Target: every signed delivery acknowledged with p99 < 100 ms beside 200 slow connections. A miss is "
