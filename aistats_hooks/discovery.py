@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -43,6 +42,7 @@ from .merge import is_final
 from .sdk import AIStats
 from .status import normalize_status
 from .store import Store
+from .store.process_lock import hold
 from .timestamps import parse_time
 
 log = logging.getLogger("aistats_hooks.discovery")
@@ -135,10 +135,9 @@ def poll(store: Store, client: AIStats, *, longest: float = 60.0, now: float | N
     """Poll every view that is due (every one with ``force``); queue reconciles of what moved; count."""
     counts = dict.fromkeys(("polls", "listed", "discovered", "changed", "queued", "overflow", "errors"), 0)
     redis, keys = store.redis, store.keys
-    token = uuid.uuid4().hex
-    if not redis.set(keys.discovery_lock, token, nx=True, px=LOCK_MS):
-        return counts  # another process is polling
-    try:
+    with hold(redis, keys.discovery_lock, LOCK_MS) as held:
+        if not held:
+            return counts  # another process is polling
         stored = redis.hgetall(keys.discovery)
         for view in views:
             state = ViewState.loads(stored.get(view.encode()) or stored.get(view))
@@ -148,9 +147,6 @@ def poll(store: Store, client: AIStats, *, longest: float = 60.0, now: float | N
                 continue
             state = _poll_view(store, client, view, state, at, longest, counts)
             redis.hset(keys.discovery, view, state.dumps())
-    finally:
-        if redis.get(keys.discovery_lock) in (token, token.encode()):
-            redis.delete(keys.discovery_lock)
     for name, value in counts.items():
         if value:
             store.incr("discovery", name, value)

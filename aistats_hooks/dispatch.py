@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Sequence
 
 from redis import Redis
@@ -25,6 +24,7 @@ from rq.job import Job
 from .config import Settings
 from .handlers import Registered, for_transition
 from .keys import Keys
+from .store.process_lock import hold
 
 log = logging.getLogger("aistats_hooks.dispatch")
 GROUP = "handlers"
@@ -65,10 +65,9 @@ def dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings, *, limi
     """
     enqueued = 0
     for _ in range(3):
-        token = uuid.uuid4().hex
-        if not redis.set(keys.dispatch_lock, token, nx=True, px=LOCK_MS):
-            return enqueued  # another process is dispatching; it takes these entries too
-        try:
+        with hold(redis, keys.dispatch_lock, LOCK_MS) as held:
+            if not held:
+                return enqueued  # another process is dispatching; it takes these entries too
             ensure_group(redis, keys)
             # Our own pending entries first (a dispatcher that died before acknowledging), then new ones.
             for start in ("0", ">"):
@@ -81,10 +80,6 @@ def dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings, *, limi
                         redis.xack(keys.changes, GROUP, entry_id)
                     if start == "0" or len(items) < limit:
                         break
-        finally:
-            # Release only our own lock (a slow run's lock may have expired and been taken).
-            if redis.get(keys.dispatch_lock) in (token, token.encode()):
-                redis.delete(keys.dispatch_lock)
         if not _undelivered(redis, keys):
             break
     return enqueued

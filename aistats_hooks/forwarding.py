@@ -29,6 +29,7 @@ from rq.job import Job
 
 from .config import Settings
 from .keys import Keys
+from .store.process_lock import hold
 
 GROUP = "forwarding"
 CONSUMER = "forwarder"
@@ -67,10 +68,9 @@ def dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings, *, limi
     """Turn undispatched feed entries into forwarding jobs; return how many were enqueued."""
     if not settings.forward_urls:
         return 0
-    token = uuid.uuid4().hex
-    if not redis.set(keys.forward("lock"), token, nx=True, px=LOCK_MS):
-        return 0  # another process is dispatching; it takes these entries too
-    try:
+    with hold(redis, keys.forward("lock"), LOCK_MS) as held:
+        if not held:
+            return 0  # another process is dispatching; it takes these entries too
         ensure_group(redis, keys)
         enqueued = 0
         for start in ("0", ">"):  # our own unacknowledged entries first (a dispatcher that died), then new ones
@@ -83,9 +83,6 @@ def dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings, *, limi
                             enqueued += _enqueue(redis, keys, queue, settings, entry_id, text, url)
                     redis.xack(keys.changes, GROUP, entry_id)
         return enqueued
-    finally:
-        if _text(redis.get(keys.forward("lock"))) == token:
-            redis.delete(keys.forward("lock"))
 
 
 def _enqueue(redis: Redis, keys: Keys, queue: Queue, settings: Settings, entry_id: str, entry: dict,
