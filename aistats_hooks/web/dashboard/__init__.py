@@ -52,8 +52,10 @@ def csrf_token() -> str:
 
 
 @bp.app_template_filter("usd")
-def usd_filter(nanos: int | None) -> str:
-    return "—" if nanos is None else charts.usd(int(nanos))
+def usd_filter(nanos) -> str:
+    """Nanos as dollars; "—" where the cost is not known (pending billing, a missing field, an odd value)."""
+    value = charts.whole(nanos)
+    return "—" if value is None else charts.usd(value)
 
 
 @bp.app_template_filter("when")
@@ -72,8 +74,9 @@ def when_filter(value) -> str:
 
 
 @bp.app_template_filter("count")
-def count_filter(value: int | None) -> str:
-    return "0" if not value else f"{int(value):,}"
+def count_filter(value) -> str:
+    number = charts.whole(value)
+    return "0" if not value else ("—" if number is None else f"{number:,}")
 
 
 @bp.route("/login", methods=["GET", "POST"])

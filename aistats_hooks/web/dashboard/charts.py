@@ -13,6 +13,19 @@ from markupsafe import Markup, escape
 from ...billing import nanos_to_usd
 
 
+def whole(value) -> int | None:
+    """A stored number as an int, or None for anything that is not one (None, Jinja's Undefined, text, NaN)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(str(value))
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number == number and abs(number) != float("inf") else None
+
+
 def usd(nanos: int) -> str:
     """Format nanos as dollars for people: cents above a dollar, more digits below one."""
     dollars = nanos / 1_000_000_000
@@ -71,9 +84,8 @@ def share_bar(value: int, peak: int, *, label: str, width: int = 160, height: in
 
 def progress(counts: dict | None, *, width: int = 480, height: int = 18) -> Markup:
     """Return a progress bar of a batch's request counts: completed, failed, and what remains."""
-    counts = counts or {}
-    total = int(counts.get("total") or 0)
-    done, failed = int(counts.get("completed") or 0), int(counts.get("failed") or 0)
+    counts = counts if isinstance(counts, dict) else {}
+    total, done, failed = (max(whole(counts.get(k)) or 0, 0) for k in ("total", "completed", "failed"))
     label = f"{done} completed, {failed} failed of {total} requests"
     parts = [f'<svg class="progress" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">',
              f'<rect class="track" width="{width}" height="{height}" rx="4"/>']
