@@ -1,18 +1,18 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-# Each creates .venv from the pinned requirements.txt when it is missing or stale.
+# Each creates .venv from the pinned requirements (runtime + development) when it is missing or stale.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
 .PHONY: venv test run bench chaos chaos-quick chaos-failover reset clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # Browser tests (tests/browser) need Debian's chromium and chromium-driver; without them they are left out, said once.
