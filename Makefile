@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: venv test run bench chaos chaos-quick chaos-failover reset clean
+.PHONY: venv test test-fast run bench chaos chaos-quick chaos-failover reset clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,10 @@ test: $(STAMP)
 		echo "browser tests skipped: /usr/bin/chromium or /usr/bin/chromedriver missing (apt-get install -y chromium chromium-driver)"; \
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests --ignore=tests/browser; \
 	fi
+
+# test-fast: the tests that start no process (no server, worker, browser or stack): a minute or less.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests --ignore=tests/browser
 
 run: $(STAMP)
 	$(BIN)/python -m aistats_hooks.launcher

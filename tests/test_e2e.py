@@ -130,6 +130,7 @@ def test_every_outcome_reconciles_to_the_truth(stack, settings):
     assert truths[ids["failed"]]["billing"]["state"] == "void"
 
 
+@pytest.mark.slow
 def test_faulty_deliveries_still_converge_and_bill_once(stack, settings):
     ids = [
         create(stack, "completed", faults="duplicate", session="faults"),

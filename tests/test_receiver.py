@@ -141,6 +141,7 @@ def test_header_event_id_must_match_body(client, store):
     assert post(client, body, headers).json["reason"] == "event_id_mismatch"
 
 
+@pytest.mark.slow
 def test_redis_down_answers_503_and_records_nothing(settings, redis_client):
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     app = create_app(settings, redis=dead)

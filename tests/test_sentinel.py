@@ -62,6 +62,7 @@ def test_sentinel_settings_and_the_data_nodes_credentials_from_redis_url():
     assert rq["SENTINEL_KWARGS"]["password"] == "sentinel-pass-123"
 
 
+@pytest.mark.slow
 def test_rq_settings_module_hands_rq_its_sentinel_setting_not_a_url():
     env = {**service_env(AISTATS_API_KEY="sk_x", REDIS_SENTINELS="127.0.0.1:26379", REDIS_SENTINEL_MASTER="svc",
                          REDIS_URL="redis://:pw@127.0.0.1:6399/2")}

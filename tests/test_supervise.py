@@ -14,6 +14,9 @@ import redis
 
 from tests.helpers import wait_for
 
+# Each test starts real processes.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -62,7 +65,6 @@ def test_missing_command_is_one_line(tmp_path):
     assert proc.returncode == 127 and "command not found" in err and "Traceback" not in err
 
 
-@pytest.mark.slow
 def test_rq_cron_survives_redis_stopping_and_starting(tmp_path):
     """The Procfile's cron process under the supervisor: Redis killed, then back; cron enqueues again."""
     from bench.redis_server import redis_executable

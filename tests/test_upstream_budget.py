@@ -34,6 +34,7 @@ def client(redis_client, keys, base_url: str, rps: float, **kw) -> AIStats:
     return AIStats(API_KEY, base_url, transport=BudgetTransport(Budget(redis_client, keys), rps, **kw))
 
 
+@pytest.mark.slow
 def test_two_processes_together_never_exceed_the_cap(redis_client, keys):
     with SandboxServer(API_KEY) as srv:
         clients = [client(redis_client, keys, srv.base_url, rps=10) for _ in range(2)]

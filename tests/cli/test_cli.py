@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from aistats_hooks.cli.trigger import _headers as trigger_headers, sample_event
 from aistats_hooks.web import create_app
@@ -206,6 +207,7 @@ def test_trigger_sends_a_signed_delivery(env, store, receiver):
     assert store.counters("deliveries") == {"queued": 2, "duplicate": 1}
 
 
+@pytest.mark.slow
 def test_trigger_error_paths(env, receiver):
     # Signed with a secret the receiver does not know: it refuses, we say so in one line.
     line = one_line_error(run(env, "trigger", "batch.failed", AISTATS_WEBHOOK_SECRET="whsec_unknown_to_receiver"))
@@ -259,6 +261,7 @@ def test_config_masks_secrets(env):
         assert secret not in result.stdout
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point(env):
     """The real process: `python -m aistats_hooks`, exit statuses and no traceback."""
     base = {k: v for k, v in os.environ.items() if k not in CLEARED}
