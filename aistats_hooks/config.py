@@ -16,6 +16,7 @@ from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
+from .archive_settings import archive_settings
 from .forward_settings import DEFAULT_EVENTS, forward_settings
 
 # The gateway's public API root: the SDK's default and AISTATS_BASE_URL's.
@@ -184,6 +185,9 @@ class Settings:
     forward_urls: tuple[str, ...] = ()
     forward_secret: str | None = field(default=None, repr=False)
     forward_events: tuple[str, ...] = DEFAULT_EVENTS
+    # The archive of ended batches' files (archive.py): an fsspec URL, and an S3-compatible endpoint.
+    archive_url: str | None = None
+    archive_endpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -247,6 +251,7 @@ class Settings:
             # Never 0: WAIT's 0 means "block forever".
             replica_timeout_ms=int_setting(env, "AISTATS_REPLICA_TIMEOUT_MS", 500, low=1, high=60000),
             **forward_settings(env),
+            **archive_settings(env),
         )
 
     def replace(self, **changes) -> Settings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from aistats_hooks import dispatch, forwarding, handlers
+from aistats_hooks import archiving, dispatch, forwarding, handlers
 from aistats_hooks.config import Settings
 from aistats_hooks.keys import Keys
 from aistats_hooks.redis_conn import connect
@@ -37,6 +37,8 @@ def build(settings: Settings) -> Context:
         dispatch.ensure_group(redis, Keys(settings.key_prefix))
     if settings.forward_urls:  # forwarding starts with the transitions from now on
         forwarding.ensure_group(redis, Keys(settings.key_prefix))
+    if settings.archive_url:  # archiving too starts with the batches that end from now on
+        archiving.ensure_group(redis, Keys(settings.key_prefix))
     # Every call waits for the budget shared by all processes (AISTATS_UPSTREAM_RPS, a 429's pause).
     connections = max(20, settings.reconcile_concurrency)
     transport = BudgetTransport(Budget(redis, Keys(settings.key_prefix)), settings.upstream_rps,

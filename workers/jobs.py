@@ -18,7 +18,7 @@ import time
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import discovery, dispatch, forwarding, handlers, reconcile, telemetry
+from aistats_hooks import archiving, discovery, dispatch, forwarding, handlers, reconcile, telemetry
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 
@@ -113,6 +113,8 @@ def _dispatch(ctx: context.Context) -> None:
             dispatch.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
         if ctx.settings.forward_urls:  # forwarding: a built-in consumer of the same feed
             forwarding.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
+        if ctx.settings.archive_url:  # archiving: another consumer of the feed, on its own queue
+            archiving.dispatch(ctx.store.redis, ctx.store.keys, ctx.settings)
     except RedisError as exc:  # the next reconcile or sweep dispatches them: the feed keeps them
         log.warning("could not dispatch handler jobs now: %s: %s", type(exc).__name__, exc)
 

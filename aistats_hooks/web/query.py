@@ -7,7 +7,7 @@ from datetime import date
 
 from flask import Blueprint, jsonify, request
 
-from .. import queries
+from .. import archiving, queries
 from ..status import BatchStatus
 from . import params
 from .auth import require_token
@@ -23,9 +23,13 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 @require_token
 def get_batch(batch_id: str):
     """Return one reconciled batch."""
-    record = get_store().get(batch_id)
+    store = get_store()
+    record = store.get(batch_id)
     if record is None:
         return error(404, "not_found", f"no batch {batch_id!r} is known here")
+    archived = archiving.read_state(store.redis, store.keys, batch_id)
+    if archived is not None:  # {url, status, files}: where its result files are kept (archive.py)
+        record = {**record, "archive": archived}
     return jsonify(record)
 
 
