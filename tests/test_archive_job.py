@@ -73,3 +73,39 @@ def test_an_ended_batch_is_archived_once_with_checksums_equal_to_the_gateways_fi
     assert int(store.redis.hget(archiving.counters_key(store.keys), "files")) == len(manifest["files"])
     assert archiving.missing(store.redis, store.keys) == []
     sdk.close()
+
+
+def test_the_archive_command_verifies_finds_damage_and_queues_the_missing(archived_env, settings, store, monkeypatch):
+    from aistats_hooks.cli import main
+
+    sandbox, root = archived_env
+    sdk = AIStats(settings.api_key, sandbox.base_url)
+    file_id = sdk.upload_file(ROWS, filename="a.jsonl")["id"]
+    ids = [sdk.create_batch({"endpoint": "/v1/responses", "input_file_id": file_id,
+                             "metadata": {"sandbox_outcome": "completed", "sandbox_duration_s": "60"}})["id"]
+           for _ in range(2)]
+    for one in ids:
+        wait_for(lambda: sdk.retrieve_batch(one)["status"] == "completed", timeout=60)
+    from workers import context
+
+    context.current()
+    for one in ids:
+        store.request_reconcile(one, debounce=False)
+    work(store, settings)
+    assert archiving.missing(store.redis, store.keys) == []
+    assert main(["archive", "--verify"]) == 0
+
+    (next(root.glob(f"*/*/*/{ids[0]}")) / "output.jsonl").write_bytes(b"damaged\n")
+    assert main(["archive", "--verify"]) == 1
+
+    store.redis.delete(archiving.state_key(store.keys, ids[1]))  # as if its job never ran
+    assert archiving.missing(store.redis, store.keys) == [ids[1]]
+    assert main(["archive", "--missing"]) == 0
+    assert main(["archive", ids[0]]) == 0
+    work(store, settings)
+    assert archiving.missing(store.redis, store.keys) == []
+    assert main(["archive", "--verify"]) == 0  # the damaged file was rewritten, the whole ones left alone
+
+    monkeypatch.delenv("AISTATS_ARCHIVE_URL")
+    assert main(["archive", "--missing"]) == 1
+    sdk.close()
