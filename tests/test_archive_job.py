@@ -72,6 +72,11 @@ def test_an_ended_batch_is_archived_once_with_checksums_equal_to_the_gateways_fi
     assert (folders[0] / "output.jsonl").stat().st_mtime_ns == stamp
     assert int(store.redis.hget(archiving.counters_key(store.keys), "files")) == len(manifest["files"])
     assert archiving.missing(store.redis, store.keys) == []
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {settings.query_api_token}"}).get_data(
+        as_text=True)
+    written = sum(f["bytes"] for f in manifest["files"].values())
+    assert f"aistats_archive_files_total {float(len(manifest['files']))}" in metrics
+    assert f"aistats_archive_bytes_total {float(written)}" in metrics
     sdk.close()
 
 

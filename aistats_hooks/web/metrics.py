@@ -185,6 +185,17 @@ class StoreCollector(Collector):
             family.add_metric([outcome], forwarded.get(outcome, 0))
         yield family
 
+        archived = _ints(self.store.redis.hgetall(self.store.keys.counters("archive")))
+        family = CounterMetricFamily("aistats_archive_files", "Result files written to the archive (AISTATS_ARCHIVE_URL).")
+        family.add_metric([], archived.get("files", 0))
+        yield family
+        family = CounterMetricFamily("aistats_archive_bytes", "Bytes written to the archive.")
+        family.add_metric([], archived.get("bytes", 0))
+        yield family
+        family = CounterMetricFamily("aistats_archive_failures", "Archive attempts that failed (each is retried).")
+        family.add_metric([], archived.get("failed", 0))
+        yield family
+
     @staticmethod
     def _histogram(raw: Mapping) -> HistogramMetricFamily:
         fields = {_text(k): _text(v) for k, v in raw.items()}
