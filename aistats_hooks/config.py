@@ -16,6 +16,7 @@ from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
+from .alert_settings import alert_settings
 from .archive_settings import archive_settings
 from .forward_settings import DEFAULT_EVENTS, forward_settings
 
@@ -188,6 +189,11 @@ class Settings:
     # The archive of ended batches' files (archive.py): an fsspec URL, and an S3-compatible endpoint.
     archive_url: str | None = None
     archive_endpoint_url: str | None = None
+    # Alerts (alerts.py): where they go, their signing secret, and the money thresholds in nanos.
+    alert_urls: tuple[str, ...] = ()
+    alert_secret: str | None = field(default=None, repr=False)
+    alert_batch_nanos: int | None = None
+    alert_daily_nanos: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -252,6 +258,7 @@ class Settings:
             replica_timeout_ms=int_setting(env, "AISTATS_REPLICA_TIMEOUT_MS", 500, low=1, high=60000),
             **forward_settings(env),
             **archive_settings(env),
+            **alert_settings(env),
         )
 
     def replace(self, **changes) -> Settings:

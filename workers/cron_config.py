@@ -20,13 +20,17 @@ from __future__ import annotations
 
 from rq.cron import register
 
+from workers.alert_jobs import tick as alert_tick
 from workers.discovery_job import discover
 from workers.jobs import sweep
 from workers.settings import QUEUES, SETTINGS, SWEEP_INTERVAL
 
 # Each only queues jobs; a stuck one must not outlive the next ticks by much. A discover tick's
 # result is not kept (86,400 a day); a failed one stays in the failed registry for a day.
-for job, name, interval, result_ttl in ((sweep, "sweep", SWEEP_INTERVAL, 600), (discover, "discover", 1, 0)):
+TICKS = [(sweep, "sweep", SWEEP_INTERVAL, 600), (discover, "discover", 1, 0)]
+if SETTINGS.alert_urls:  # AISTATS_ALERT_URLS: failed work, stalled polling and spend are looked at every 30 s
+    TICKS.append((alert_tick, "alerts", 30, 0))
+for job, name, interval, result_ttl in TICKS:
     register(
         job,
         queue_name=QUEUES[0],

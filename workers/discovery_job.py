@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aistats_hooks import discovery
+from aistats_hooks import alerts, discovery
 
 from . import context
 
@@ -10,4 +10,11 @@ from . import context
 def discover() -> dict[str, int]:
     """Poll the list views that are due; queue reconciles of batches unknown here or listed in another status."""
     ctx = context.current()
-    return discovery.poll(ctx.store, ctx.client, longest=ctx.settings.discovery_interval)
+    try:
+        found = discovery.poll(ctx.store, ctx.client, longest=ctx.settings.discovery_interval)
+    except Exception:
+        alerts.mark(ctx.store.redis, ctx.store.keys, "discovery", False)
+        raise
+    if found.get("polls") or found.get("errors"):  # a tick with nothing due says nothing about the gateway
+        alerts.mark(ctx.store.redis, ctx.store.keys, "discovery", not found.get("errors"))
+    return found

@@ -18,7 +18,7 @@ import time
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import archiving, discovery, dispatch, forwarding, handlers, reconcile, telemetry
+from aistats_hooks import alerts, archiving, discovery, dispatch, forwarding, handlers, reconcile, telemetry
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 
@@ -83,6 +83,7 @@ def sweep(limit: int = 500) -> int:
     what it could not see). Unknown batches past their retention are pruned.
     """
     ctx = context.current()
+    alerts.mark(ctx.store.redis, ctx.store.keys, "sweep", False)  # a try; the success is marked at the end
     settings = ctx.settings
     due = ctx.store.due_for_sweep(time.time() - settings.stale_after, limit=limit)
     due = due[:ctx.store.open_batches.allowance(settings.sweep_max_per_hour, len(due))]
@@ -93,6 +94,7 @@ def sweep(limit: int = 500) -> int:
     pruned = ctx.store.open_batches.prune_unknown(time.time() - ctx.settings.unknown_retention, limit=limit)
     if pruned:
         ctx.store.incr("sweep", "pruned_unknown", pruned)
+    alerts.mark(ctx.store.redis, ctx.store.keys, "sweep", True)
     _dispatch(ctx)
     return queued
 

@@ -25,7 +25,7 @@ import sys
 import click
 
 from .. import logs
-from . import (archive_cmd, batches, config_cmd, endpoints, failed_cmd, forwarding_cmd, reconcile_cmd, records_cmd, results_cmd,
+from . import (alerts_cmd, archive_cmd, batches, config_cmd, endpoints, failed_cmd, forwarding_cmd, reconcile_cmd, records_cmd, results_cmd,
                transitions_cmd, trigger)
 from .core import HooksCLI, Resources
 
@@ -48,7 +48,7 @@ def cli(ctx: click.Context, json_output: bool) -> None:
 
 
 for _module in (batches, records_cmd, results_cmd, endpoints, reconcile_cmd, failed_cmd, trigger, config_cmd,
-                transitions_cmd, forwarding_cmd, archive_cmd):
+                transitions_cmd, forwarding_cmd, archive_cmd, alerts_cmd):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
