@@ -33,6 +33,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger as _GunicornBase
 
+from . import tracing
 from .config import url_password
 from .errors import ConfigError
 
@@ -149,6 +150,7 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 line[key] = value
+        line.update(tracing.log_ids())  # inside a span: its trace_id and span_id (tracing off: nothing)
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRS and key not in line and not key.startswith("_"):
                 line[key] = value

@@ -35,7 +35,7 @@ def test_restarts_a_failing_child_until_it_succeeds(tmp_path):
     assert proc.returncode == 0
     assert counter.read_text() == "3"
     restarts = [line for line in err.splitlines() if "restarting in" in line]
-    assert len(restarts) == 2 and '"level": "WARNING"' in restarts[0]
+    assert len(restarts) == 2 and '"level": "warning"' in restarts[0]
 
 
 def test_a_configuration_error_is_not_restarted(tmp_path):

@@ -33,8 +33,8 @@ HEALTHY_AFTER = 60.0
 
 def log(level: str, message: str, **fields) -> None:
     """One JSON line on stderr, in the shape of the service's other log lines."""
-    line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": level, "logger": "workers.supervise", "message": message, **fields}
+    line = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": level.lower(), "logger": "workers.supervise", "msg": message, **fields}
     print(json.dumps(line), file=sys.stderr, flush=True)
 
 

@@ -1,0 +1,80 @@
+"""Tracing helpers: off by default; on, a reconcile continues the deliveries' trace and links each of them.
+
+Each case runs in a child process: the OpenTelemetry tracer provider and the
+instrumentations are global to a process, and the rest of the suite runs with tracing off.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from aistats_hooks import tracing
+from aistats_hooks.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_off_unless_an_exporter_is_named():
+    assert tracing.wanted({}) == [] and tracing.wanted({"OTEL_TRACES_EXPORTER": "none"}) == []
+    assert tracing.wanted({"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}) == []
+    assert tracing.wanted({"OTEL_TRACES_EXPORTER": "otlp,console"}) == ["otlp", "console"]
+    with pytest.raises(ConfigError) as caught:
+        tracing.wanted({"OTEL_TRACES_EXPORTER": "jaeger"})
+    assert caught.value.variable == "OTEL_TRACES_EXPORTER"
+    assert not tracing.ENABLED and tracing.current_traceparent() is None and tracing.log_ids() == {}
+
+
+SCRIPT = """
+import json, logging, io, sys
+import redis
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from aistats_hooks import tracing, logs
+from aistats_hooks.keys import Keys
+
+exporter = InMemorySpanExporter()
+assert tracing.configure("aistats-hooks-test", {}, exporters=[exporter])
+client = redis.Redis.from_url(sys.argv[1])
+keys = Keys(sys.argv[2])
+stream = io.StringIO()
+logging.getLogger().addHandler(logs.make_handler("INFO", stream=stream))
+logging.getLogger().setLevel(logging.INFO)
+log = logging.getLogger("t")
+tracer = tracing.tracer()
+parents = []
+for n in range(2):  # two deliveries that coalesce into one reconcile
+    with tracer.start_as_current_span(f"delivery{n}") as span:
+        tracing.remember(client, keys, "b1")
+        parents.append(span.get_span_context())
+with tracing.reconcile_span(client, keys, "b1"):
+    meta = tracing.job_meta()
+    log.info("inside")
+with tracing.job_span("handler", meta, batch_id="b1"):
+    pass
+spans = {s.name: s for s in exporter.get_finished_spans()}
+rec, handler = spans["reconcile"], spans["handler"]
+line = json.loads(stream.getvalue().splitlines()[-1])
+print(json.dumps({
+    "same_trace": rec.context.trace_id == parents[0].trace_id == handler.context.trace_id,
+    "parent_is_first": rec.parent.span_id == parents[0].span_id,
+    "links": sorted(l.context.span_id for l in rec.links) == sorted(p.span_id for p in parents),
+    "handler_parent": handler.parent.span_id == rec.context.span_id,
+    "log_trace": line.get("trace_id") == f"{rec.context.trace_id:032x}" and line.get("span_id") == f"{rec.context.span_id:016x}",
+    "taken": client.exists(f"{keys.prefix}:tp:b1") == 0,
+    "attrs": rec.attributes.get("aistats.deliveries") == 2,
+}))
+"""
+
+
+@pytest.mark.slow
+def test_a_reconcile_continues_the_first_delivery_links_all_and_logs_carry_ids(redis_url, prefix):
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT), redis_url, prefix], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(result.values()), result
