@@ -30,6 +30,8 @@ Shared::
     {p}:fwd:*                       forwarding: messages, their attempts, disabled destinations (Keys.forward)
     {p}:up:bucket                   string when the next gateway call may go (microseconds; AISTATS_UPSTREAM_RPS)
     {p}:up:paused                   string set until a 429's Retry-After ends: every process waits it out
+    {p}:guess:{a:{address}|all}     string wrong tokens within the minute, expiring with it (web.guesses)
+    {p}:dash:s:{digest}             string a dashboard login, until logout or its max age (dashboard.access)
 
 RQ's own keys (job hashes, the queue, its registries, ``rq:queues``) are not
 named here: ``queueing.RQContract`` takes them from RQ's classes.
@@ -175,6 +177,15 @@ class Keys:
     def handler_done(self) -> str:
         """Hash job id -> finish time of every handler run that succeeded (a rerun is skipped)."""
         return self._key("hdone")
+
+    # -- web: token guesses and dashboard sessions ------------------------------
+    def guesses(self, *scope: str) -> str:
+        """Wrong tokens of one client address (``"a", address``) or of all (``"all"``) in the current minute."""
+        return self._key("guess", *scope)
+
+    def dashboard_session(self, digest: str) -> str:
+        """A live dashboard login, named by a digest of its session id (the cookie holds the id)."""
+        return self._key("dash", "s", digest)
 
     # -- forwarding (forwarding.py): messages to the user's own services --------
     def forward(self, *parts: str) -> str:
