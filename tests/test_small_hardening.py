@@ -26,3 +26,21 @@ def test_the_largest_cursors_are_answered(client, settings):
     for after in ("18446744073709551615-18446744073709551615", "18446744073709551615-0", "0-0"):
         resp = client.get("/changes", query_string={"after": after}, headers=auth)
         assert resp.status_code == 200 and resp.json == {"data": [], "next_cursor": after}
+
+
+def test_one_event_id_for_two_batches_is_two_events(client, store):
+    # Deduplication is per batch: (batch id, event id). The gateway's ids name their batch, so the same id
+    # for another batch is another event (signed like any other); it is recorded and reconciled for that
+    # batch only, and the retrieve decides what either batch is.
+    first, second = make_event("b_one"), make_event("b_two")
+    second["id"] = first["id"]
+    answers = []
+    for event in (first, second, first, second):
+        body, headers = signed(event)
+        answers.append(client.post("/webhooks/aistats", data=body, headers=headers))
+    assert [r.status_code for r in answers] == [202, 202, 200, 200]
+    assert [r.json["status"] for r in answers[2:]] == ["duplicate", "duplicate"]
+    for batch_id in ("b_one", "b_two"):
+        (event,) = store.events(batch_id)
+        assert event["id"] == first["id"] and event["outcome"] == "queued" and event["duplicates"] == 1
+    assert store.queue.count == 2
