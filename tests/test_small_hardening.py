@@ -44,3 +44,28 @@ def test_one_event_id_for_two_batches_is_two_events(client, store):
         (event,) = store.events(batch_id)
         assert event["id"] == first["id"] and event["outcome"] == "queued" and event["duplicates"] == 1
     assert store.queue.count == 2
+
+
+@pytest.mark.timeout(60)
+def test_the_launchers_files_in_the_data_folder_are_private(tmp_path):
+    import importlib
+    import os
+    import stat
+
+    from aistats_hooks.launcher import sandbox
+    from aistats_hooks.launcher.environ import free_port
+
+    demo = importlib.import_module("aistats_hooks.launcher.demo")  # the package's ``demo`` is a function
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AISTATS_", "REDIS_", "QUERY_"))}
+    proc = sandbox.start(env, data, free_port(), 60)
+    try:
+        assert demo._create(env, 0, data) is None  # no gateway configured: the CLI refuses, the input file is kept
+    finally:
+        sandbox.stop(proc)
+    names = {p.name for p in data.iterdir()}
+    assert {"sandbox.log", "demo-input-1.jsonl"} <= names, names
+    for path in data.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
