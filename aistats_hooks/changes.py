@@ -20,7 +20,8 @@ from .keys import Keys
 
 FIELDS = ("batch_id", "transition", "status", "settled_nanos", "at")
 MAX_PAGE = 1000
-_CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
+_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # ASCII digits only: \d takes any script's
+_ID_MAX = 2**64 - 1  # each half of a stream id is an unsigned 64-bit number
 
 
 class BadCursor(ValueError):
@@ -44,8 +45,13 @@ def entry(entry_id: bytes | str, fields: dict) -> dict[str, Any]:
 
 def page(redis: Redis, keys: Keys, *, after: str | None = None, limit: int = 100) -> tuple[list[dict], str | None]:
     """Return up to ``limit`` entries after the cursor ``after`` (from the start when None), and the next cursor."""
-    if after is not None and not _CURSOR.match(after):
-        raise BadCursor(f"cursor must be an entry id such as 1781712000000-0, got {after!r}")
+    if after is not None:
+        # Checked here, not by Redis: its refusal would read as the store failing (503), not a bad cursor.
+        match = _CURSOR.fullmatch(after)  # not match: "$" lets a trailing newline through
+        if not match or max(int(match[1]), int(match[2])) > _ID_MAX:
+            raise BadCursor(f"cursor must be an entry id such as 1781712000000-0, got {after[:60]!r}")
+        if int(match[1]) == int(match[2]) == _ID_MAX:
+            return [], after  # nothing can follow the last possible id
     start = f"({after}" if after else "-"
     raw = redis.xrange(keys.changes, min=start, max="+", count=max(1, min(limit, MAX_PAGE)))
     rows = [entry(i, f) for i, f in raw]

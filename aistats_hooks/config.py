@@ -29,6 +29,7 @@ MAX_BODY_BYTES = 1024 * 1024
 EXIT_CONFIG = 2
 # A webhook secret is an HMAC key: a short one can be guessed from signed deliveries.
 MIN_WEBHOOK_SECRET_LENGTH = 16
+MIN_TOKEN_LENGTH = 16  # QUERY_API_TOKEN and AISTATS_SESSION_SECRET
 _URL_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 
@@ -204,6 +205,10 @@ class Settings:
             if len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
                 raise ConfigError("AISTATS_WEBHOOK_SECRET", f"secret {n} of {len(secrets)} is {len(secret)} characters "
                                   f"long; at least {MIN_WEBHOOK_SECRET_LENGTH} are required")
+        for name in ("QUERY_API_TOKEN", "AISTATS_SESSION_SECRET"):  # guessable when short
+            value = env.get(name, "").strip()
+            if value and len(value) < MIN_TOKEN_LENGTH:
+                raise ConfigError(name, f"{len(value)} characters; at least {MIN_TOKEN_LENGTH} are required")
         prefix = env.get("AISTATS_KEY_PREFIX", "aistats").strip() or "aistats"
         if not prefix.replace("-", "").replace("_", "").replace(":", "").isalnum():
             raise ConfigError("AISTATS_KEY_PREFIX", f"expected letters, digits, '-', '_' or ':', got {prefix!r}")

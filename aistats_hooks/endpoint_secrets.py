@@ -8,14 +8,17 @@ secret keeps verifying for a grace period, because deliveries signed with it
 may still be in flight or retried; then it is dropped.
 
 Secrets from ``AISTATS_WEBHOOK_SECRET`` (the environment) always verify as
-well. ``SecretRing`` is the receiver's view: it loads the stored secrets
-lazily and reloads them at most once a second, on a signature that matched
-none, so a rotation takes effect on the next delivery without a Redis read on
-every acknowledgement.
+well. ``SecretRing`` is the receiver's view: it caches the stored secrets and
+checks the cache on every delivery with one GET of a version counter, which
+every change here increments, so a rotation or retirement takes effect on the
+next delivery in every web process (a ``--grace 0`` rotation refuses the old
+secret at once); it also reloads at most once a second on a signature that
+matched none.
 
 Key (one hash per deployment): ``{prefix}:endpoint_secrets``, field = the
 secret's SHA-256 fingerprint, value = JSON ``{secret, endpoint_id,
 added_at, retire_at}`` (unix seconds; ``retire_at`` null while current).
+``{prefix}:endpoint_secrets:version``: a counter incremented after each change.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ def _key(prefix: str) -> str:
     return f"{prefix}:endpoint_secrets"
 
 
+def _version_key(prefix: str) -> str:
+    return f"{prefix}:endpoint_secrets:version"
+
+
+def _changed(redis: Redis, prefix: str) -> None:
+    # After the write: a process that reads the new version then reads the new secrets.
+    redis.incr(_version_key(prefix))
+
+
 def fingerprint(secret: str) -> str:
     """Return a non-secret name for ``secret`` (for lists and logs)."""
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
@@ -51,6 +63,7 @@ def add(redis: Redis, prefix: str, secret: str, endpoint_id: str, *, now: float 
     entry = {"secret": secret, "endpoint_id": endpoint_id, "added_at": int(now or time.time()), "retire_at": None}
     name = fingerprint(secret)
     redis.hset(_key(prefix), name, json.dumps(entry))
+    _changed(redis, prefix)
     return name
 
 
@@ -64,6 +77,8 @@ def retire(redis: Redis, prefix: str, endpoint_id: str, *, keep: str, grace: int
             entry["retire_at"] = int(now + grace)
             redis.hset(_key(prefix), name, json.dumps(entry))
             retired.append(name)
+    if retired:
+        _changed(redis, prefix)
     return retired
 
 
@@ -110,9 +125,10 @@ class SecretRing:
     """The secrets one web process verifies with: the environment's, and the stored ones.
 
     Stored secrets are cached with their retirement times (a retired one stops
-    verifying on time without a reload) and re-read on a signature that matched
-    none (at most once per ``RELOAD_INTERVAL``) or when the cache is older than
-    ``max_age`` seconds (to learn of a retirement set after the last read).
+    verifying on time without a reload) and re-read when the stored version
+    counter moved (read on every call: one GET), on a signature that matched
+    none (at most once per ``RELOAD_INTERVAL``), or when the cache is older
+    than ``max_age`` seconds (a backstop for a write made without the counter).
     """
 
     def __init__(self, redis: Redis, prefix: str, configured: Sequence[str], *, max_age: float = 30.0) -> None:
@@ -120,6 +136,7 @@ class SecretRing:
         self._configured = tuple(configured)
         self._stored: tuple[tuple[str, float | None], ...] | None = None
         self._loaded_at = 0.0
+        self._version: bytes | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -127,7 +144,8 @@ class SecretRing:
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret that verifies now (may raise RedisError when the stored ones must be read)."""
-        if self._stored is None or time.monotonic() - self._loaded_at > self._max_age:
+        version = self._redis.get(_version_key(self._prefix))
+        if self._stored is None or version != self._version or time.monotonic() - self._loaded_at > self._max_age:
             self.reload(force=True)
         now = time.time()
         return self._configured + tuple(s for s, retire_at in self._stored or () if retire_at is None or retire_at > now)
@@ -138,9 +156,10 @@ class SecretRing:
             now = time.monotonic()
             if not force and now - self._loaded_at < RELOAD_INTERVAL:
                 return False
+            version = self._redis.get(_version_key(self._prefix))  # before the read: a later change reloads again
             fresh = tuple(sorted((e["secret"], e.get("retire_at")) for e in entries(self._redis, self._prefix).values()
                                  if e["secret"] not in self._configured))
-            self._loaded_at = now
+            self._loaded_at, self._version = now, version
             changed = fresh != self._stored
             self._stored = fresh
             return changed

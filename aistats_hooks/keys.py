@@ -26,10 +26,23 @@ Shared::
     {p}:changes                     stream every announced transition (the change feed), capped
     {p}:dispatch:lock               string held while new transitions become handler jobs
     {p}:hlast:{batch_id}            hash  handler -> the batch's latest handler job id (ordering)
-    {p}:hdone                       hash  handler job id -> when it succeeded (never run twice)
+    {p}:hdone:{job_id}              string when that handler job succeeded (never run twice), TTL = retention
     {p}:fwd:*                       forwarding: messages, their attempts, disabled destinations (Keys.forward)
     {p}:up:bucket                   string when the next gateway call may go (microseconds; AISTATS_UPSTREAM_RPS)
     {p}:up:paused                   string set until a 429's Retry-After ends: every process waits it out
+    {p}:guess:{a:{address}|all}     string wrong tokens within the minute, expiring with it (web.guesses)
+    {p}:dash:s:{digest}             string a dashboard login, until logout or its max age (dashboard.access)
+    {p}:endpoint_secrets            hash  managed endpoints' signing secrets (endpoint_secrets)
+    {p}:endpoint_secrets:version    string a counter of their changes: web processes reload on a new value
+
+What is kept without a TTL is ``PERMANENT``: the records and what is derived
+from them (indexes, ledger; a record leaves by ``forget`` or, unknown to the
+gateway, by the sweep's prune), shared counters, the capped change feed, the
+open and unknown sets (bounded by the batches they list) and the stored
+endpoint secrets. Every other key, per event, per transition or per run,
+expires: with AISTATS_EVENT_RETENTION (``ev``, ``eo``, ``hlast``, ``hdone``,
+forwarding's messages) or sooner (locks, slots, windows);
+``tests/test_key_ttls.py`` checks it over a whole batch lifecycle.
 
 RQ's own keys (job hashes, the queue, its registries, ``rq:queues``) are not
 named here: ``queueing.RQContract`` takes them from RQ's classes.
@@ -46,6 +59,9 @@ from dataclasses import dataclass
 
 # Record field -> index name (``{p}:idx:{name}:{value}``), as COMMIT writes them.
 INDEX_NAMES = {"status": "status", "session_id": "session", "model": "model"}
+# Key shapes (after ``{p}:``, fnmatch-style) kept without a TTL, on purpose; see above.
+PERMANENT = ("b:*", "idx:*", "ledger:*", "m:*", "changes", "open", "unknown", "endpoint_secrets",
+             "endpoint_secrets:version")
 # Ledger groups with one hash each (``{p}:ledger:{group}``); "day" is ``{p}:ledger:day``.
 LEDGER_GROUPS = ("session_id", "model", "provider")
 
@@ -171,10 +187,18 @@ class Keys:
         """Hash handler -> the id of the batch's latest handler job (the next one depends on it: order)."""
         return self._key("hlast", batch_id)
 
-    @property
-    def handler_done(self) -> str:
-        """Hash job id -> finish time of every handler run that succeeded (a rerun is skipped)."""
-        return self._key("hdone")
+    def handler_done(self, job_id: str) -> str:
+        """When the handler run ``job_id`` succeeded (a rerun is skipped); expires with the event retention."""
+        return self._key("hdone", job_id)
+
+    # -- web: token guesses and dashboard sessions ------------------------------
+    def guesses(self, *scope: str) -> str:
+        """Wrong tokens of one client address (``"a", address``) or of all (``"all"``) in the current minute."""
+        return self._key("guess", *scope)
+
+    def dashboard_session(self, digest: str) -> str:
+        """A live dashboard login, named by a digest of its session id (the cookie holds the id)."""
+        return self._key("dash", "s", digest)
 
     # -- forwarding (forwarding.py): messages to the user's own services --------
     def forward(self, *parts: str) -> str:

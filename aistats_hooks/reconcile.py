@@ -11,9 +11,10 @@ Retry-After) stay in ``workers.jobs``.
 Every path releases the lock: a value the merge rules or COMMIT refuse (an
 amount out of range, ...) is recorded on the batch as ``error`` with its
 previous state kept (``Outcome.INVALID``), never raised with the lock held. A
-404 is believed only after ``NOT_FOUND_ATTEMPTS`` answers in a row
-(``NotFoundYet`` before that, which the job retries later); an id the SDK
-refuses to send (``.``, ``..``, a slash) is marked ``not_found`` at once.
+404 is believed only after ``NOT_FOUND_ATTEMPTS`` misses spread over minutes
+(``not_found``: a burst of runs counts once; ``NotFoundYet`` before that, which
+the job retries later); an id the SDK refuses to send (``.``, ``..``, a slash)
+is marked ``not_found`` at once.
 A run whose lock expired writes nothing (COMMIT checks the token).
 """
 
@@ -24,6 +25,7 @@ import time
 import uuid
 from enum import Enum
 
+from . import not_found
 from .delivery import TERMINAL_EVENT_TYPES
 from .errors import AIStatsError, BatchLocked, InvalidRequestError, NotFoundError
 from .merge import is_final, merge
@@ -38,18 +40,21 @@ log = logging.getLogger("aistats_hooks.reconcile")
 LOCK_WAIT = 2.0
 TRACK_WAIT = 10.0  # seconds create-batch waits for a reconcile of the new batch to end
 # A batch just created can be briefly unknown to a replica: believe a 404 only
-# after this many in a row (workers.jobs spaces the retries over minutes).
-NOT_FOUND_ATTEMPTS = 3
+# after this many misses, spread over minutes (not_found.SPACING).
+NOT_FOUND_ATTEMPTS = not_found.attempts()
+# The wall clock misses are dated by; tests replace it to move time on.
+clock = time.time
 # What a value the rules refuse raises; caught and recorded on the batch.
 _POISON = (ValueError, TypeError, OverflowError, RecursionError)
 
 
 class NotFoundYet(NotFoundError):
-    """The gateway answered 404, but fewer than ``NOT_FOUND_ATTEMPTS`` times in a row: retry later."""
+    """The gateway answered 404, but not yet ``NOT_FOUND_ATTEMPTS`` spread misses: check again in ``retry_in`` s."""
 
-    def __init__(self, batch_id: str, misses: int) -> None:
+    def __init__(self, batch_id: str, misses: int, retry_in: float = 0.0) -> None:
         super().__init__(f"batch {batch_id} not found ({misses} of {NOT_FOUND_ATTEMPTS})", status=404)
         self.misses = misses
+        self.retry_in = retry_in
 
 
 class Outcome(str, Enum):
@@ -102,6 +107,7 @@ def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str
     try:
         record = merge(begun.record, batch, source=Source.RETRIEVE)
         record.pop("error", None)
+        record.pop(not_found.CHECKED_AT, None)  # found: earlier misses are no evidence any more
         _stamp(record, begun)
         if not _commit(store, batch_id, record, token, (Outcome.RECONCILED.value, started_ms), "200"):
             return Outcome.LOCK_LOST
@@ -138,18 +144,22 @@ def _invalid(store: Store, batch_id: str, begun: Begun, token: str, started_ms: 
 
 
 def _missed(store: Store, batch_id: str, begun: Begun, token: str, started_ms: int) -> Outcome:
-    """Count a 404; mark the batch ``not_found`` only after ``NOT_FOUND_ATTEMPTS`` in a row."""
+    """Count a 404 (at most one per spacing: ``not_found``); mark the batch ``not_found`` once believed."""
     previous = begun.record
-    misses = int((previous or {}).get("not_found_misses") or 0) + 1
-    if misses < NOT_FOUND_ATTEMPTS:
+    miss = not_found.count_miss((previous or {}).get(not_found.MISSES), (previous or {}).get(not_found.CHECKED_AT),
+                                clock())
+    if not miss.believed:
+        if not miss.counted:  # nothing new to write: release the lock, count the call, check again later
+            store.commit(batch_id, None, token=token, upstream="404")
+            raise NotFoundYet(batch_id, miss.misses, miss.retry_in)
         record = dict(previous or {"id": batch_id, "status": "pending", "request_counts": {}, "billing": None})
-        record["not_found_misses"] = misses
+        record[not_found.MISSES], record[not_found.CHECKED_AT] = miss.misses, miss.checked_at
         _stamp(record, begun)
         if _commit(store, batch_id, record, token, None, "404"):
-            raise NotFoundYet(batch_id, misses)
+            raise NotFoundYet(batch_id, miss.misses, miss.retry_in)
         return Outcome.LOCK_LOST
     record = _not_found(previous, batch_id)
-    record["not_found_misses"] = misses
+    record[not_found.MISSES], record[not_found.CHECKED_AT] = miss.misses, miss.checked_at
     _stamp(record, begun)
     if not _commit(store, batch_id, record, token, (Outcome.NOT_FOUND.value, started_ms), "404"):
         return Outcome.LOCK_LOST

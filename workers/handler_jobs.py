@@ -3,7 +3,7 @@
 Enqueued by ``aistats_hooks.dispatch`` (never on the acknowledgement path),
 retried by RQ with backoff when the handler raises, then left in RQ's failed
 registry, where ``failed`` / ``requeue`` find it like a failed reconcile. A
-run that already succeeded (its job id is in ``{p}:hdone``) is skipped, so a
+run that already succeeded (``{p}:hdone:{job id}`` exists) is skipped, so a
 requeued or re-dispatched job never makes a handler succeed twice.
 """
 
@@ -35,7 +35,7 @@ def run_handler(batch_id: str, transition: str, handler_name: str, entry_id: str
     store = ctx.store
     job = get_current_job()
     jid = job.id if job is not None else job_id(store.keys, entry_id, handler_name)
-    if store.redis.hexists(store.keys.handler_done, jid):
+    if store.redis.exists(store.keys.handler_done(jid)):
         return "already_done"
     registered = handlers.get(handler_name)
     if registered is None:
@@ -61,7 +61,7 @@ def run_handler(batch_id: str, transition: str, handler_name: str, entry_id: str
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    store.redis.hset(store.keys.handler_done, jid, iso(time.time()))
+    store.redis.set(store.keys.handler_done(jid), iso(time.time()), ex=ctx.settings.event_retention)
     log.info("handler %s ran on %s of %s in %.0f ms", handler_name, transition, batch_id,
              (time.monotonic() - started) * 1000, extra={"batch_id": batch_id})
     return "done"

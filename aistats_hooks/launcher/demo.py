@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .environ import DEFAULT_PORT, ROOT
+from .environ import DEFAULT_PORT, ROOT, write_private
 
 SANDBOX_SPEED = 60
 # (outcome, simulated seconds): at speed 60 each ends 10 to 30 real seconds after creation.
@@ -57,7 +57,7 @@ def _create(env: Mapping[str, str], n: int, data_dir: Path) -> str | None:
     """Upload the ``n``-th demo input file and create its batch with the CLI; return the id, or None."""
     outcome, duration = DEMO_PLANS[n % len(DEMO_PLANS)]
     rows = data_dir / f"demo-input-{n + 1}.jsonl"
-    rows.write_text("".join(
+    write_private(rows, "".join(
         json.dumps({"custom_id": f"demo-{n + 1}-{i}", "method": "POST", "url": "/v1/responses",
                     "body": {"model": DEMO_MODELS[n % len(DEMO_MODELS)], "input": f"Say {i} in French."}}) + "\n"
         for i in range(1, 4)

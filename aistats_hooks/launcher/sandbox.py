@@ -16,6 +16,7 @@ after every process that calls it), and a closed stdout cannot kill it.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -58,7 +59,8 @@ def key_and_port(data_dir: Path) -> tuple[str, int, bool]:
 
 def start(env: dict[str, str], data_dir: Path, port: int, speed: float) -> subprocess.Popen:
     """Start the sandbox on ``port`` with its state file; its output goes to ``.data/sandbox.log``."""
-    with open(data_dir / LOG_FILE, "ab") as log:
+    # 0600 like everything in the data folder (an existing log keeps its mode: make_private fixed it at start).
+    with os.fdopen(os.open(data_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "aistats_hooks.sandbox", "--host", "127.0.0.1", "--port", str(port),
              "--speed", str(speed), "--state-file", str(data_dir / STATE_FILE)],

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, flash, make_response, redirect, render_template, request, url_for
 
 from ...config import Settings
+from .. import guesses
 from ..context import get_settings
 from . import access, charts
 
@@ -81,16 +82,24 @@ def count_filter(value) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """One field, the query token; a wrong one is refused with 401 and the form again."""
+    """One field, the query token; a wrong one is refused with 401 and the form again (429 when guessing)."""
     settings = get_settings()
     reason = access.off_reason(settings)
     if reason:
         return render_template("dashboard/off.html", reason=reason), 503
     target = access.safe_next(request.values.get("next"))
     if request.method == "POST":
+        wait = guesses.throttled()
+        if wait is not None:  # checked before the token: a right guess must look like a wrong one
+            response = make_response(render_template(
+                "dashboard/error.html", code=429, name="Too Many Requests",
+                description=f"Too many wrong tokens: try again in {wait} s."), 429)
+            response.headers["Retry-After"] = str(wait)
+            return response
         if access.token_matches(request.form.get("token", ""), settings):
             access.log_in(settings)
             return redirect(target)
+        guesses.failed("dashboard login")
         return render_template("dashboard/login.html", next=target, refused=True), 401
     if access.logged_in(settings):
         return redirect(target)
@@ -99,9 +108,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """Clear the session (a POST with the CSRF token: a link cannot log anyone out)."""
-    from flask import session
-
-    session.clear()
+    """End the session, on the server too (a POST with the CSRF token: a link cannot log anyone out)."""
+    access.log_out()
     flash("Logged out.")
     return redirect(url_for("dashboard.login"))

@@ -4,7 +4,12 @@ The session is Flask's signed cookie (itsdangerous, keyed by
 ``AISTATS_SESSION_SECRET``): HttpOnly, ``SameSite=Strict``, scoped to
 ``/dashboard``, and ``Secure`` whenever the request came over https. It holds
 no secret: only a fingerprint of the token it was opened with (so changing
-``QUERY_API_TOKEN`` logs every session out), when, and the CSRF token.
+``QUERY_API_TOKEN`` logs every session out), when, the CSRF token, and a
+random session id. A login lives on the server too, as a Redis key named by a
+digest of that id (``Keys.dashboard_session``, expiring with ``MAX_AGE``),
+read on every dashboard request: logging out deletes it, so a copy of the
+cookie kept from before is a stranger's (the login page, and a CSRF token
+that no longer works). Wrong tokens at the login are throttled (``guesses``).
 
 With no ``AISTATS_SESSION_SECRET`` or no ``QUERY_API_TOKEN`` the dashboard
 is off and every page says which variable to set: a key generated per
@@ -21,15 +26,16 @@ import secrets
 import time
 from collections.abc import Callable
 
-from flask import Flask, Request, Response, abort, redirect, render_template, request, session, url_for
+from flask import Flask, Request, Response, abort, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 
 from ...config import Settings
-from ..context import get_settings
+from ..context import get_settings, get_store
 
 COOKIE = "aistats_dashboard"
 MAX_AGE = 12 * 3600  # a login lasts a working day
 CSRF_FIELD = "csrf_token"
+SID = "sid"
 # No inline script or style anywhere: every page uses /dashboard/static only.
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -73,19 +79,50 @@ def token_matches(given: str, settings: Settings) -> bool:
     return bool(token) and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def _server_key(sid: str) -> str:
+    # A digest, not the id: a reader of Redis cannot turn the key into a cookie.
+    return get_store().keys.dashboard_session(hashlib.sha256(sid.encode()).hexdigest()[:40])
+
+
 def log_in(settings: Settings) -> None:
     """Open a fresh session (a new CSRF token too: nothing from before the login carries over)."""
     session.clear()
+    sid = secrets.token_urlsafe(32)
+    get_store().redis.set(_server_key(sid), "1", ex=MAX_AGE)
+    session[SID] = sid
     session["who"] = fingerprint(settings)
     session["at"] = int(time.time())
     session[CSRF_FIELD] = secrets.token_urlsafe(24)
+    g.dashboard_live = True
+
+
+def log_out() -> None:
+    """End the session on the server too: this cookie, or any copy of it, opens nothing from now on."""
+    sid = session.get(SID)
+    if isinstance(sid, str):
+        get_store().redis.delete(_server_key(sid))
+    session.clear()
+
+
+def _live() -> bool:
+    """Tell whether this request's session id names a login the server still has (one read per request)."""
+    if "dashboard_live" not in g:
+        sid = session.get(SID)
+        g.dashboard_live = isinstance(sid, str) and bool(get_store().redis.exists(_server_key(sid)))
+    return g.dashboard_live
+
+
+def drop_ended_session() -> None:
+    """Forget a cookie whose login ended on the server (logged out or expired), CSRF token and all."""
+    if SID in session and not _live():
+        session.clear()
 
 
 def logged_in(settings: Settings) -> bool:
-    """Tell whether this request's session was opened with the current token, less than MAX_AGE ago."""
+    """Tell whether this request's session was opened with the current token, less than MAX_AGE ago, and lives."""
     who, at = session.get("who"), session.get("at")
     return (isinstance(who, str) and hmac.compare_digest(who, fingerprint(settings))
-            and isinstance(at, int) and 0 <= time.time() - at < MAX_AGE)
+            and isinstance(at, int) and 0 <= time.time() - at < MAX_AGE and _live())
 
 
 def csrf_token() -> str:
@@ -96,7 +133,12 @@ def csrf_token() -> str:
 
 
 def check_csrf() -> None:
-    """Refuse (400) a state-changing request whose form does not carry the session's CSRF token."""
+    """Refuse (400) a state-changing request whose form does not carry the session's CSRF token.
+
+    Runs before every dashboard view: an ended session is dropped first, so its token fails too.
+    """
+    if request.endpoint != "dashboard.static" and off_reason(get_settings()) is None:
+        drop_ended_session()
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     expected = session.get(CSRF_FIELD)
@@ -124,7 +166,10 @@ def login_required(view: Callable) -> Callable:
 
 
 def safe_next(target: str | None) -> str:
-    """Return a post-login destination inside the dashboard, never another site."""
+    """Return a post-login destination inside the dashboard, never another site (400 for control characters)."""
+    if target and any(ord(c) < 32 or ord(c) == 127 for c in target):
+        # CR/LF would split the Location header: refuse rather than fail building the redirect.
+        abort(400, description="next must be a dashboard path without control characters")
     if target and target.startswith("/dashboard") and not target.startswith("//") and "\\" not in target:
         return target
     return url_for("dashboard.overview")
