@@ -34,6 +34,10 @@ Shared::
     {p}:dash:s:{digest}             string a dashboard login, until logout or its max age (dashboard.access)
     {p}:endpoint_secrets            hash  managed endpoints' signing secrets (endpoint_secrets)
     {p}:endpoint_secrets:version    string a counter of their changes: web processes reload on a new value
+    {p}:arch:{batch_id}             string the batch's archive state {url,status,files} (archiving), TTL >= retention
+    {p}:alerts                      hash  (kind, subject) -> an alert's state (alerts.py)
+    {p}:alive                       hash  last run / last success of discovery and the sweep (alerts.py)
+    {p}:tp:{batch_id}               list  trace contexts of deliveries waiting for the reconcile (tracing), TTL 1 day
 
 What is kept without a TTL is ``PERMANENT``: the records and what is derived
 from them (indexes, ledger; a record leaves by ``forget`` or, unknown to the
@@ -61,7 +65,9 @@ from dataclasses import dataclass
 INDEX_NAMES = {"status": "status", "session_id": "session", "model": "model"}
 # Key shapes (after ``{p}:``, fnmatch-style) kept without a TTL, on purpose; see above.
 PERMANENT = ("b:*", "idx:*", "ledger:*", "m:*", "changes", "open", "unknown", "endpoint_secrets",
-             "endpoint_secrets:version")
+             "endpoint_secrets:version",
+             # alerts.py: one field per (kind, subject) alerted, and the last runs of discovery and the sweep.
+             "alerts", "alive")
 # Ledger groups with one hash each (``{p}:ledger:{group}``); "day" is ``{p}:ledger:day``.
 LEDGER_GROUPS = ("session_id", "model", "provider")
 
