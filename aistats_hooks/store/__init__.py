@@ -106,8 +106,15 @@ class Store:
 
         False when ``token`` no longer held the lock: nothing was written (``CommitScript.call``).
         """
-        return self._commit.call(self.keys, batch_id, row=RecordRow.of(record) if record else None, settle=settle,
-                          token=token, upstream=upstream, client=pipeline)
+        row = RecordRow.of(record) if record else None
+        if self.settings.min_replicas and pipeline is None:
+            # A reconcile is done only once AISTATS_MIN_REPLICAS replicas have it, as a delivery is
+            # acknowledged only then: one that is not replicated raises NotReplicated and the job retries.
+            return self._commit.call_replicated(self.keys, batch_id, row=row, settle=settle, token=token,
+                                                upstream=upstream, replicas=self.settings.min_replicas,
+                                                timeout_ms=self.settings.replica_timeout_ms)
+        return self._commit.call(self.keys, batch_id, row=row, settle=settle, token=token, upstream=upstream,
+                                 client=pipeline)
 
     def unlock(self, batch_id: str, token: str) -> None:
         """Release the batch's lock if ``token`` still holds it."""

@@ -275,3 +275,22 @@ return 1
                 raise InvalidRecord(str(exc)) from None
             raise
         return reply != 0
+
+    def call_replicated(self, keys: Keys, batch_id: str, *, replicas: int, timeout_ms: int, **fields) -> bool:
+        """``call``, then WAIT for ``replicas`` on the same connection; raise ``NotReplicated`` when too few confirm."""
+        from .ingest import NotReplicated
+
+        pipe = self.redis.pipeline(transaction=False)
+        self.call(keys, batch_id, client=pipe, **fields)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        try:
+            reply, acknowledged = pipe.execute()
+        except ResponseError as exc:
+            if "invalid: " in str(exc):
+                raise InvalidRecord(str(exc)) from None
+            raise
+        if reply == 0:
+            return False  # the lock was lost: nothing was written
+        if int(acknowledged) < replicas:
+            raise NotReplicated(int(acknowledged), replicas)
+        return True
