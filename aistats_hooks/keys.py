@@ -37,6 +37,7 @@ Shared::
     {p}:arch:{batch_id}             string the batch's archive state {url,status,files} (archiving), TTL >= retention
     {p}:alerts                      hash  (kind, subject) -> an alert's state (alerts.py)
     {p}:alive                       hash  last run / last success of discovery and the sweep (alerts.py)
+    {p}:primary                     string the run_id of the Redis server last seen (converge.py)
     {p}:tp:{batch_id}               list  trace contexts of deliveries waiting for the reconcile (tracing), TTL 1 day
 
 What is kept without a TTL is ``PERMANENT``: the records and what is derived
@@ -67,7 +68,9 @@ INDEX_NAMES = {"status": "status", "session_id": "session", "model": "model"}
 PERMANENT = ("b:*", "idx:*", "ledger:*", "m:*", "changes", "open", "unknown", "endpoint_secrets",
              "endpoint_secrets:version",
              # alerts.py: one field per (kind, subject) alerted, and the last runs of discovery and the sweep.
-             "alerts", "alive")
+             "alerts", "alive",
+             # converge.py: the run_id of the Redis primary last seen (a new one means a failover).
+             "primary")
 # Ledger groups with one hash each (``{p}:ledger:{group}``); "day" is ``{p}:ledger:day``.
 LEDGER_GROUPS = ("session_id", "model", "provider")
 

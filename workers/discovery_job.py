@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aistats_hooks import alerts, discovery
+from aistats_hooks import alerts, converge, discovery
 
 from . import context
 
@@ -10,6 +10,7 @@ from . import context
 def discover() -> dict[str, int]:
     """Poll the list views that are due; queue reconciles of batches unknown here or listed in another status."""
     ctx = context.current()
+    converge.check(ctx.store)  # one INFO call; after a failover, what lost its commit is reconciled again
     try:
         found = discovery.poll(ctx.store, ctx.client, longest=ctx.settings.discovery_interval)
     except Exception:
