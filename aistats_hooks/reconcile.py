@@ -30,7 +30,7 @@ from .delivery import TERMINAL_EVENT_TYPES
 from .errors import AIStatsError, BatchLocked, InvalidRequestError, NotFoundError
 from .merge import is_final, merge
 from .sdk import AIStats
-from .status import BatchStatus, Source
+from .status import BatchStatus, Source, normalize_status
 from .store import Begun, Store
 from .timestamps import iso
 
@@ -68,6 +68,13 @@ class Outcome(str, Enum):
     FALLBACK = "fallback"
     INVALID = "invalid"
     LOCK_LOST = "lock_lost"
+    PROVISIONAL = "provisional"
+
+
+# Deliveries whose payload starts (or moves) a provisional record without a retrieve: the gateway's
+# terminal delivery, discovery or the sweep bring the one retrieve a batch's lifecycle needs.
+PROVISIONAL_TYPES = frozenset(f"{family}.{kind}" for family in ("batch", "job") for kind in ("created", "progress"))
+UNSETTLED = ("queued", "coalesced")
 
 
 def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str = "", force: bool = False) -> Outcome:
@@ -82,6 +89,9 @@ def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str
     if is_final(begun.record) and not force:
         store.commit(batch_id, None, token=token, settle=(Outcome.SKIPPED_FINAL.value, started_ms))
         return Outcome.SKIPPED_FINAL
+    data = None if force else _provisional_data(store, batch_id, begun)
+    if data is not None:
+        return _provisional(store, batch_id, begun, token, started_ms, data)
     try:
         batch = client.retrieve_batch(batch_id)
     except NotFoundError:
@@ -117,6 +127,42 @@ def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str
         # The final state is stored: earlier snapshots' bodies are superseded.
         store.compact_events(batch_id, keep_types=TERMINAL_EVENT_TYPES)
     return Outcome.RECONCILED
+
+
+def _provisional_data(store: Store, batch_id: str, begun: Begun) -> dict | None:
+    """The payload to start or move a provisional record from, when nothing calls for a retrieve.
+
+    Only when this run was asked for by deliveries (an unsettled one is the newest), each of them a
+    ``created`` or ``progress`` one whose payload names this batch in a status that is not final. A
+    terminal delivery, a payload that disagrees with its type, or a run with no new delivery (discovery,
+    the sweep, the CLI) retrieves.
+    """
+    if not begun.newest_event:
+        return None
+    unsettled = [e for e in store.events(batch_id) if e.get("outcome") in UNSETTLED]
+    if not unsettled or any(e.get("type") not in PROVISIONAL_TYPES for e in unsettled):
+        return None
+    payload = unsettled[-1].get("payload")  # events come oldest first
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict) or data.get("id") != batch_id:
+        return None
+    try:
+        if normalize_status(data.get("status"), data.get("lifecycle_status")).terminal:
+            return None  # a created/progress delivery reporting a final status: ask the gateway
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return data
+
+
+def _provisional(store: Store, batch_id: str, begun: Begun, token: str, started_ms: int, data: dict) -> Outcome:
+    try:
+        record = merge(begun.record, data, source=Source.WEBHOOK_PAYLOAD)
+        _stamp(record, begun)
+        if not _commit(store, batch_id, record, token, (Outcome.PROVISIONAL.value, started_ms), ""):
+            return Outcome.LOCK_LOST
+    except _POISON as exc:
+        return _invalid(store, batch_id, begun, token, started_ms, exc)
+    return Outcome.PROVISIONAL
 
 
 def _commit(store: Store, batch_id: str, record: dict, token: str, settle: tuple[str, int] | None,

@@ -105,7 +105,7 @@ def test_a_dead_letter_gives_one_alert_and_after_the_requeue_one_resolve(setting
     store = app.extensions["aistats"]
     # The gateway refuses the retrieve with a 400: not retryable, so the job is a dead letter at once.
     upstream.answer("dl1", (400, {"error": {"message": "bad request"}}))
-    body, headers = signed(make_event("dl1", "batch.progress", key="batch.progress:10", status="in_progress"))
+    body, headers = signed(make_event("dl1", "batch.completed", status="in_progress"))
     assert app.test_client().post("/webhooks/aistats", data=body, headers=headers).status_code == 202
     run_worker(store)
     assert dead_letters.count(store.queue) == 1

@@ -71,7 +71,7 @@ def test_a_forged_terminal_applied_as_fallback_is_overruled_by_the_next_retrieve
         app, store, upstream, forged_status, forged_billing):
     # Item 2: the fallback used to leave the record final and labelled `retrieve`, so no retrieve fixed it.
     upstream.answer("b1", (200, batch("b1", "in_progress", billing=None)))
-    deliver(app, make_event("b1", "batch.created", key="batch.created", status="pending"))
+    store.request_reconcile("b1")  # discovery found it in progress
     run_worker(store)
     assert store.get("b1")["source"] == "retrieve"
     upstream.answer("b1", (503, {"error": {"message": "down"}}))

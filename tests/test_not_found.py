@@ -106,7 +106,8 @@ def clock(monkeypatch):
 
 
 def deliver(app, batch_id, n):
-    event = make_event(batch_id, "batch.progress", key=f"batch.progress:{n}", status="in_progress")
+    # Terminal deliveries: each one asks the gateway (created/progress ones only start a provisional record).
+    event = make_event(batch_id, "batch.completed", key=f"batch.completed:{n}", status="completed")
     body, headers = signed(event)
     return app.test_client().post("/webhooks/aistats", data=body, headers=headers)
 

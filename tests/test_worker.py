@@ -42,16 +42,42 @@ def test_delivery_is_reconciled_from_retrieve(app, store, upstream):
     truth = completed("b1")
     truth["request_counts"] = {"total": 2, "completed": 2, "failed": 0}
     upstream.answer("b1", (200, truth))
-    # The payload says in_progress; retrieve says completed: retrieve wins.
-    assert deliver(app, make_event("b1", "batch.progress", key="batch.progress:50", status="in_progress")).status_code == 202
+    # A terminal delivery whose payload still says in_progress; retrieve says completed: retrieve wins.
+    assert deliver(app, make_event("b1", "batch.completed", status="in_progress")).status_code == 202
     run_worker(store)
     record = store.get("b1")
     assert record["status"] == "completed" and record["source"] == "retrieve"
     assert record["billing"]["total_nanos"] == 20250 and record["reconcile_count"] == 1
-    assert record["last_event"]["id"] == "evt_batch_b1_batch_progress_50"
+    assert record["last_event"]["id"] == "evt_batch_b1_batch_completed"
     assert store.events("b1")[0]["outcome"] == "reconciled"
     assert upstream.calls["b1"] == 1
     assert store.redis.hget(store.keys.counters("reconcile_seconds"), "count") == b"1"  # for /metrics
+
+
+def test_created_and_progress_start_a_provisional_record_and_the_end_costs_one_retrieve(app, store, upstream):
+    truth = completed("p1")
+    upstream.answer("p1", (200, truth))
+    deliver(app, make_event("p1", "batch.created", status="validating", billing=None))
+    run_worker(store)
+    assert upstream.calls.get("p1", 0) == 0
+    record = store.get("p1")
+    assert record["status"] == "pending" and record["source"] == "webhook_payload"
+    assert store.events("p1")[0]["outcome"] == "provisional"
+    deliver(app, make_event("p1", "batch.progress", key="batch.progress:50", status="in_progress", billing=None))
+    run_worker(store)
+    assert upstream.calls.get("p1", 0) == 0 and store.get("p1")["status"] == "in_progress"
+    deliver(app, make_event("p1"))  # batch.completed: the one retrieve of the lifecycle
+    run_worker(store)
+    assert upstream.calls["p1"] == 1
+    record = store.get("p1")
+    assert record["status"] == "completed" and record["source"] == "retrieve"
+
+
+def test_a_created_delivery_that_reports_a_final_status_is_checked_with_the_gateway(app, store, upstream):
+    upstream.answer("p2", (200, completed("p2")))
+    deliver(app, make_event("p2", "batch.created", status="completed"))
+    run_worker(store)
+    assert upstream.calls["p2"] == 1 and store.get("p2")["source"] == "retrieve"
 
 
 def test_final_batch_skips_the_upstream_call(app, store, upstream):

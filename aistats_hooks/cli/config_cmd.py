@@ -28,6 +28,8 @@ FIELD_OF = {
     "AISTATS_WEBHOOK_SECRET": "webhook_secrets",
     "AISTATS_QUEUE": "queue_name",
     "AISTATS_HANDLERS": "handler_modules",
+    "AISTATS_ALERT_BATCH_USD": "alert_batch_nanos",
+    "AISTATS_ALERT_DAILY_USD": "alert_daily_nanos",
 }
 _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|API_KEY")
 
