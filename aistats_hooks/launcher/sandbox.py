@@ -56,6 +56,15 @@ def key_and_port(data_dir: Path) -> tuple[str, int, bool]:
     return key, port, reused
 
 
+def management_key(data_dir: Path) -> str:
+    """Return the sandbox's management key (what /v1/webhook-endpoints takes), kept from the last run when possible."""
+    key = kept(data_dir).get("management_key")
+    if not (isinstance(key, str) and key.startswith("phaseo_v1_mk_sandbox_")):
+        key = "phaseo_v1_mk_sandbox_" + secrets.token_hex(16)
+        keep(data_dir, management_key=key)
+    return key
+
+
 def start(env: dict[str, str], data_dir: Path, port: int, speed: float) -> subprocess.Popen:
     """Start the sandbox on ``port`` with its state file; its output goes to ``.data/sandbox.log``."""
     with open(data_dir / LOG_FILE, "ab") as log:

@@ -81,11 +81,6 @@ def register_endpoint_routes(app: Flask, gateway) -> None:
         """Give the endpoint a new secret; deliveries from now on are signed with it."""
         return jsonify(endpoints.rotate(endpoint_id).with_secret())
 
-    @app.post("/v1/webhook-endpoints/<endpoint_id>/test")
-    def test_endpoint(endpoint_id: str):
-        """Deliver a signed test event to the endpoint and report the answer."""
-        return jsonify(send_test(endpoints.get(endpoint_id)))
-
     @app.put("/_sandbox/webhook-endpoints/<endpoint_id>/secret")
     def set_secret(endpoint_id: str):
         """Sandbox-only knob: set an endpoint's secret to a known value (tools that pre-share one)."""

@@ -52,6 +52,10 @@ _STATUS_ERRORS: dict[int, type[AIStatsError]] = {
     501: NotSupportedError,
 }
 
+# 401 reasons that are the gateway's own passing faults, not a refused key (pipeline/before/auth.ts): its key
+# lookup failed (db_error) or its pepper is not configured. Retried with backoff as a 5xx is.
+TRANSIENT_AUTH_REASONS = frozenset({"db_error", "server_misconfig_missing_pepper"})
+
 
 def retry_after_seconds(value: str | None) -> float | None:
     """Parse ``Retry-After`` (delta-seconds or HTTP-date) into seconds, or None."""
@@ -99,6 +103,8 @@ def parse_error_body(content: bytes) -> dict[str, str | None]:
 
 def error_class(status: int, code: str | None, reason: str | None, *, results: bool) -> type[AIStatsError]:
     """Pick the exception class of an answer; ``results`` marks a results or file download."""
+    if status == 401 and reason in TRANSIENT_AUTH_REASONS:
+        return UpstreamUnavailable
     if status == 409 and (results or code == "not_ready" or (reason or "").endswith("not_ready")):
         return ResultsNotReady
     if status in _STATUS_ERRORS:
