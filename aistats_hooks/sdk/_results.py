@@ -1,12 +1,12 @@
 """Batch results and file content: streamed rows, and downloads to disk.
 
-The gateway's source serves a batch's results as its files: ``GET /v1/files/{id}/content``
-of the batch's ``output_file_id`` then ``error_file_id`` (Google's ids are names such as
-``files/abc``: escaped into one path segment). So ``stream_results`` and ``download_results``
-retrieve the batch and read its files; only a finished batch that names no file is asked
-for ``GET /v1/batches/{id}/results`` (a route some gateways answer: JSONL rows of both
-files, 10 downloads per batch per 30 minutes, else 429). While the batch is not finished
-the answer is ``ResultsNotReady``; without any output ``NotFoundError``.
+``stream_results`` and ``download_results`` ask ``GET /v1/batches/{id}/results`` first (JSONL, the
+output rows then the error rows; where a gateway serves it, 10 downloads per batch per 30 minutes,
+else 429). The gateway's source has no such route: on its 404 (any but the route's own reasons)
+the client remembers that and reads the batch's files instead: ``GET /v1/files/{id}/content`` of
+the ``output_file_id`` then the ``error_file_id`` from a retrieve (Google's ids are names such as
+``files/abc``: escaped into one path segment). While the batch is not finished the answer is
+``ResultsNotReady``; without any output ``NotFoundError``.
 
 Memory stays bounded: rows are parsed line by line, and a line longer than
 ``max_line_bytes`` (or not a JSON object) raises ``ResultsFormatError`` naming its number.
@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import ResultsFormatError, ResultsNotReady
+from ..errors import NotFoundError, ResultsFormatError, ResultsNotReady
 from ._client import BaseClient
 from ._validate import file_segment, refuse, segment
 
@@ -32,6 +32,8 @@ RESULTS_ACCEPT = "application/x-ndjson, application/jsonl;q=0.9, */*;q=0.1"
 READ_CHUNK_BYTES = 64 * 1024
 # Statuses after which a batch's files are final (retrieve keeps expired; canceled is the provider's spelling).
 FINISHED = frozenset({"completed", "failed", "expired", "cancelled", "canceled"})
+# The 404s the results route itself answers (so it exists); any other 404 there means no such route.
+ROUTE_404_REASONS = frozenset({"batch_results_unavailable", "batch_not_found_or_not_owned"})
 
 
 def _parse_line(line: bytes, number: int) -> dict[str, Any] | None:
@@ -169,17 +171,30 @@ class ResultsMixin(BaseClient):
         return self._open_stream(f"files/{file_segment(file_id, 'file_id')}/content", results=True, accept="*/*")
 
     def _open_results(self, batch_id: str) -> _Bodies:
-        """Open the batch's output then error file; the results route only for a finished batch naming neither."""
+        """Open the results route where the gateway answers it, else the batch's output then error file.
+
+        A 404 that is not one of the route's own (``batch_results_unavailable``, ``batch_not_found_or_not_owned``)
+        means the route does not exist, as in the gateway's source: this client then stops asking for it."""
+        if getattr(self, "_results_route", None) is not False:
+            try:
+                response = self._open_stream(_results_path(batch_id), results=True, accept=RESULTS_ACCEPT)
+            except NotFoundError as exc:
+                if exc.reason in ROUTE_404_REASONS:
+                    raise
+                self._results_route = False
+            else:
+                self._results_route = True
+                return _Bodies(self, response, [])
         batch = self.retrieve_batch(batch_id)  # type: ignore[attr-defined]
         files = [f for f in (batch.get("output_file_id"), batch.get("error_file_id")) if isinstance(f, str) and f]
         status = str(batch.get("status") or "").lower()
-        if files:
-            return _Bodies(self, self._open_file(files[0]), files[1:])
         if status not in FINISHED:
             raise ResultsNotReady(f"the results of {batch_id} are not ready: the batch is {status or 'not finished'}",
                                   code="not_ready", reason="batch_not_terminal")
-        response = self._open_stream(_results_path(batch_id), results=True, accept=RESULTS_ACCEPT)
-        return _Bodies(self, response, [])
+        if not files:
+            raise NotFoundError(f"batch {batch_id} has no output or error file", code="not_found",
+                                reason="batch_results_unavailable")
+        return _Bodies(self, self._open_file(files[0]), files[1:])
 
     def _save(self, chunks: Iterable[bytes], close, path: str | os.PathLike[str]) -> int:
         """Stream a body into a temporary file beside ``path``, then rename it into place.
