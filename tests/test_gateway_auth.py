@@ -161,3 +161,21 @@ def test_a_refused_key_still_fails_fast(app, upstream):
     app.test_client().post("/webhooks/aistats", data=body, headers=headers)
     run_worker(store)
     assert FailedJobRegistry(queue=store.queue).count == 1 and ScheduledJobRegistry(queue=store.queue).count == 0
+
+
+def test_cli_config_says_in_one_line_that_a_legacy_key_retires(monkeypatch):
+    from click.testing import CliRunner
+
+    from aistats_hooks.cli import cli
+
+    for name in ("AISTATS_API_KEY", "AISTATS_MANAGEMENT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    shown = CliRunner().invoke(cli, ["config"], env={"AISTATS_API_KEY": LEGACY_KEY,
+                                                    "AISTATS_MANAGEMENT_KEY": MANAGEMENT_KEY})
+    assert shown.exit_code == 0, shown.output
+    warnings = [line for line in shown.stdout.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "aistats_v1_sk_" in warnings[0] and "2027-01-01" in warnings[0]
+    assert LEGACY_KEY not in shown.output and MANAGEMENT_KEY not in shown.output
+    assert "AISTATS_MANAGEMENT_KEY=set" in shown.stdout
+    current = CliRunner().invoke(cli, ["config"], env={"AISTATS_API_KEY": API_KEY})
+    assert current.exit_code == 0 and "warning: " not in current.stdout
