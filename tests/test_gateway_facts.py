@@ -204,3 +204,20 @@ def test_cancel_has_no_state_check_of_its_own_the_providers_refusal_passes_throu
     raw = httpx.post(f"{client.base_url}/batches/{done['id']}/cancel", headers={"Authorization": f"Bearer {API_KEY}"})
     assert raw.json() == {"error": {"message": "Cannot cancel a batch with status 'completed'.",
                                     "type": "invalid_request_error", "param": None, "code": None}}
+
+
+def test_provider_errors_on_retrieve_pass_through_with_the_providers_status_and_body(client):
+    from aistats_hooks.errors import RateLimitError, UpstreamUnavailable
+
+    file_id = client.upload_file(ROWS, filename="in.jsonl")["id"]
+    batch = client.create_batch({"endpoint": "/v1/responses", "input_file_id": file_id, "completion_window": "24h",
+                                 "metadata": {"sandbox_faults": "retrieve_429,retrieve_500"}})
+    with pytest.raises(RateLimitError) as limited:
+        client.retrieve_batch(batch["id"])
+    assert (limited.value.status, limited.value.reason, limited.value.retry_after) == (429, "rate_limit_exceeded", 1.0)
+    raw = httpx.get(f"{client.base_url}/batches/{batch['id']}", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert raw.status_code == 500 and raw.json()["error"]["type"] == "server_error"  # OpenAI's body, unchanged
+    with pytest.raises(UpstreamUnavailable) as failing:
+        client.retrieve_batch(batch["id"])
+    assert (failing.value.status, failing.value.code) == (500, "server_error")
+    assert client.retrieve_batch(batch["id"])["id"] == batch["id"]

@@ -203,10 +203,14 @@ class Gateway(Engine):
         fault = retrieve_fault(faults, nth)
         if fault:
             self.stats.incr("faults_injected", fault)
+        # The gateway passes the provider's errors through with its status and body (handleRetrieve's
+        # toJsonResponse(upstream)): OpenAI's shapes here.
         if fault == "retrieve_429":
-            raise flat("rate_limit_exceeded", "sandbox_fault", headers={"Retry-After": "1"})
+            raise ApiError(429, {"error": {"message": "Rate limit reached for batch requests.", "type": "requests",
+                                           "param": None, "code": "rate_limit_exceeded"}}, {"Retry-After": "1"})
         if fault == "retrieve_500":
-            raise flat("gateway_error", "sandbox_fault")
+            raise ApiError(500, {"error": {"message": "The server had an error while processing your request.",
+                                           "type": "server_error", "param": None, "code": None}})
         self.tick()
         with self._lock:
             return retrieve_object(batch)
