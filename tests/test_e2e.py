@@ -128,6 +128,10 @@ def test_every_outcome_reconciles_to_the_truth(stack, settings):
         announced = "batch.failed" if outcome == "expired" else f"batch.{outcome}"
         assert any(e["type"] == announced for e in events), outcome
     assert truths[ids["failed"]]["billing"]["state"] == "void"
+    # A batch.failed delivery whose data says expired ends as expired, not failed.
+    expired_events = stack["query"].get(f"/batches/{ids['expired']}/events").json()["data"]
+    assert [e["type"] for e in expired_events if e["type"] != "batch.created"] == ["batch.failed"]
+    assert stack["query"].get(f"/batches/{ids['expired']}").json()["status"] == "expired"
 
 
 def test_faulty_deliveries_still_converge_and_bill_once(stack, settings):
