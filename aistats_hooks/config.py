@@ -135,12 +135,20 @@ def _sentinel_settings(env: Mapping[str, str]) -> dict:
             "redis_sentinel_password": env.get("REDIS_SENTINEL_PASSWORD", "") or None}
 
 
+# Keys the gateway stops accepting on 2027-01-01 (pipeline/before/auth.ts), and what endpoint management needs.
+LEGACY_KEY_PREFIX = "aistats_v1_sk_"
+MANAGEMENT_KEY_HINT = ("required to manage webhook endpoints: set it to a phaseo_v1_mk_... management key "
+                       "with settings:read and settings:write")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process of aistats-hooks needs to know, read once."""
 
     redis_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    # A phaseo_v1_mk_... management key (settings:read/settings:write): only /v1/webhook-endpoints takes it.
+    management_key: str | None = field(default=None, repr=False)
     base_url: str = DEFAULT_BASE_URL
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     webhook_tolerance: int = 300
@@ -215,6 +223,7 @@ class Settings:
         return cls(
             redis_url=_url(env, "REDIS_URL", None, ("redis", "rediss", "unix")),
             api_key=env.get("AISTATS_API_KEY", "").strip() or None,
+            management_key=env.get("AISTATS_MANAGEMENT_KEY", "").strip() or None,
             base_url=_url(env, "AISTATS_BASE_URL", DEFAULT_BASE_URL, ("https", "http")),
             webhook_secrets=secrets,
             webhook_tolerance=int_setting(env, "AISTATS_WEBHOOK_TOLERANCE", 300, low=1, high=86400),
@@ -245,7 +254,7 @@ class Settings:
             # Once a batch is final, drop the bodies of its superseded snapshots (created, progress).
             compact_events=_bool(env, "AISTATS_COMPACT_EVENTS", default=True),
             sweep_interval=int_setting(env, "AISTATS_SWEEP_INTERVAL", 30, low=5, high=3600),
-            # The managed webhook endpoint (we_...) that `create-batch` names by default.
+            # The managed webhook endpoint (a UUID) that `create-batch` names by default.
             webhook_endpoint_id=env.get("AISTATS_WEBHOOK_ENDPOINT_ID", "").strip() or None,
             # What one batch may store (a real batch has ~15 events of ~2 KB); beyond: 202 ignored.
             max_batch_events=int_setting(env, "AISTATS_MAX_BATCH_EVENTS", 100, low=20, high=100_000),
@@ -278,6 +287,19 @@ class Settings:
                 "required (comma-separated whsec_... secrets), or store an endpoint's secret with "
                 "`python -m aistats_hooks endpoints create`; set AISTATS_ALLOW_UNSIGNED=1 to accept unsigned deliveries",
             )
+
+    def require_management_key(self) -> str:
+        """Return the management key, or raise naming the variable."""
+        if not self.management_key:
+            raise ConfigError("AISTATS_MANAGEMENT_KEY", MANAGEMENT_KEY_HINT)
+        return self.management_key
+
+    def legacy_key_warning(self) -> str | None:
+        """The one line to print at start when the API key has the prefix the gateway retires on 2027-01-01."""
+        if self.api_key and self.api_key.startswith(LEGACY_KEY_PREFIX):
+            return (f"AISTATS_API_KEY starts with {LEGACY_KEY_PREFIX}: the gateway refuses such keys from 2027-01-01 "
+                    "(401 legacy_key_prefix_retired); create a phaseo_v1_sk_... key")
+        return None
 
     def require_api_key(self) -> str:
         """Return the API key, or raise naming the variable."""

@@ -115,6 +115,13 @@ def newest(redis: Redis, prefix: str) -> str | None:
     return max(current, key=lambda e: e.get("added_at") or 0)["secret"] if current else None
 
 
+def current(redis: Redis, prefix: str, endpoint_id: str) -> str | None:
+    """Return the newest stored, not retiring secret of ``endpoint_id`` (what the gateway signs it with now)."""
+    mine = [e for e in entries(redis, prefix).values()
+            if e.get("endpoint_id") == endpoint_id and e.get("retire_at") is None]
+    return max(mine, key=lambda e: e.get("added_at") or 0)["secret"] if mine else None
+
+
 def describe(redis: Redis, prefix: str) -> list[dict]:
     """Return the stored secrets without the secrets: fingerprint, endpoint, times."""
     return [{"fingerprint": name, "endpoint_id": e.get("endpoint_id"), "added_at": e.get("added_at"),

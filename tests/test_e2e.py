@@ -31,7 +31,7 @@ def stack(settings):
     # Short provider polls: terminal webhooks wait for the gateway's next poll.
     sandbox = SandboxServer(api_key=settings.api_key, speed=600.0, seed=11, poll_seconds=30,
                             fast_poll_seconds=15).start()
-    auth = {"Authorization": f"Bearer {settings.api_key}"}
+    auth = {"Authorization": f"Bearer {sandbox.management_key}"}  # endpoints take only the management key
     endpoint = httpx.post(sandbox.base_url + "/webhook-endpoints", headers=auth,
                           json={"url": "http://127.0.0.1:9/not-yet", "events": EVENTS}).json()
     settings = dataclasses.replace(settings, webhook_secrets=(endpoint["signing_secret"],))
@@ -128,6 +128,10 @@ def test_every_outcome_reconciles_to_the_truth(stack, settings):
         announced = "batch.failed" if outcome == "expired" else f"batch.{outcome}"
         assert any(e["type"] == announced for e in events), outcome
     assert truths[ids["failed"]]["billing"]["state"] == "void"
+    # A batch.failed delivery whose data says expired ends as expired, not failed.
+    expired_events = stack["query"].get(f"/batches/{ids['expired']}/events").json()["data"]
+    assert [e["type"] for e in expired_events if e["type"] != "batch.created"] == ["batch.failed"]
+    assert stack["query"].get(f"/batches/{ids['expired']}").json()["status"] == "expired"
 
 
 @pytest.mark.slow

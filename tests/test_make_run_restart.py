@@ -86,7 +86,7 @@ def test_restart_keeps_batches_key_and_endpoint_refuses_a_second_run_and_hints_w
         created = wait_for(lambda: len(demo_batches(base, token)) == DEMO and demo_batches(base, token), 90,
                            "the demo batches were tracked", first)
         kept = json.loads((data / "sandbox.json").read_text())
-        endpoint_id = re.search(r"Endpoint  (we_\w+) in the sandbox", first.output).group(1)
+        endpoint_id = re.search(r"Endpoint  ([0-9a-f-]{36}) in the sandbox", first.output).group(1)
         assert kept["endpoint_id"] == endpoint_id and kept["api_key"].startswith("sk_sandbox_")
 
         # Item 2: a second make run on the same .data (another port) refuses with one line, harming nothing.

@@ -133,7 +133,12 @@ def every_setting(settings: Settings, env: Mapping[str, str] | None = None) -> d
 def show_config(res: Resources) -> None:
     """Validate the settings and print every one of them, secrets masked."""
     shown = every_setting(res.settings)
-    emit(res, shown, [f"{name}={'' if value is None else value}" for name, value in shown.items()])
+    lines = [f"{name}={'' if value is None else value}" for name, value in shown.items()]
+    warning = res.settings.legacy_key_warning()
+    if warning:
+        lines.append(f"warning: {warning}")
+        shown = dict(shown, warnings=[warning])
+    emit(res, shown, lines)
 
 
 COMMANDS = (show_config,)

@@ -33,6 +33,7 @@ class Resources:
         self._settings: Settings | None = None
         self._store = None
         self._client = None
+        self._management = None
 
     @property
     def settings(self) -> Settings:
@@ -61,8 +62,21 @@ class Resources:
             self._client = AIStats(settings.require_api_key(), settings.base_url, timeout=settings.upstream_timeout)
         return self._client
 
+    @property
+    def management_client(self):
+        """Return the client for /v1/webhook-endpoints, built with AISTATS_MANAGEMENT_KEY on first use."""
+        if self._management is None:
+            from ..sdk import AIStats
+
+            settings = self.settings
+            self._management = AIStats(settings.require_management_key(), settings.base_url,
+                                       timeout=settings.upstream_timeout)
+        return self._management
+
     def close(self) -> None:
         """Close what was opened."""
+        if self._management is not None:
+            self._management.close()
         if self._client is not None:
             self._client.close()
         if self._store is not None:

@@ -1,10 +1,14 @@
 """Managed webhook endpoints: ``endpoints create|list|test|delete`` and ``rotate-secret``.
 
 The gateway delivers batch webhooks only to endpoints it manages: one URL,
-its events and its signing secret, named by id (``we_...``) when a batch is
+its events and its signing secret, named by id (a UUID) when a batch is
 created. The secret is shown once, on create and on rotation; these commands
 store it in Redis (``endpoint_secrets``), where every web process verifies
 with it, and never print it unless asked to write it to a file.
+
+The gateway's endpoint routes take only a management key (``phaseo_v1_mk_...`` with
+settings:read / settings:write), read from AISTATS_MANAGEMENT_KEY; an ordinary key is refused
+there (401 management_key_required), so these commands never use AISTATS_API_KEY.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from typing import Any
 import click
 
 from .. import endpoint_secrets
+from ..config import MANAGEMENT_KEY_HINT
+from ..errors import AuthenticationError
+from . import endpoint_probe
 from .core import CommandError, Resources, emit, json_option, pass_res, webhook_url
 
 # The service reconciles from retrieve, so it needs creation (to track early)
@@ -24,6 +31,15 @@ DEFAULT_EVENTS = ("batch.created", "batch.completed", "batch.failed", "batch.can
 
 def _events(ctx, param, values: tuple[str, ...]) -> list[str]:
     return [e.strip() for value in values for e in value.split(",") if e.strip()]
+
+
+def _manage(res: Resources, method: str, *args, **kwargs) -> Any:
+    """Call ``method`` of the management client; a refused key is one line saying what to set."""
+    try:
+        return getattr(res.management_client, method)(*args, **kwargs)
+    except AuthenticationError as exc:
+        raise CommandError(f"the gateway refused AISTATS_MANAGEMENT_KEY ({exc.reason or exc.status}): "
+                           f"{MANAGEMENT_KEY_HINT}") from None
 
 
 def _public(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +86,7 @@ def create(res: Resources, url: str | None, events: list[str], name: str, secret
     settings = res.settings
     url = url or webhook_url(settings)
     res.store.redis.ping()  # the secret is shown once: be able to keep it before asking for it
-    endpoint = res.client.create_webhook_endpoint(url, events=list(events or DEFAULT_EVENTS), name=name)
+    endpoint = _manage(res, "create_webhook_endpoint", url, events=list(events or DEFAULT_EVENTS), name=name)
     try:
         fingerprint = _store_secret(res, endpoint, secret_file)
     except Exception:
@@ -94,7 +110,7 @@ def create(res: Resources, url: str | None, events: list[str], name: str, secret
 @pass_res
 def list_endpoints(res: Resources) -> None:
     """List the workspace's endpoints, and whether this service holds each one's secret."""
-    listed = res.client.list_webhook_endpoints()
+    listed = _manage(res, "list_webhook_endpoints")
     stored = {e["endpoint_id"] for e in endpoint_secrets.describe(res.store.redis, res.settings.key_prefix)
               if e.get("retire_at") is None}
     rows = [dict(_public(e), secret_stored=e.get("id") in stored) for e in listed.get("data") or []]
@@ -108,12 +124,19 @@ def list_endpoints(res: Resources) -> None:
 @json_option
 @pass_res
 def test(res: Resources, endpoint_id: str) -> None:
-    """Ask the gateway to send a signed test delivery to the endpoint."""
-    result = res.client.test_webhook_endpoint(endpoint_id)
-    ok = result.get("ok", result.get("success"))
-    emit(res, result, f"{endpoint_id}: test delivery {'succeeded' if ok else 'sent'}"
+    """Send a signed test delivery to the endpoint's URL, signed with its stored secret.
+
+    The gateway has no test route: we sign it ourselves, as ``trigger`` does."""
+    endpoint = _manage(res, "get_webhook_endpoint", endpoint_id)
+    secret = endpoint_secrets.current(res.store.redis, res.settings.key_prefix, endpoint_id)
+    if not secret:
+        raise CommandError(f"{endpoint_id}: no signing secret stored here; run `rotate-secret {endpoint_id}` "
+                           "to get and store one")
+    result = endpoint_probe.send(endpoint, secret)
+    ok = result["ok"]
+    emit(res, result, f"{endpoint_id}: test delivery to {result['url']} {'succeeded' if ok else 'failed'}"
          + (f" (status {result.get('status_code')})" if result.get("status_code") is not None else ""))
-    if ok is False:
+    if not ok:
         raise CommandError(f"{endpoint_id}: the test delivery failed: {result.get('error') or result}")
 
 
@@ -125,7 +148,7 @@ def test(res: Resources, endpoint_id: str) -> None:
 @pass_res
 def delete(res: Resources, endpoint_id: str, grace: int) -> None:
     """Delete an endpoint upstream; its stored secret retires after the grace period."""
-    result = res.client.delete_webhook_endpoint(endpoint_id)
+    result = _manage(res, "delete_webhook_endpoint", endpoint_id)
     retired = endpoint_secrets.retire(res.store.redis, res.settings.key_prefix, endpoint_id, keep="", grace=grace)
     emit(res, dict(result, secrets_retiring=retired), f"deleted {endpoint_id}; {len(retired)} stored secret(s) "
          f"verify for {grace} s more")
@@ -142,7 +165,7 @@ def delete(res: Resources, endpoint_id: str, grace: int) -> None:
 def rotate_secret(res: Resources, endpoint_id: str, grace: int, secret_file: str | None) -> None:
     """Give an endpoint a new signing secret; old and new both verify during the switch."""
     res.store.redis.ping()
-    endpoint = res.client.rotate_webhook_endpoint_secret(endpoint_id)
+    endpoint = _manage(res, "rotate_webhook_endpoint_secret", endpoint_id)
     fingerprint = _store_secret(res, endpoint, secret_file)
     retired = endpoint_secrets.retire(res.store.redis, res.settings.key_prefix, endpoint_id,
                                       keep=fingerprint, grace=grace)

@@ -27,7 +27,7 @@ def ensure_endpoint(env: Mapping[str, str], previous: str | None = None, *, time
     from ..sdk import AIStats
 
     url = env["PUBLIC_BASE_URL"].rstrip("/") + WEBHOOK_PATH
-    with AIStats(env["AISTATS_API_KEY"], env["AISTATS_BASE_URL"], timeout=5) as client:
+    with AIStats(env["AISTATS_MANAGEMENT_KEY"], env["AISTATS_BASE_URL"], timeout=5) as client:
         if previous and _reusable(env, client, previous, url, timeout):
             return previous, True
         return create_endpoint(env, client=client, timeout=timeout), False
@@ -67,7 +67,7 @@ def create_endpoint(env: Mapping[str, str], *, client=None, timeout: float = 30.
 
     url = env["PUBLIC_BASE_URL"].rstrip("/") + WEBHOOK_PATH
     if client is None:
-        with AIStats(env["AISTATS_API_KEY"], env["AISTATS_BASE_URL"], timeout=5) as own:
+        with AIStats(env["AISTATS_MANAGEMENT_KEY"], env["AISTATS_BASE_URL"], timeout=5) as own:
             return create_endpoint(env, client=own, timeout=timeout)
     endpoint = _when_up(lambda: client.create_webhook_endpoint(url, events=list(DEFAULT_EVENTS), name="make run"),
                         timeout)

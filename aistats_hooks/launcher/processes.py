@@ -159,6 +159,9 @@ class Stack:
         key, self.sandbox_port, reused = sandbox.key_and_port(self.data_dir)
         self.supplied.update(AISTATS_API_KEY=key, AISTATS_BASE_URL=f"http://127.0.0.1:{self.sandbox_port}/v1")
         self.env["AISTATS_SANDBOX_API_KEY"] = key
+        # Endpoint management takes only a management key; the CLI and the stack's endpoint setup get it.
+        self.supplied["AISTATS_MANAGEMENT_KEY"] = self.env["AISTATS_SANDBOX_MANAGEMENT_KEY"] = \
+            sandbox.management_key(self.data_dir)
         self.banner += [
             f"  Upstream  SANDBOX gateway at {self.supplied['AISTATS_BASE_URL']} (simulated, speed {SANDBOX_SPEED}x)",
             "            no AISTATS_API_KEY is set: nothing here talks to the real AI Stats gateway",

@@ -57,6 +57,15 @@ def key_and_port(data_dir: Path) -> tuple[str, int, bool]:
     return key, port, reused
 
 
+def management_key(data_dir: Path) -> str:
+    """Return the sandbox's management key (what /v1/webhook-endpoints takes), kept from the last run when possible."""
+    key = kept(data_dir).get("management_key")
+    if not (isinstance(key, str) and key.startswith("phaseo_v1_mk_sandbox_")):
+        key = "phaseo_v1_mk_sandbox_" + secrets.token_hex(16)
+        keep(data_dir, management_key=key)
+    return key
+
+
 def start(env: dict[str, str], data_dir: Path, port: int, speed: float) -> subprocess.Popen:
     """Start the sandbox on ``port`` with its state file; its output goes to ``.data/sandbox.log``."""
     # 0600 like everything in the data folder (an existing log keeps its mode: make_private fixed it at start).

@@ -25,7 +25,10 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str | None) -> di
               help="Port to listen on (0 picks a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--api-key", required=True, envvar="AISTATS_SANDBOX_API_KEY",
-              help="The Bearer key every request must carry (or AISTATS_SANDBOX_API_KEY).")
+              help="The Bearer key every gateway request must carry (or AISTATS_SANDBOX_API_KEY).")
+@click.option("--management-key", default=None, envvar="AISTATS_SANDBOX_MANAGEMENT_KEY",
+              help="The phaseo_v1_mk_... key /v1/webhook-endpoints requires, and no other route accepts "
+                   "(or AISTATS_SANDBOX_MANAGEMENT_KEY; default: derived from --api-key).")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Simulated seconds per real second: 60 makes a simulated minute pass in one second.")
 @click.option("--seed", type=int, default=None, help="Seed outcomes, durations and faults for reproducible runs.")
@@ -46,6 +49,8 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str | None) -> di
 @click.option("--batches-disabled", is_flag=True, help="Answer 403 batch_api_feature_flag_disabled to /v1 calls.")
 @click.option("--insufficient-funds", is_flag=True, help="Answer 402 to batch creation.")
 @click.option("--results-unavailable", is_flag=True, help="Answer 503 (Retry-After: 30) to batch results.")
+@click.option("--results-route", is_flag=True,
+              help="Serve GET /v1/batches/{id}/results (not in the gateway's source: it answers 404 there).")
 @click.option("--allow-inline-webhooks", is_flag=True,
               help="Accept a batch's inline webhook {url, secret} (the gateway refuses it: legacy only).")
 @click.option("--accept-unknown-files", is_flag=True,
@@ -56,7 +61,7 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str | None) -> di
               help="Milliseconds every API answer waits (a real gateway: 50-200); webhooks are not delayed.")
 @click.option("--jitter-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Up to this many more milliseconds, uniformly at random, per answer.")
-def main(port, host, api_key, speed, seed, faults, delivery_workers, slow_seconds, log_requests, poll_seconds,
+def main(port, host, api_key, management_key, results_route, speed, seed, faults, delivery_workers, slow_seconds, log_requests, poll_seconds,
          fast_poll_seconds, batches_disabled, insufficient_funds, results_unavailable, allow_inline_webhooks,
          accept_unknown_files, state_file, latency_ms, jitter_ms) -> None:
     """Run the sandbox AI Stats gateway until interrupted."""
@@ -66,7 +71,8 @@ def main(port, host, api_key, speed, seed, faults, delivery_workers, slow_second
                            batches_enabled=not batches_disabled, insufficient_funds=insufficient_funds,
                            results_unavailable=results_unavailable, allow_inline_webhooks=allow_inline_webhooks,
                            accept_unknown_files=accept_unknown_files, state_file=state_file,
-                           latency_ms=latency_ms, jitter_ms=jitter_ms)
+                           latency_ms=latency_ms, jitter_ms=jitter_ms, management_key=management_key,
+                           results_route=results_route)
     try:
         server.start()
     except OSError as exc:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import auth
 from .endpoint_routes import register_endpoint_routes
 from . import population
 from .errors import ApiError, flat, nested, validation
@@ -17,14 +17,11 @@ from .state import Gateway, clamp_limit
 from .validation import file_rows, validate_create
 
 
-def _auth_failure(api_key: str) -> str | None:
-    """Return why the request is not authorised (the gateway's reasons), or None."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return "missing_or_invalid_authorization_header"
-    if not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-        return "key_not_found_or_revoked"
-    return None
+def _auth_failure(gateway: Gateway) -> str | None:
+    """Return why the request is not authorised (the gateway's reasons, auth.py), or None."""
+    forced = gateway.take_auth_fault() if request.path.startswith("/v1/") else None
+    return auth.failure(request.headers.get("Authorization", ""), request.path, gateway.api_key,
+                        gateway.management_key, now=gateway.legacy_now, forced=forced)
 
 
 def _forbidden(gateway: Gateway) -> ApiError:
@@ -46,7 +43,7 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
     def authenticate():
         """Give the request an id, and refuse it without the API key (or the Batch API)."""
         g.request_id = request_id()
-        reason = _auth_failure(gateway.api_key)
+        reason = _auth_failure(gateway)
         if reason:
             raise flat("unauthorised", reason)
         g.workspace_id = gateway.workspace_id
@@ -93,7 +90,7 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
                          message="every line must be a JSON object with a string custom_id")
         return jsonify(gateway.upload_file(upload.filename or "upload.jsonl", purpose, content))
 
-    @app.get("/v1/files/<file_id>/content")
+    @app.get("/v1/files/<path:file_id>/content")
     def file_content(file_id: str):
         """Pass a file's bytes through (no download limit here)."""
         return Response(gateway.file_content(file_id), mimetype="application/jsonl")
@@ -129,7 +126,12 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
 
     @app.get("/v1/batches/<batch_id>/results")
     def batch_results(batch_id: str):
-        """Stream the output then the error file as JSONL, once the batch is terminal."""
+        """Stream the output then the error file as JSONL, once the batch is terminal.
+
+        Not a route of the gateway's source (which serves results as /v1/files/{id}/content of the batch's
+        output_file_id and error_file_id): answered only with --results-route, else its 404."""
+        if not gateway.results_route:
+            raise flat("not_found", "route_not_found")
         batch = gateway.batch(batch_id)
         if batch.status not in TERMINAL_STATUSES:
             raise flat("not_ready", "batch_not_terminal", batch_id=batch_id, batch_status=batch.status)
@@ -180,6 +182,16 @@ def create_app(gateway: Gateway | None = None, **gateway_options: Any) -> Flask:
         except ValueError:
             raise validation("invalid_since", message="since must be unix seconds") from None
         return jsonify({"data": population.ended_since(gateway, since)})
+
+    @app.put("/_sandbox/auth-fault")
+    def auth_fault():
+        """Refuse the next ``count`` /v1 calls with 401 ``reason`` (the gateway's transient ones)."""
+        body = request.get_json(silent=True) or {}
+        reason, count = body.get("reason"), body.get("count", 1)
+        if not isinstance(reason, (str, type(None))) or not isinstance(count, int) or not 0 <= count <= 1000:
+            raise validation("invalid_auth_fault", message="reason: string or null; count: 0..1000")
+        gateway.set_auth_fault(reason, count)
+        return jsonify({"ok": True})
 
     @app.post("/_sandbox/reset-stats")
     def reset_stats():

@@ -55,7 +55,7 @@ def delivery_headers(event: Event, attempt: int, body: bytes, secret: str | None
 class Deliverer:
     """Send each event to its webhook, retrying on the gateway's schedule."""
 
-    def __init__(self, gateway: Gateway, *, workers: int = 8, timeout: float = 10.0) -> None:
+    def __init__(self, gateway: Gateway, *, workers: int = 8, timeout: float = 30.0) -> None:
         self.gateway = gateway
         self.clock = gateway.clock
         self.stats = gateway.stats
@@ -162,6 +162,8 @@ class Deliverer:
         if send.body is not None and send.headers is not None:
             body, headers = send.body, send.headers
         else:
+            if send.kind == "event" and attempt > 1:
+                self.gateway.refresh(event)
             body = event.body(attempt)
             forge = send.kind == "event" and attempt == 1 and "bad_signature" in event.faults and bool(secret)
             if forge:

@@ -1,21 +1,10 @@
-"""HTTP routes of the managed webhook endpoints (/v1/webhook-endpoints), and the test delivery."""
+"""HTTP routes of the managed webhook endpoints (/v1/webhook-endpoints); the gateway has no test route."""
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any
-
-import httpx
 from flask import Flask, jsonify, request
 
-from ..signatures import sign_headers
-from .endpoints import Endpoint
 from .errors import validation
-from .ids import ulid
-
-PREVIEW_CHARS = 500
-TEST_TIMEOUT = 10.0
 
 
 def _int(raw: str | None, default: int) -> int:
@@ -23,28 +12,6 @@ def _int(raw: str | None, default: int) -> int:
         return int(float(raw)) if raw not in (None, "") else default
     except ValueError:
         return default
-
-
-def send_test(endpoint: Endpoint, timeout: float = TEST_TIMEOUT) -> dict[str, Any]:
-    """POST a signed test event to the endpoint now; report how it answered."""
-    now = int(time.time())
-    event_id = f"evt_webhook_test_{endpoint.id}_{ulid().lower()}"
-    body = json.dumps({
-        "id": event_id, "type": "webhook.test", "created_at": now,
-        "delivery": {"key": "webhook.test", "attempt": 1, "max_attempts": 1},
-        "data": {"object": "webhook_endpoint", "id": endpoint.id, "url": endpoint.url},
-    }, separators=(",", ":")).encode()
-    headers = sign_headers(endpoint.secret, body, timestamp=now, event_id=event_id, event_type="webhook.test",
-                           delivery_key="webhook.test", attempt=1, max_attempts=1)
-    try:
-        response = httpx.post(endpoint.url, content=body, headers=headers, timeout=timeout, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        return {"ok": False, "status_code": None, "event_id": event_id, "error": f"{type(exc).__name__}: {exc}",
-                "response_body_preview": None}
-    ok = 200 <= response.status_code < 300
-    return {"ok": ok, "status_code": response.status_code, "event_id": event_id,
-            "error": None if ok else f"HTTP {response.status_code}",
-            "response_body_preview": response.text[:PREVIEW_CHARS]}
 
 
 def register_endpoint_routes(app: Flask, gateway) -> None:
@@ -80,11 +47,6 @@ def register_endpoint_routes(app: Flask, gateway) -> None:
     def rotate_secret(endpoint_id: str):
         """Give the endpoint a new secret; deliveries from now on are signed with it."""
         return jsonify(endpoints.rotate(endpoint_id).with_secret())
-
-    @app.post("/v1/webhook-endpoints/<endpoint_id>/test")
-    def test_endpoint(endpoint_id: str):
-        """Deliver a signed test event to the endpoint and report the answer."""
-        return jsonify(send_test(endpoints.get(endpoint_id)))
 
     @app.put("/_sandbox/webhook-endpoints/<endpoint_id>/secret")
     def set_secret(endpoint_id: str):

@@ -8,13 +8,14 @@ current at send time (so a rotation takes effect for retries too).
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import endpoint_validation, nested
-from .ids import signing_secret, ulid
+from .ids import signing_secret
 
 KINDS = ("created", "status_changed", "progress", "completed", "failed", "cancelled", "expired")
 # Event names an endpoint may subscribe to (the SDK's WebhookEndpointEvent).
@@ -32,18 +33,17 @@ def iso_micro(seconds: float) -> str:
 
 
 def normalize_events(value: Any) -> list[str]:
-    """Lower-case, de-duplicate and keep known names; the default when none is given."""
+    """Trim, lower-case and de-duplicate any non-empty names; the default when none is given.
+
+    As core/webhook-endpoints.ts normalizeWebhookEndpointEvents: unknown names are kept (they simply
+    never match an event); only a non-array or an empty name is a 400 (the route's zod schema)."""
     if value is None:
         return list(DEFAULT_EVENTS)
     if not isinstance(value, list) or not all(isinstance(e, str) and e.strip() for e in value):
         raise endpoint_validation("Invalid webhook endpoint payload.",
-                                  [{"path": ["events"], "message": "Expected an array of event names"}])
+                                  [{"path": ["events"], "message": "Expected an array of non-empty strings"}])
     names = list(dict.fromkeys(e.strip().lower() for e in value))
-    known = [name for name in names if name in KNOWN]
-    if names and not known:
-        raise endpoint_validation("Invalid webhook endpoint payload.",
-                                  [{"path": ["events"], "message": "No known event name"}])
-    return known or list(DEFAULT_EVENTS)
+    return names or list(DEFAULT_EVENTS)
 
 
 def normalize_url(value: Any) -> str:
@@ -127,7 +127,8 @@ class Endpoints:
         events = normalize_events(body.get("events"))
         name = _name(body.get("name"), "Async webhooks")
         now = self.clock.now()
-        endpoint = Endpoint("we_" + ulid(now).lower(), self.workspace_id, name, url, events, signing_secret(), now, now)
+        # The gateway's ids are the database's gen_random_uuid().
+        endpoint = Endpoint(str(uuid.uuid4()), self.workspace_id, name, url, events, signing_secret(), now, now)
         with self._lock:
             self._by_id[endpoint.id] = endpoint
         return endpoint

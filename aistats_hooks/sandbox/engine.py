@@ -101,6 +101,15 @@ class Engine:
         self.stats.incr("events_generated", "by_type", event_type)
         return [event]
 
+    def refresh(self, event: Event) -> None:
+        """Rebuild a retry's ``created_at`` and ``data`` from the batch as it is now, as the gateway builds
+        every attempt's envelope afresh (core/async-notifications.ts)."""
+        with self._lock:
+            batch = self._batches.get(event.batch_id)
+            if batch is not None:
+                event.created_at = int(batch.stamp(self.clock.now()))
+                event.data = webhook_data(batch)
+
     def record_attempt(self, event: Event, attempt: int, *, ok: bool, status: int | None, error: str | None,
                        retry_at: float | None, was_retry: bool) -> None:
         """Fold one delivery attempt into the batch's webhook.delivery summary."""

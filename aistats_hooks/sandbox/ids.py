@@ -39,3 +39,8 @@ def signing_secret() -> str:
 def native_batch_id() -> str:
     """Return a provider-native (OpenAI-style) batch id."""
     return "batch_" + secrets.token_hex(16)
+
+
+def output_file_id(provider: str) -> str:
+    """Return a batch output file's id: Google's is a name like ``files/batch-out-...`` (a slash in an id)."""
+    return "files/batch-out-" + secrets.token_hex(12) if provider == "google" else new_id("file_out")

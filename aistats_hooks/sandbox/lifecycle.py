@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import random
 
 from .batch import OUTCOMES, Batch, Plan, settle, void
-from .ids import new_id
+from .ids import new_id, output_file_id
 from .validation import CreateRequest
 
 OUTCOME_WEIGHTS = (85, 7, 4, 4)  # completed, failed, expired, cancelled: mostly completed
@@ -91,7 +91,7 @@ def finish(batch: Batch, now: float) -> str:
     outcome = "cancelled" if batch.status == "cancelling" else batch.plan.outcome
     if outcome == "completed":
         batch.completed, batch.failed = batch.plan.final_completed, batch.plan.final_failed
-        batch.output_file_id = new_id("file_out")
+        batch.output_file_id = output_file_id(batch.provider)
         batch.error_file_id = new_id("file_err") if batch.failed else None
         settle(batch, now)
     else:

@@ -9,7 +9,7 @@ from collections import deque
 from typing import Any
 
 from .batch import Batch, price_of
-from .ids import new_id
+from .ids import new_id, output_file_id
 
 # The gateway allows 10 results downloads per batch in a sliding 30 minutes (real time here).
 RESULTS_LIMIT = 10
@@ -66,7 +66,7 @@ def write_outputs(batch: Batch, files: dict[str, dict[str, Any]], now: float) ->
         errors = [error_line(batch, row, done + n, f"batch_{batch.status}", f"the batch was {batch.status}")
                   for n, row in enumerate(rows[done:])]
     if outputs and batch.output_file_id is None:
-        batch.output_file_id = new_id("file_out")
+        batch.output_file_id = output_file_id(batch.provider)
     if errors and batch.error_file_id is None and batch.status != "cancelled":
         batch.error_file_id = new_id("file_err")
     for file_id, lines, name in ((batch.output_file_id, outputs, "output"), (batch.error_file_id, errors, "error")):

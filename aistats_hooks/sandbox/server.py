@@ -44,7 +44,7 @@ class SandboxServer:
         *,
         delivery_workers: int = 8,
         slow_seconds: float = 2.0,
-        delivery_timeout: float = 10.0,
+        delivery_timeout: float = 30.0,  # the gateway's DEFAULT_WEBHOOK_DELIVERY_TIMEOUT_MS
         tick_seconds: float = TICK_SECONDS,
         log_requests: bool = False,
         state_file: str | Path | None = None,
@@ -57,7 +57,7 @@ class SandboxServer:
         self.tick_seconds = tick_seconds
         self.log_requests = log_requests
         # gateway_options: poll_seconds, fast_poll_seconds, batches_enabled, insufficient_funds,
-        # results_unavailable, allow_inline_webhooks, accept_unknown_files (see Gateway).
+        # results_unavailable, allow_inline_webhooks, accept_unknown_files, management_key, results_route (see Gateway).
         self.gateway = Gateway(api_key, speed=speed, seed=seed, faults=faults, slow_seconds=slow_seconds,
                                **gateway_options)
         self.deliverer = Deliverer(self.gateway, workers=delivery_workers, timeout=delivery_timeout)
@@ -79,6 +79,11 @@ class SandboxServer:
         """Return the root URL, e.g. http://127.0.0.1:PORT."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def management_key(self) -> str:
+        """Return the key /v1/webhook-endpoints accepts (phaseo_v1_mk_...)."""
+        return self.gateway.management_key
 
     @property
     def base_url(self) -> str:

@@ -28,10 +28,9 @@ def lifecycle_of(status: str) -> str:
 
 def folded_status(status: str) -> str:
     """Map a provider status to the webhook payload's public status."""
-    if status in ("completed", "cancelled", "failed"):
+    # core/async-notifications.ts toPublicBatchStatus keeps expired (the event type is batch.failed).
+    if status in ("completed", "cancelled", "failed", "expired"):
         return status
-    if status == "expired":
-        return "failed"
     if status in ("in_progress", "finalizing", "cancelling"):
         return "in_progress"
     return "pending"
@@ -172,7 +171,7 @@ def webhook_data(batch: Batch) -> dict[str, Any]:
         "object": "batch",
         "kind": "batch",
         "status": folded_status(batch.status),
-        "lifecycle_status": "failed" if batch.status == "expired" else lifecycle_of(batch.status),
+        "lifecycle_status": lifecycle_of(batch.status),
         "progress": 100 if batch.terminal else (100 * done // batch.total if batch.total else 0),
         "request_id": batch.request_id,
         "session_id": batch.session_id,

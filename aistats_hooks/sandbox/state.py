@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .auth import default_management_key
 from .batch import Batch
 from .clock import SimClock
 from .endpoints import Endpoints
 from .engine import Engine
-from .errors import flat
+from .errors import ApiError, flat
 from .notifications import Event
 from .faults import parse_fault_rates, retrieve_fault
 from .ids import batch_id, native_batch_id, new_id
@@ -71,8 +72,18 @@ class Gateway(Engine):
         results_unavailable: bool = False,
         allow_inline_webhooks: bool = False,
         accept_unknown_files: bool = False,
+        management_key: str | None = None,
+        results_route: bool = False,
     ) -> None:
         self.api_key = api_key
+        # The control routes' key (auth.py); derived from api_key unless given.
+        self.management_key = management_key or default_management_key(api_key)
+        # Knobs for tests: the time legacy keys are judged at (None: now), and the next N gateway calls'
+        # forced 401 reason (db_error, server_misconfig_missing_pepper: transient at the gateway).
+        self.legacy_now: float | None = None
+        self._auth_fault: tuple[str, int] | None = None
+        # GET /v1/batches/{id}/results is not in the gateway's source; served only when asked for.
+        self.results_route = results_route
         self.clock = clock or SimClock(speed)
         self.seed = seed
         self.fault_rates = parse_fault_rates(faults)
@@ -97,6 +108,20 @@ class Gateway(Engine):
         self._due: list[tuple[float, int, str, int]] = []
         self._seq = itertools.count()
         self._created = itertools.count()
+
+    def set_auth_fault(self, reason: str | None, count: int = 1) -> None:
+        """Refuse the next ``count`` gateway calls with 401 ``reason`` (None clears)."""
+        with self._lock:
+            self._auth_fault = (reason, count) if reason and count > 0 else None
+
+    def take_auth_fault(self) -> str | None:
+        """Return the forced 401 reason for this call, counting it, or None."""
+        with self._lock:
+            if self._auth_fault is None:
+                return None
+            reason, left = self._auth_fault
+            self._auth_fault = (reason, left - 1) if left > 1 else None
+            return reason
 
     # -- files -----------------------------------------------------------
 
@@ -178,10 +203,14 @@ class Gateway(Engine):
         fault = retrieve_fault(faults, nth)
         if fault:
             self.stats.incr("faults_injected", fault)
+        # The gateway passes the provider's errors through with its status and body (handleRetrieve's
+        # toJsonResponse(upstream)): OpenAI's shapes here.
         if fault == "retrieve_429":
-            raise flat("rate_limit_exceeded", "sandbox_fault", headers={"Retry-After": "1"})
+            raise ApiError(429, {"error": {"message": "Rate limit reached for batch requests.", "type": "requests",
+                                           "param": None, "code": "rate_limit_exceeded"}}, {"Retry-After": "1"})
         if fault == "retrieve_500":
-            raise flat("gateway_error", "sandbox_fault")
+            raise ApiError(500, {"error": {"message": "The server had an error while processing your request.",
+                                           "type": "server_error", "param": None, "code": None}})
         self.tick()
         with self._lock:
             return retrieve_object(batch)
@@ -220,7 +249,11 @@ class Gateway(Engine):
             try:
                 batch = self._get(batch_id)
                 if batch.terminal or batch.status == "finalizing":
-                    raise flat("validation_error", "batch_not_cancellable", batch_status=batch.status, status=409)
+                    # The gateway has no state check of its own (routes/v1/data/batches.ts handleCancel): the
+                    # provider's refusal passes through with its status and body (OpenAI's shape here).
+                    raise ApiError(409, {"error": {
+                        "message": f"Cannot cancel a batch with status '{batch.status}'.",
+                        "type": "invalid_request_error", "param": None, "code": None}})
                 if batch.status != "cancelling":
                     batch.plan.end_at = min(batch.plan.end_at, now + CANCEL_SECONDS)
                     batch.plan.finalize_at = None

@@ -60,6 +60,33 @@ def normalize_endpoint(value: Any) -> str | None:
     return ENDPOINTS.get(path.lstrip("/"))
 
 
+_PHASES = ("created", "status_changed", "progress", "completed", "failed", "cancelled", "expired")
+
+
+def normalize_batch_events(events: Any) -> list[str] | None:
+    """A batch's webhook events as core/async-notifications.ts parseAsyncWebhookConfig keeps them.
+
+    Names are trimmed and lower-cased (``canceled`` -> ``cancelled``); a bare phase becomes ``job.<phase>``;
+    ``job.*``/``batch.*`` of a known phase are kept; anything else (unknown names, non-strings) is dropped.
+    A non-array, or a non-empty list of which nothing is left, is ``invalid_batch_webhook``."""
+    if events is None:
+        return None
+    if not isinstance(events, list):
+        raise validation("invalid_batch_webhook")
+    kept: list[str] = []
+    for entry in events:
+        text = entry.strip().lower() if isinstance(entry, str) else ""
+        text = "cancelled" if text == "canceled" else (text[:-9] + ".cancelled" if text.endswith(".canceled") else text)
+        if text in _PHASES:
+            text = "job." + text
+        family, _, phase = text.partition(".")
+        if family in ("job", "batch") and phase in _PHASES and text not in kept:
+            kept.append(text)
+    if events and not kept:
+        raise validation("invalid_batch_webhook")
+    return kept or None
+
+
 def _webhook(body: dict, allow_inline: bool) -> tuple[str | None, list[str] | None, str | None, str | None]:
     """Return (endpoint id, events, inline url, inline secret) from ``webhook``/``webhook_endpoint_id``."""
     raw = body.get("webhook")
@@ -71,9 +98,7 @@ def _webhook(body: dict, allow_inline: bool) -> tuple[str | None, list[str] | No
     if hook is None:
         return None, None, None, None
     endpoint_id = hook.get("endpoint_id") or hook.get("endpointId")
-    events = hook.get("events")
-    if events is not None and (not isinstance(events, list) or not all(isinstance(e, str) for e in events)):
-        raise validation("invalid_batch_webhook")
+    events = normalize_batch_events(hook.get("events"))
     if isinstance(endpoint_id, str) and endpoint_id.strip():
         return endpoint_id.strip(), events or None, None, None
     if not allow_inline:

@@ -8,6 +8,7 @@ Pass ``transport=httpx.MockTransport(handler)`` to test without a network.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,12 +16,23 @@ from urllib.parse import urlsplit
 import httpx
 
 from .. import __version__
-from ..config import DEFAULT_BASE_URL
+from ..config import DEFAULT_BASE_URL, LEGACY_KEY_PREFIX
 from ..errors import AIStatsError, UpstreamUnavailable
 from ._errors import MAX_ERROR_BODY_BYTES, translate
 
 USER_AGENT = f"aistats-hooks/{__version__} httpx/{httpx.__version__}"
 STREAM_CHUNK_BYTES = 64 * 1024
+log = logging.getLogger(__name__)
+_warned_legacy = False
+
+
+def _warn_legacy_key(api_key: str) -> None:
+    """One log line per process when the key has the prefix the gateway retires (never the key itself)."""
+    global _warned_legacy
+    if api_key.startswith(LEGACY_KEY_PREFIX) and not _warned_legacy:
+        _warned_legacy = True
+        log.warning("the API key starts with %s: the gateway refuses such keys from 2027-01-01 "
+                    "(401 legacy_key_prefix_retired); create a phaseo_v1_sk_... key", LEGACY_KEY_PREFIX)
 
 
 class BaseClient:
@@ -40,6 +52,7 @@ class BaseClient:
         if urlsplit(base_url).scheme not in ("http", "https"):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         self._api_key = api_key
+        _warn_legacy_key(api_key)
         self.base_url = base_url.rstrip("/")
         self._client = httpx.Client(
             base_url=self.base_url + "/",

@@ -119,5 +119,9 @@ class WebhookEndpointsMixin(BaseClient):
         return SecretBearing(self._request("POST", _path(endpoint_id, "rotate-secret")))
 
     def test_webhook_endpoint(self, endpoint_id: str) -> dict[str, Any]:
-        """Ask the gateway to send a signed test delivery; answers ``{ok, status_code, event_id, ...}``."""
+        """Ask the gateway to send a signed test delivery (``{ok, status_code, event_id, ...}``).
+
+        The official SDK has this call, but the gateway's source has no such route (it answers 404,
+        ``NotFoundError``): ``python -m aistats_hooks endpoints test`` sends its own signed delivery instead.
+        """
         return self._request("POST", _path(endpoint_id, "test"))

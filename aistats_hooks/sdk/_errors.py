@@ -52,6 +52,16 @@ _STATUS_ERRORS: dict[int, type[AIStatsError]] = {
     501: NotSupportedError,
 }
 
+# 401 reasons that are the gateway's own passing faults, not a refused key (pipeline/before/auth.ts): its key
+# lookup failed (db_error) or its pepper is not configured. Retried with backoff as a 5xx is.
+TRANSIENT_AUTH_REASONS = frozenset({"db_error", "server_misconfig_missing_pepper"})
+# What to do about a refused key, said in the error (the reason alone is terse).
+AUTH_HINTS = {
+    "legacy_key_prefix_retired": "aistats_v1_sk_ keys stopped working on 2027-01-01: create a phaseo_v1_sk_... key",
+    "management_key_required": "this route takes only a phaseo_v1_mk_... management key (AISTATS_MANAGEMENT_KEY)",
+    "management_key_not_valid_for_gateway": "a management key cannot call the gateway: use AISTATS_API_KEY",
+}
+
 
 def retry_after_seconds(value: str | None) -> float | None:
     """Parse ``Retry-After`` (delta-seconds or HTTP-date) into seconds, or None."""
@@ -99,6 +109,8 @@ def parse_error_body(content: bytes) -> dict[str, str | None]:
 
 def error_class(status: int, code: str | None, reason: str | None, *, results: bool) -> type[AIStatsError]:
     """Pick the exception class of an answer; ``results`` marks a results or file download."""
+    if status == 401 and reason in TRANSIENT_AUTH_REASONS:
+        return UpstreamUnavailable
     if status == 409 and (results or code == "not_ready" or (reason or "").endswith("not_ready")):
         return ResultsNotReady
     if status in _STATUS_ERRORS:
@@ -123,6 +135,8 @@ def translate(
     fields = parse_error_body(content[:MAX_ERROR_BODY_BYTES])
     request_id = headers.get("x-request-id") or headers.get("request-id") or fields["request_id"]
     message = fields["message"] or reason_phrase or f"HTTP {status}"
+    if status == 401 and fields["reason"] in AUTH_HINTS:
+        message = f"{fields['reason']}: {AUTH_HINTS[fields['reason']]}"
     cls = error_class(status, fields["code"], fields["reason"], results=results)
     retry_after = retry_after_seconds(headers.get("retry-after")) if cls.retryable else None
 

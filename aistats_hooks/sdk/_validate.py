@@ -34,6 +34,16 @@ def segment(value: Any, name: str) -> str:
     return quote(value, safe="")
 
 
+def file_segment(value: Any, name: str) -> str:
+    """Return a file id escaped as one URL path segment; unlike ``segment`` it may hold slashes
+    (Google's output files are names such as ``files/abc``), escaped as %2F, never a dot segment."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_CHARS:
+        refuse(f"{name} must be a non-empty string of at most {MAX_ID_CHARS} characters", "invalid_id")
+    if any(part in ("", ".", "..") for part in value.split("/")):
+        refuse(f"{name} is not a valid id: {value[:40]!r}", "invalid_id")
+    return quote(value, safe="")
+
+
 def query_params(filters: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Flatten filters into query pairs: lists repeat the key, None is dropped."""
     pairs = []

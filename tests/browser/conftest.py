@@ -99,7 +99,7 @@ def stack(redis_url):
                         key_prefix=prefix, queue_name=prefix, stale_after=5, debounce_ms=0)
     sandbox = SandboxServer(api_key=settings.api_key, speed=600.0, seed=5, poll_seconds=30,
                             fast_poll_seconds=15).start()
-    auth = {"Authorization": f"Bearer {settings.api_key}"}
+    auth = {"Authorization": f"Bearer {sandbox.management_key}"}  # endpoints take only the management key
     endpoint = httpx.post(sandbox.base_url + "/webhook-endpoints", headers=auth,
                           json={"url": "http://127.0.0.1:9/not-yet", "events": EVENTS}).json()
     settings = dataclasses.replace(settings, webhook_secrets=(endpoint["signing_secret"],))

@@ -26,6 +26,7 @@ CLEARED = (
     "REDIS_URL", "AISTATS_API_KEY", "AISTATS_BASE_URL", "AISTATS_WEBHOOK_SECRET", "AISTATS_WEBHOOK_TOLERANCE",
     "AISTATS_ALLOW_UNSIGNED", "PUBLIC_BASE_URL", "QUERY_API_TOKEN", "AISTATS_KEY_PREFIX", "AISTATS_QUEUE",
     "AISTATS_UPSTREAM_TIMEOUT", "AISTATS_DATA_DIR", "PORT", "LOG_LEVEL", "AISTATS_WEBHOOK_ENDPOINT_ID",
+    "AISTATS_MANAGEMENT_KEY",
 )
 
 
@@ -53,6 +54,7 @@ def env(settings, sandbox, receiver, monkeypatch):
     values = {
         "REDIS_URL": settings.redis_url,
         "AISTATS_API_KEY": settings.api_key,
+        "AISTATS_MANAGEMENT_KEY": sandbox.management_key,
         "AISTATS_BASE_URL": sandbox.base_url,
         "AISTATS_WEBHOOK_SECRET": ",".join(settings.webhook_secrets + ("whsec_old_rotated",)),
         "QUERY_API_TOKEN": settings.query_api_token,

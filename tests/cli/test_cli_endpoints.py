@@ -34,7 +34,7 @@ def test_create_stores_the_secret_and_never_prints_it(env, store, tmp_path):
                  "--events", "batch.completed,batch.failed", "--name", "ci", "--secret-file", str(secret_file))
     assert result.exit_code == 0, result.output
     endpoint_id = result.stdout.split()[1]
-    assert endpoint_id.startswith("we_") and f"AISTATS_WEBHOOK_ENDPOINT_ID={endpoint_id}" in result.stdout
+    assert len(endpoint_id) == 36 and f"AISTATS_WEBHOOK_ENDPOINT_ID={endpoint_id}" in result.stdout  # a UUID
     secret = secret_file.read_text().strip()
     assert secret.startswith("whsec_") and secret not in result.output
     assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
@@ -45,14 +45,20 @@ def test_create_stores_the_secret_and_never_prints_it(env, store, tmp_path):
     assert "signing_secret" not in json.dumps(listed)
 
 
-def test_endpoint_test_delivery_reaches_and_verifies_at_the_receiver(env, store):
+def test_endpoint_test_delivery_reaches_and_verifies_at_the_receiver(env, store, sandbox):
     endpoint_id = env["AISTATS_WEBHOOK_ENDPOINT_ID"]
     result = run(env, "--json", "endpoints", "test", endpoint_id)
     assert result.exit_code == 0, result.output
-    # The gateway's test event is signed with the endpoint's secret, which `endpoints create` stored:
-    # the receiver verified it (a refusal would be counted as a rejection).
+    answer = json.loads(result.stdout)
+    # The gateway has no test route: the CLI signed the event with the endpoint's stored secret and posted
+    # it to the endpoint's URL itself; the receiver verified it (a refusal would be counted as a rejection).
+    assert answer["ok"] is True and answer["status_code"] == 202 and answer["url"].endswith("/webhooks/aistats")
     assert not store.counters("rejected")
     assert "gateway error" in one_line_error(run(env, "endpoints", "test", "we_nope"))
+    # No stored secret for an endpoint (created elsewhere): one line saying what to run.
+    other = sandbox.gateway.endpoints.create({"url": env["PUBLIC_BASE_URL"] + "/webhooks/aistats"})
+    line = one_line_error(run(env, "endpoints", "test", other.id))
+    assert "no signing secret stored" in line and f"rotate-secret {other.id}" in line
 
 
 def test_rotate_secret_keeps_old_and_new_verifying_until_the_grace_ends(env, store, receiver):
@@ -94,5 +100,15 @@ def test_endpoint_errors_are_one_line(env):
     assert "validation_error" in line
     line = one_line_error(run(env, "rotate-secret", "we_missing"))
     assert "gateway error" in line
-    line = one_line_error(run(env, "endpoints", "create", AISTATS_API_KEY="sk_wrong_key_123456"))
-    assert "sk_wrong_key_123456" not in line
+    line = one_line_error(run(env, "endpoints", "create", AISTATS_MANAGEMENT_KEY="phaseo_v1_mk_wrong_123456"))
+    assert "phaseo_v1_mk_wrong_123456" not in line and "key_not_found_or_revoked" in line
+
+
+def test_endpoints_need_the_management_key(env):
+    # Missing: one line naming the variable and what it must be.
+    line = one_line_error(run(env, "endpoints", "list", AISTATS_MANAGEMENT_KEY=None), code=2)
+    assert "AISTATS_MANAGEMENT_KEY" in line and "phaseo_v1_mk_" in line
+    # The ordinary key in its place is refused by the gateway (401 management_key_required): one line too.
+    line = one_line_error(run(env, "endpoints", "list", AISTATS_MANAGEMENT_KEY=env["AISTATS_API_KEY"]))
+    assert "management_key_required" in line and "AISTATS_MANAGEMENT_KEY" in line
+    assert env["AISTATS_API_KEY"] not in line
