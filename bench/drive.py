@@ -11,6 +11,7 @@ import httpx
 from redis import Redis
 from rq import Queue, Worker
 
+from aistats_hooks.sandbox.auth import default_management_key
 from aistats_hooks.sdk import AIStats
 
 from . import procs
@@ -46,7 +47,8 @@ def create_endpoint(base_url: str, api_key: str, url: str, events: Sequence[str]
     ``secret`` pins the endpoint's secret through the sandbox-only knob, for a
     receiver already started with that secret.
     """
-    headers = {"Authorization": f"Bearer {api_key}"}
+    # The endpoints API takes only the management key; the sandbox derives its default from the API key.
+    headers = {"Authorization": f"Bearer {default_management_key(api_key)}"}
     body = {"url": url, "name": "bench"} | ({"events": list(events)} if events else {})
     response = httpx.post(base_url + "/webhook-endpoints", json=body, headers=headers, timeout=30)
     response.raise_for_status()

@@ -19,6 +19,7 @@ import httpx
 from redis.exceptions import RedisError
 
 from aistats_hooks.config import Settings
+from aistats_hooks.sandbox.auth import default_management_key
 from aistats_hooks.sdk import AIStats
 from aistats_hooks.store import Store
 from aistats_hooks.reconcile import track_batch
@@ -69,8 +70,10 @@ class Creator:
         self._store = Store(self.stack.redis(), settings)
         self._sandbox = httpx.Client(base_url=self.stack.sandbox_url,
                                      headers={"Authorization": f"Bearer {self.stack.api_key}"}, timeout=15)
-        # Every batch's webhooks go through one managed endpoint, as at the gateway.
-        created = self._sandbox.post("/v1/webhook-endpoints", json={
+        # Every batch's webhooks go through one managed endpoint, as at the gateway; only the
+        # management key may create it (the sandbox's default, derived from the API key).
+        management = {"Authorization": f"Bearer {default_management_key(self.stack.api_key)}"}
+        created = self._sandbox.post("/v1/webhook-endpoints", headers=management, json={
             "url": self.proxy_url + "/webhooks/aistats", "name": "chaos", "events": ALL_EVENTS})
         created.raise_for_status()
         self.endpoint_id = created.json()["id"]
