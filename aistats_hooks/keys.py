@@ -13,6 +13,8 @@ Per batch::
 Shared::
 
     {p}:open                        zset  batches not final, by last reconcile time (the sweep reads it)
+    {p}:due                         zset  batches whose pending slot names a waiting job, by when due (ms);
+                                          a running reconcile job takes them ahead of their own jobs (workers/drain.py)
     {p}:unknown                     zset  batches marked not_found, by when (the sweep prunes them after
                                           AISTATS_UNKNOWN_RETENTION, with their indexes and events)
     {p}:idx:all                     zset  every record, by created time (the query API)
@@ -50,7 +52,7 @@ forwarding's messages) or sooner (locks, slots, windows);
 ``tests/test_key_ttls.py`` checks it over a whole batch lifecycle.
 
 RQ's own keys (job hashes, the queue, its registries, ``rq:queues``) are not
-named here: ``queueing.RQContract`` takes them from RQ's classes.
+named here, and no script of ours writes them: jobs go through RQ's public API (``queueing``).
 
 COMMIT (``store.commit``) derives the index and ledger keys inside Lua from
 the prefix, because which indexes a record leaves is only known once the
@@ -65,7 +67,7 @@ from dataclasses import dataclass
 # Record field -> index name (``{p}:idx:{name}:{value}``), as COMMIT writes them.
 INDEX_NAMES = {"status": "status", "session_id": "session", "model": "model"}
 # Key shapes (after ``{p}:``, fnmatch-style) kept without a TTL, on purpose; see above.
-PERMANENT = ("b:*", "idx:*", "ledger:*", "m:*", "changes", "open", "unknown", "endpoint_secrets",
+PERMANENT = ("b:*", "idx:*", "ledger:*", "m:*", "changes", "open", "due", "unknown", "endpoint_secrets",
              "endpoint_secrets:version",
              # alerts.py: one field per (kind, subject) alerted, and the last runs of discovery and the sweep.
              "alerts", "alive",
@@ -114,6 +116,11 @@ class Keys:
     def open(self) -> str:
         """Batches not final, by last reconcile time."""
         return self._key("open")
+
+    @property
+    def due(self) -> str:
+        """Batches with a waiting reconcile job, by when it is due (ms)."""
+        return self._key("due")
 
     @property
     def unknown(self) -> str:

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from gunicorn.glogging import Logger as _GunicornBase
+from gunicorn.glogging import Logger as GunicornBaseLogger
 
 from . import tracing
 from .config import url_password
@@ -227,7 +227,7 @@ def dict_config(level: str = "INFO", secrets: Iterable[str] = ()) -> dict[str, A
     }
 
 
-class GunicornLogger(_GunicornBase):
+class GunicornLogger(GunicornBaseLogger):
     """gunicorn's logger with its handlers switched to redacted JSON lines."""
 
     def setup(self, cfg) -> None:

@@ -69,6 +69,7 @@ class Outcome(str, Enum):
     INVALID = "invalid"
     LOCK_LOST = "lock_lost"
     PROVISIONAL = "provisional"
+    SUPERSEDED = "superseded"
 
 
 # Deliveries whose payload starts (or moves) a provisional record without a retrieve: the gateway's
@@ -86,6 +87,10 @@ def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str
         # Another worker holds the batch; make sure one run follows it.
         store.request_reconcile(batch_id)
         return Outcome.DEFERRED
+    if not (begun.held_slot or begun.unsettled or force):
+        # This job's batch was reconciled ahead of it (workers/drain.py) and nothing came since.
+        store.unlock(batch_id, token)
+        return Outcome.SUPERSEDED
     if is_final(begun.record) and not force:
         store.commit(batch_id, None, token=token, settle=(Outcome.SKIPPED_FINAL.value, started_ms))
         return Outcome.SKIPPED_FINAL

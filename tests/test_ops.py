@@ -305,11 +305,14 @@ def test_procfile_runs_web_worker_and_cron():
     assert set(processes) == {"web", "worker", "cron"}
     assert processes["web"].startswith("gunicorn app:app ") and "${PORT:-8000}" in processes["web"]
     assert "--preload" in processes["web"]  # a bad setting stops the master, not a crash loop
-    # Slow clients hold no thread: requests are read whole by the worker's event loop (web/serving.py).
-    assert "--worker-class aistats_hooks.web.serving.BufferedThreadWorker" in processes["web"]
-    assert "--threads ${WEB_THREADS:-4}" in processes["web"]
-    assert processes["worker"].startswith("rq worker -c workers.settings") and "--with-scheduler" in processes["worker"]
-    assert processes["cron"].startswith("rq cron -c workers.settings") and "workers/cron_config.py" in processes["cron"]
+    # A stock gunicorn worker: slow clients are nginx's to buffer (deploy/nginx.conf).
+    assert "--worker-class gthread" in processes["web"] and "--threads ${WEB_THREADS:-8}" in processes["web"]
+    # The stock RQ commands, restarted after a Redis error by workers/supervise.py.
+    supervised = "python -m workers.supervise "
+    assert processes["worker"].startswith(supervised + "rq worker -c workers.settings")
+    assert "--with-scheduler" in processes["worker"]
+    assert processes["cron"].startswith(supervised + "rq cron -c workers.settings")
+    assert "workers/cron_config.py" in processes["cron"]
 
 
 @pytest.mark.slow
@@ -369,7 +372,7 @@ def test_cron_config_registers_the_sweep_on_the_project_queue(redis_url, prefix)
 def test_every_setting_is_documented_in_env_example():
     documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     sources = ["aistats_hooks/config.py", "aistats_hooks/logs.py", "aistats_hooks/web/metrics.py",
-               "workers/settings.py", "aistats_hooks/web/serving.py", "Procfile"]
+               "workers/settings.py", "Procfile"]
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "aistats_hooks" / "launcher").glob("*.py"))
     read = set()
     for source in sources:

@@ -183,30 +183,38 @@ def test_acknowledged_batch_is_visible_to_the_sweep_even_if_its_job_is_lost(clie
     assert "batch_lost" in store.due_for_sweep(time.time() + 1)
 
 
-def test_a_slot_left_by_a_killed_job_does_not_block_new_work(client, store):
+def test_a_duplicate_enqueues_the_job_a_crash_left_unqueued(client, store):
     body, headers = signed(make_event("batch_k"))
     assert post(client, body, headers).json["job"] == "queued"
-    # The worker marked the job started, then died before freeing the slot.
+    # The web process died after INGEST and before the enqueue: the slot names a job RQ never got.
     (job_id,) = store.queue.job_ids
-    store.redis.hset(store.rq.job_key(job_id), "status", "started")
-    store.redis.delete(store.queue.key)
-    body, headers = signed(make_event("batch_k", "batch.progress", key="batch.progress:90"))
-    assert post(client, body, headers).json["job"] == "queued"
-    assert store.request_reconcile("batch_k") == "coalesced"
+    store.queue.remove(job_id)
+    store.redis.delete(store.queue.job_class.key_for(job_id))
+    assert store.queue.count == 0 and store.redis.get(store.keys.pending("batch_k")).decode() == job_id
+    # Another delivery coalesces into that slot...
+    other, other_headers = signed(make_event("batch_k", "batch.progress", key="batch.progress:90"))
+    assert post(client, other, other_headers).json["job"] == "coalesced"
+    # ...and the gateway's retry of the unanswered one, a duplicate, makes the job exist.
+    assert post(client, body, headers).json["status"] == "duplicate"
+    assert store.queue.job_ids == [job_id]
+    assert store.queue.fetch_job(job_id).args == ("batch_k",)
+    # A second duplicate changes nothing.
+    assert post(client, body, headers).json["status"] == "duplicate"
     assert store.queue.count == 1
 
 
-def test_a_scheduled_follow_up_whose_scheduler_died_is_replaced(client, store):
+def test_a_follow_up_within_the_debounce_window_is_scheduled_through_rq(client, store):
     store.redis.set(store.keys.recent("batch_s"), "1", px=60_000)  # a retrieve just happened
     body, headers = signed(make_event("batch_s"))
     assert post(client, body, headers).json["job"] == "queued"
-    (late,) = store.redis.zrange(store.rq.scheduled_key, 0, -1)
     assert store.queue.count == 0
-    # No scheduler moved it, and its time is long past.
-    store.redis.zadd(store.rq.scheduled_key, {late: int(time.time()) - 60})
+    (late,) = store.queue.scheduled_job_registry.get_job_ids()
+    assert store.redis.get(store.keys.pending("batch_s")).decode() == late
+    # Due when the window ends, not before: a running job does not take it ahead.
+    (due_ms,) = [score for _, score in store.redis.zrange(store.keys.due, 0, -1, withscores=True)]
+    assert due_ms > time.time() * 1000 + 50_000
     body, headers = signed(make_event("batch_s", "batch.progress", key="batch.progress:90"))
-    assert post(client, body, headers).json["job"] == "queued"
-    assert store.queue.count == 1 and store.redis.zcard(store.rq.scheduled_key) == 0
+    assert post(client, body, headers).json["job"] == "coalesced"
 
 
 def test_the_sweep_replaces_a_job_waiting_longer_than_its_period(client, store):

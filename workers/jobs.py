@@ -22,7 +22,7 @@ from aistats_hooks import alerts, archiving, discovery, dispatch, forwarding, ha
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 
-from . import batch_jobs, context
+from . import context, drain
 
 log = logging.getLogger("workers.jobs")
 # Seconds before retrying a batch after its first, second 404: three answers over ~5 minutes.
@@ -30,16 +30,30 @@ NOT_FOUND_DELAYS = (60, 240)
 
 
 def reconcile_batch(batch_id: str, force: bool = False) -> str:
-    """Reconcile one batch with the gateway's truth (and, beside it, more waiting ones: batch_jobs)."""
+    """Reconcile one batch with the gateway's truth (and, beside it, more due ones: workers/drain.py)."""
     ctx = context.current()
-    job = get_current_job()
-    queue = ctx.store.queue if job is not None else None
-    with batch_jobs.alongside(ctx.store.redis, queue, ctx.settings.reconcile_concurrency, reconcile_batch):
-        try:
+    concurrency = ctx.settings.reconcile_concurrency if get_current_job() is not None else 1
+    ahead = drain.Ahead()
+    try:
+        with drain.alongside(ctx.store.redis, ctx.store.keys, concurrency, run_ahead, ahead, own=batch_id):
             return _reconcile_batch(batch_id, force)
-        except Exception:
-            count_failure(get_current_job())
-            raise
+    except Exception:
+        count_failure(get_current_job())
+        raise
+    finally:
+        if ahead.ran:  # their transitions, once they all ended
+            _dispatch(ctx)
+
+
+def run_ahead(batch_id: str, job_id: str) -> str:
+    """Reconcile ``batch_id`` ahead of its waiting job ``job_id`` (workers/drain.py); raise on any failure."""
+    ctx = context.current()
+    started = time.monotonic()
+    try:
+        return reconcile.reconcile_batch(ctx.store, ctx.client, batch_id, job_id=job_id).value
+    finally:
+        with contextlib.suppress(RedisError):
+            telemetry.observe_reconcile(ctx.store, time.monotonic() - started)
 
 
 def _reconcile_batch(batch_id: str, force: bool) -> str:

@@ -1,7 +1,7 @@
 """aistats-hooks' state in one Redis, one module per concept; ``Store`` wires them together.
 
-    ingest      the acknowledgement path: record a delivery and queue its batch (one round trip)
-    coalesce    at most one waiting job per batch; the enqueue Lua shared with ingest
+    ingest      the acknowledgement path: record a delivery, then ensure its batch's job (two steps)
+    coalesce    at most one waiting job per batch: the pending slot, shared with ingest
     locks       a reconcile's start: pending slot, lock, reads (BEGIN), and UNLOCK
     commit      a reconcile's end: record, indexes, ledger, event outcomes, lock (COMMIT)
     records     reads of records and their indexes
@@ -11,7 +11,7 @@
     counters    counters shared by every process
     script      the base of every Lua script
 
-Key names live in ``aistats_hooks.keys``; RQ's in ``queueing.RQContract``.
+Key names live in ``aistats_hooks.keys``; RQ's stay RQ's (``queueing`` uses its public API).
 ``Store`` is a thin facade: one object per process holding the registered
 scripts, with the few calls the web app, workers and CLI make; read models
 use its parts (``store.records``, ``store.ledger``, ...) directly.
@@ -49,15 +49,14 @@ class Store:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.queue = queueing.make_queue(redis, settings)
-        self.rq = queueing.RQContract(self.queue)
 
         def new_job_id() -> str:
             return queueing.new_job_id(settings)
 
-        self._ingest = Ingest(redis, self.keys, self.rq, settings.event_retention, new_job_id,
+        self._ingest = Ingest(redis, self.keys, self.queue, settings.event_retention, new_job_id,
                               min_replicas=settings.min_replicas, replica_timeout_ms=settings.replica_timeout_ms,
                               max_events=settings.max_batch_events, max_bytes=settings.max_batch_bytes)
-        self.requests = Requests(redis, self.keys, self.rq, new_job_id)
+        self.requests = Requests(redis, self.keys, self.queue, new_job_id)
         self.locks = Locks(redis, self.keys, upstream_timeout=settings.upstream_timeout,
                            debounce_ms=settings.debounce_ms)
         self._commit = CommitScript(redis, settings.changes_maxlen)
@@ -69,7 +68,7 @@ class Store:
 
     # -- the acknowledgement path and reconcile requests ---------------------
     def ingest(self, event: Event, body: bytes, headers: Mapping[str, str], *, ignore: bool = False) -> str:
-        """Record a verified event and queue its batch in one atomic step; return the outcome."""
+        """Record a verified event and ensure its batch's reconcile job; return the outcome."""
         return self._ingest.ingest(event, body, headers, ignore=ignore)
 
     def request_reconcile(self, batch_id: str, *, debounce: bool = True, max_pending_age: int = 0) -> str:

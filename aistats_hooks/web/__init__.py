@@ -57,9 +57,6 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
     from . import dashboard  # / and /dashboard: pages behind a login (off without a session secret)
 
     dashboard.init_app(app, settings)
-    from . import fast_path  # POST /webhooks/aistats at the WSGI level, ahead of Flask's machinery
-
-    fast_path.install(app)
     return app
 
 

@@ -1,13 +1,11 @@
 """``POST /webhooks/aistats``: verify, record and queue; answer only once durable.
 
-The acknowledgement path makes no upstream call and exactly one Redis round
-trip (the INGEST script). Verification runs on the raw bytes before any
-parsing; the body size is bounded by ``MAX_CONTENT_LENGTH`` before reading.
-
-``accept`` decides the answer to one delivery; two front ends frame it: the
-WSGI fast path (``fast_path``, what the app serves this URL with) and the
-Flask view below (the route that answers 405 to other methods, and the same
-answer when the app is used without the fast path).
+The acknowledgement path makes no upstream call: the INGEST script records the
+delivery and takes its batch's slot, then the batch's job is enqueued through RQ
+(``store.ingest``: how a crash between the two is repaired). Verification runs on
+the raw bytes before any parsing; the body size is bounded by ``MAX_CONTENT_LENGTH``
+before reading. A Flask view like any other: request ids, logs and errors come from
+``request_log`` and ``errors``. ``accept`` decides the answer to one delivery.
 """
 
 from __future__ import annotations
