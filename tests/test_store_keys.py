@@ -20,7 +20,7 @@ def test_every_key_written_is_one_keys_names(client, store: Store, redis_client,
     day = billing_day(record)
     keys = store.keys
     named = {
-        keys.events("batch_k"), keys.outcomes("batch_k"), keys.record("batch_k"), keys.pending("batch_k"),
+        keys.events("batch_k"), keys.outcomes("batch_k"), keys.record("batch_k"), keys.pending("batch_k"), keys.due,
         # (and keys.open, which the final record left empty, so Redis dropped it)
         keys.index_all, keys.index("status", "completed"), keys.index("session_id", "sess_1"),
         keys.index("model", record["model"]), keys.ledger_contributions, keys.ledger_total, keys.ledger("day"),
