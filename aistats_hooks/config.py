@@ -166,7 +166,7 @@ class Settings:
     sweep_max_per_hour: int = 120
     discovery_interval: int = 60
     upstream_timeout: int = 20
-    # Reconcile jobs one worker runs at once (claimed from the queue; batch_jobs.py) and the gateway's
+    # Reconciles one worker runs at once (due batches taken ahead of their jobs: workers/drain.py) and the gateway's
     # shared call budget across every process (upstream_budget.py; 0 = no cap).
     reconcile_concurrency: int = 32
     upstream_rps: int = 0

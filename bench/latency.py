@@ -4,7 +4,7 @@ The sandbox answers every API call after ``--latency-ms`` (webhooks are not
 delayed). Ours: terminal deliveries posted to the receiver, reconciled by the
 Procfile's worker command (2 ``rq worker -w rq.worker.SimpleWorker``), each
 process running up to ``AISTATS_RECONCILE_CONCURRENCY`` reconciles at once
-(workers/batch_jobs.py). Baseline, same run, same worker command and count:
+(workers/drain.py). Baseline, same run, same worker command and count:
 one RQ job per delivery doing one retrieve and one ``HSET`` (bench/naive.py),
 enqueued at once. Drain = last acknowledgement (or enqueue) -> every batch
 final; throughput = batches / (first acknowledgement -> every batch final).

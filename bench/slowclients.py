@@ -28,7 +28,7 @@ from http.client import HTTPConnection
 from . import deliveries
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-MAX_CONNECTIONS = 1000
+MAX_CONNECTIONS = 5000
 MAX_SECONDS = 600.0
 _HEADERS = (b"POST /webhooks/aistats HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"x-phaseo-signature: v1=00\r\nContent-Length: 4096\r\n\r\n")
@@ -170,35 +170,46 @@ if __name__ == "__main__":
     main()
 
 
-def run(bench, *, connections: int = 200, probes: int = 100) -> dict:
-    """``make bench`` phase: signed deliveries acknowledged beside ``connections`` slow clients.
+def run(bench, *, dripping: int = 200, idle: int = 4000, probes: int = 100) -> dict:
+    """``make bench`` phase: signed deliveries acknowledged through nginx beside slow clients.
 
-    The receiver runs the Procfile's own web command; the slow clients drip header bytes (the
-    issue's attack), then a mix of dripping, stalled bodies and idle connections.
+    The Procfile's web command runs behind Debian's nginx with ``deploy/nginx.conf`` (ports
+    substituted), as deployed: ``dripping`` connections drip header bytes (the hardening issue's
+    attack) while ``idle`` more sit connected and silent, and deliveries are probed one at a time.
     """
-    from . import procs
+    import resource
+
+    from . import nginx, procs
     from .context import Row
 
-    port = procs.free_port()
-    web = procs.procfile_web("web-slowclients", "app:app", port, bench.env(), bench.folder)
-    results = {}
+    if not nginx.available():
+        bench.add(Row("slow clients", "behind nginx", "skipped", "nginx installed", False,
+                      "apt-get install -y nginx"))
+        return {}
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = dripping + idle + 512
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    web_port, proxy_port = procs.free_port(), procs.free_port()
+    web = procs.procfile_web("web-slowclients", "app:app", web_port, bench.env(), bench.folder)
+    proxy = nginx.Nginx(proxy_port, web_port).start()
     try:
-        for label, modes in (("dripping headers", ("headers",)), ("mixed: headers, short bodies, idle",
-                                                                   ("headers", "body", "idle"))):
-            with Dripper(port, connections, modes, seconds=120) as dripper:
-                time.sleep(2)  # every slow connection open and dripping before the first probe
-                result = probe(port, bench.secret, count=probes, pause=0.02, timeout=5, run=f"slow{len(results)}")
-            result["closed_by_server"] = dripper.closed_by_server
-            results[label] = result
-            bench.add(Row(
-                "slow clients", f"{connections} slow connections ({label}): deliveries acked",
-                f"{result['acked']}/{result['sent']}, p50 {result['p50_ms']:.1f} / p99 {result['p99_ms']:.1f} ms",
-                "all acked, p99 < 100 ms", result["acked"] == result["sent"] and result["p99_ms"] < 100,
-                f"one at a time on fresh connections; max {result['max_ms']:.1f} ms; failures "
-                f"{result['failures'][:3]}; slow connections closed by the server meanwhile "
-                f"{dripper.closed_by_server}",
-            ))
-            bench.flush()
+        with Dripper(proxy_port, dripping, ("headers",), seconds=120) as dripper, \
+                Dripper(proxy_port, idle, ("idle",), seconds=120) as idler:
+            time.sleep(3)  # every slow connection open before the first probe
+            result = probe(proxy_port, bench.secret, count=probes, pause=0.02, timeout=5, run="slownginx")
+        result.update(dripping=dripper.opened, idle=idler.opened,
+                      closed_by_server=dripper.closed_by_server + idler.closed_by_server)
+        bench.add(Row(
+            "slow clients", f"behind nginx: {dripping} dripping + {idle} idle connections: deliveries acked",
+            f"{result['acked']}/{result['sent']}, p50 {result['p50_ms']:.1f} / p99 {result['p99_ms']:.1f} ms",
+            "all acked, p99 < 100 ms", result["acked"] == result["sent"] and result["p99_ms"] < 100,
+            f"deploy/nginx.conf in front of the Procfile's web command; one at a time on fresh connections; "
+            f"max {result['max_ms']:.1f} ms; failures {result['failures'][:3]}; slow connections opened "
+            f"{dripper.opened} + {idler.opened}, closed by nginx meanwhile {result['closed_by_server']}",
+        ))
+        bench.flush()
     finally:
+        proxy.stop()
         web.stop()
-    return results
+    return result
