@@ -9,6 +9,7 @@ Per batch::
     {p}:pending:{batch_id}  string id of the batch's queued (or scheduled), not yet started job
     {p}:recent:{batch_id}   string set for AISTATS_DEBOUNCE_MS when a worker retrieves the batch
     {p}:lock:{batch_id}     string a worker's token while it reconciles the batch
+    {p}:ahead:{job_id}      string set when a run took that waiting job's batch ahead of it (workers/drain.py)
 
 Shared::
 
@@ -106,6 +107,10 @@ class Keys:
     def recent(self, batch_id: str) -> str:
         """Set while the batch's debounce window runs."""
         return self._key("recent", batch_id)
+
+    def ahead(self, job_id: str) -> str:
+        """Set when a run took the batch of waiting job ``job_id`` ahead of it."""
+        return self._key("ahead", job_id)
 
     def lock(self, batch_id: str) -> str:
         """A worker's token while it reconciles the batch."""

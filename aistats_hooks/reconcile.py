@@ -87,7 +87,7 @@ def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str
         # Another worker holds the batch; make sure one run follows it.
         store.request_reconcile(batch_id)
         return Outcome.DEFERRED
-    if not (begun.held_slot or begun.unsettled or force):
+    if begun.ran_ahead and not (begun.unsettled or force):
         # This job's batch was reconciled ahead of it (workers/drain.py) and nothing came since.
         store.unlock(batch_id, token)
         return Outcome.SUPERSEDED

@@ -7,10 +7,12 @@ job) and reconciles them on up to ``AISTATS_RECONCILE_CONCURRENCY - 1`` threads,
 taking more as threads free up and deliveries arrive, until none runs and none is due.
 
 RQ is not touched: each batch's own job stays in RQ's queue and still runs. Taken
-ahead, the batch's run freed the slot (BEGIN), so that job finds its batch done and
-nothing new, and ends at once (``Outcome.SUPERSEDED``). If the run ahead fails, the
-slot is given back to the job, which then runs it with RQ's retries, failure registry
-and requeue (workers/jobs.py). A worker killed mid-run leaves the same job to do it.
+ahead, the batch's run freed the slot (BEGIN) and, once done, marks the job
+(``{p}:ahead:{job id}``), so that job finds its batch done and nothing new, and ends at
+once (``Outcome.SUPERSEDED``); an RQ retry or requeue of a job never marked runs as
+usual. If the run ahead fails, the slot is given back to the job, which then runs it
+with RQ's retries, failure registry and requeue (workers/jobs.py). A worker killed
+mid-run leaves the same job to do it.
 Measured in ``make bench`` (latency phase); see bench/RESULTS.md.
 """
 
@@ -131,6 +133,7 @@ def _ahead(redis: Redis, keys: Keys, batch_id: str, job_id: str, run: Callable[[
     _local.ahead = True
     try:
         run(batch_id, job_id)
+        redis.set(keys.ahead(job_id), "1", ex=PENDING_TTL)  # the job has nothing left to do
     except Exception as exc:  # the batch's own job runs it, with RQ's retries
         log.info("batch %s: run ahead failed (%s: %s); its job %s retries it", batch_id, type(exc).__name__,
                  exc, job_id)

@@ -62,8 +62,7 @@ class Supervisor:
             if self.stopping or code == 0:
                 return code
             if code == CONFIG_ERROR:
-                log("ERROR", f"{name} refused its configuration (exit {code}); not restarting", exit_code=code)
-                return code
+                return code  # the child printed the one line naming the setting; nothing to add
             if time.monotonic() - started >= HEALTHY_AFTER:
                 wait = FIRST_WAIT
             log("WARNING", f"{name} exited with {code}; restarting in {wait:g} s (Redis unreachable or failing over?)",

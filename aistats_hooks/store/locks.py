@@ -26,9 +26,9 @@ class Begun:
 
     record: dict | None
     newest_event: dict | None
-    # This run's job held the batch's slot (it was the job waiting), and any delivery is unsettled:
-    # a job neither true of was superseded by a run that took its batch ahead of it (workers/drain.py).
-    held_slot: bool = True
+    # A run took this job's batch ahead of it (workers/drain.py), and whether a delivery is unsettled
+    # now: a job whose batch ran ahead with nothing new since has nothing left to do.
+    ran_ahead: bool = False
     unsettled: bool = True
 
 
@@ -46,20 +46,21 @@ class BeginScript(Script):
 -- KEYS[5] events hash     {p}:ev:{batch_id}
 -- KEYS[6] debounce key    {p}:recent:{batch_id}
 -- KEYS[7] due set         {p}:due
+-- KEYS[8] ran-ahead mark  {p}:ahead:{job_id} (set by a run that took this job's batch ahead)
 -- ARGV[1] job id ('' when run outside RQ), ARGV[2] lock token, ARGV[3] lock ttl (ms),
 -- ARGV[4] debounce window (ms; 0 = none): follow-ups within it wait for its end, ARGV[5] batch id.
 -- Returns {0} when another worker holds the lock, else
 -- {1, record doc or false, newest event field or false, its packed event or false,
---  1 if this job held the slot, 1 if a delivery is unsettled}.
-local held = 0
+--  1 if the batch ran ahead of this job, 1 if a delivery is unsettled}.
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[7], ARGV[5])
-  held = 1
 end
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
   return {0}
 end
+local ahead = 0
+if ARGV[1] ~= '' then ahead = redis.call('DEL', KEYS[8]) end
 if tonumber(ARGV[4]) > 0 then
   redis.call('SET', KEYS[6], '1', 'PX', ARGV[4])
 end
@@ -76,7 +77,7 @@ for i = 1, #flat, 2 do
 end
 local blob = false
 if newest then blob = redis.call('HGET', KEYS[5], newest) end
-return {1, redis.call('HGET', KEYS[3], 'doc'), newest, blob, held, unsettled}
+return {1, redis.call('HGET', KEYS[3], 'doc'), newest, blob, ahead, unsettled}
 """
 
     def call(self, keys: Keys, batch_id: str, *, job_id: str, token: str, lock_ttl_ms: int,
@@ -84,7 +85,7 @@ return {1, redis.call('HGET', KEYS[3], 'doc'), newest, blob, held, unsettled}
         """Run BEGIN once; return its raw reply."""
         return self.run(
             [keys.pending(batch_id), keys.lock(batch_id), keys.record(batch_id), keys.outcomes(batch_id),
-             keys.events(batch_id), keys.recent(batch_id), keys.due],
+             keys.events(batch_id), keys.recent(batch_id), keys.due, keys.ahead(job_id)],
             [job_id, token, lock_ttl_ms, debounce_ms, batch_id],
         )
 
@@ -142,7 +143,7 @@ class Locks:
         doc, field, blob = reply[1], reply[2], reply[3]
         newest = delivery_codec.decode(batch_id, text(field), blob, {}) if field and blob else None
         return Begun(json.loads(compression.unpack(doc)) if doc else None, newest,
-                     held_slot=bool(reply[4]) or not job_id, unsettled=bool(reply[5]))
+                     ran_ahead=bool(reply[4]), unsettled=bool(reply[5]))
 
     def unlock(self, batch_id: str, token: str) -> None:
         """Release the batch's lock if ``token`` still holds it."""
