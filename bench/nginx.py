@@ -45,6 +45,7 @@ class Nginx:
     def __init__(self, listen_port: int, upstream_port: int) -> None:
         self.port = listen_port
         self.prefix = Path(tempfile.mkdtemp(prefix="aistats-nginx-"))
+        self.prefix.chmod(0o755)  # nginx's workers (user nobody) write request bodies under it
         (self.prefix / "nginx.conf").write_text(config_text(listen_port, upstream_port))
         self.proc: subprocess.Popen | None = None
 

@@ -107,7 +107,8 @@ def run(opts) -> bool:
         stack.start()
         if not handler_runs.wait_for_groups(stack, (handler_runs.GROUP, forwarding.GROUP)):
             record.note("the workers did not create the change feed's consumer groups within 60 s")
-        record.note("stack up: redis-server (AOF), sandbox, gunicorn, "
+        front = "nginx (deploy/nginx.conf) + gunicorn" if stack.nginx is not None else "gunicorn (no nginx installed)"
+        record.note(f"stack up: redis-server (AOF), sandbox, {front}, "
                     f"{opts.workers} rq workers, {stack.cron_mode}")
         proxy = TapProxy(stack.web_url, [stack.old_secret, stack.new_secret], record, seed=opts.seed).start()
         creator = Creator(stack, opts, record, proxy.url)

@@ -61,6 +61,8 @@ class Forwarding:
             ids += registry(queue=queue).get_job_ids()
         # Dequeued by a worker killed before it started them: RQ's maintenance retries them (IntermediateQueue.cleanup).
         ids += queue.intermediate_queue.get_job_ids()
+        # Dependents made ready whose enqueue did not happen (a crash, a lost race): RQ's maintenance enqueues them.
+        ids += queue.ready_job_registry.get_job_ids()
         stream = f"{self.stack.prefix}:changes"
         groups = {_text(g["name"]): g for g in redis.xinfo_groups(stream)} if redis.exists(stream) else {}
         group = groups.get(GROUP)

@@ -29,6 +29,8 @@ def _handler_jobs_left(queue: Queue) -> int:
         ids += registry(queue=queue).get_job_ids()
     # Dequeued by a worker killed before it started them: RQ's maintenance retries them (IntermediateQueue.cleanup).
     ids += queue.intermediate_queue.get_job_ids()
+    # Dependents made ready whose enqueue did not happen (a crash, a lost race): RQ's maintenance enqueues them.
+    ids += queue.ready_job_registry.get_job_ids()
     return sum(marker in job_id for job_id in ids)
 
 

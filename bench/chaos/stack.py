@@ -16,6 +16,8 @@ import httpx
 from redis import Redis
 from redis.exceptions import RedisError
 
+from ..nginx import Nginx
+from ..nginx import available as nginx_available
 from ..procs import Proc, free_port, procfile_web_argv
 from ..redis_server import redis_executable
 
@@ -51,6 +53,10 @@ class Stack:
         self.new_secret = "whsec_chaos_new_" + os.urandom(16).hex()
         self.web_secrets = [self.old_secret]
         self.redis_port, self.web_port, self.sandbox_port = free_port(), free_port(), free_port()
+        # As deployed: Debian's nginx with deploy/nginx.conf on the public port, gunicorn behind it
+        # (slow clients and every delivery meet nginx). Without nginx, gunicorn takes the public port.
+        self.nginx: Nginx | None = None
+        self.gunicorn_port = free_port() if nginx_available() else self.web_port
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
@@ -132,8 +138,10 @@ class Stack:
         env = self.env(REDIS_URL=self.redis_url + "?socket_timeout=2&socket_connect_timeout=2")
         # The Procfile's own web command (its worker class reads requests whole before a thread runs them).
         env["WEB_CONCURRENCY"] = str(self.opts.web_workers)
-        argv = procfile_web_argv("app:app", self.web_port, env) + ["--graceful-timeout", "5", "--timeout", "30"]
+        argv = procfile_web_argv("app:app", self.gunicorn_port, env) + ["--graceful-timeout", "5", "--timeout", "30"]
         self._add("web", argv, env)
+        if self.gunicorn_port != self.web_port and self.nginx is None:
+            self.nginx = Nginx(self.web_port, self.gunicorn_port).start()
         wait_until(lambda: httpx.get(self.web_url + "/readyz", timeout=2).status_code == 200, 30, "gunicorn")
 
     def restart_web(self, secrets: list[str]) -> None:
@@ -193,6 +201,8 @@ class Stack:
                     proc.stop()
                 except Exception as exc:  # noqa: BLE001
                     print(f"chaos: stopping {name}: {exc}", file=sys.stderr)
+            if name == "web" and self.nginx is not None:
+                self.nginx.stop()
         if self._redis is not None:
             self._redis.close()
         if self.topology is not None:
