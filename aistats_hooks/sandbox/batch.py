@@ -19,6 +19,10 @@ PRICES = {
     "openai/gpt-5-nano": 2025,
     "anthropic/claude-haiku-4-5": 40500,
     "google/gemini-2.5-flash": 7500,
+    "mistral/mistral-small-latest": 3000,
+    "x-ai/grok-4-fast": 5000,
+    # Free: a completed batch of it is billed for nothing (zero_cost), and its webhook billing stays pending.
+    "google/gemma-3-27b-it": 0,
 }
 DEFAULT_PRICE = 10125
 

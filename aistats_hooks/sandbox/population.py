@@ -16,7 +16,7 @@ from typing import Any
 
 from .batch import OUTCOMES, TERMINAL, Batch, Plan
 from .ids import batch_id
-from .providers import native_id, provider_of
+from .providers import native_id, provider_of, view
 from .lifecycle import OUTCOME_WEIGHTS, next_step
 
 MODELS = ("openai/gpt-5-mini", "openai/gpt-5-nano", "anthropic/claude-haiku-4-5", "google/gemini-2.5-flash",
@@ -59,5 +59,6 @@ def ended_since(gateway: Any, since: float) -> list[dict]:
             if batch.status in TERMINAL:
                 at = batch.stamp(batch.status_at.get(batch.status, batch.plan.end_at))
                 if at >= since:
-                    out.append({"id": batch.id, "status": batch.status, "at": at})
+                    # The gateway's status: an Anthropic batch cancelled after some successes reads completed.
+                    out.append({"id": batch.id, "status": view(batch)["status"], "at": at})
     return out
