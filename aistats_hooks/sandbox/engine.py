@@ -120,6 +120,20 @@ class Engine:
         self.stats.incr("events_generated", "by_type", event_type)
         return [event]
 
+    def pass_interval(self, status: str) -> float:
+        """How often the gateway's reconciler passes over an open batch (nextBatchReconcileAt)."""
+        if status in ("finalizing", "cancelling"):
+            return self.fast_poll_seconds
+        return self.poll_seconds if status == "in_progress" else 2 * self.poll_seconds
+
+    def seen_ms(self, batch: Batch, now: float) -> int:
+        """The record's updated_at (the list's order): its own moves, or the gateway's last pass while open."""
+        interval = self.pass_interval(batch.status)
+        if batch.terminal or interval <= 0:
+            return batch.updated_ms
+        passed = batch.plan.created + ((now - batch.plan.created) // interval) * interval
+        return max(batch.updated_ms, int(passed * 1000))
+
     def refresh(self, event: Event) -> None:
         """Rebuild a retry's ``created_at`` and ``data`` from the batch as it is now, as the gateway builds
         every attempt's envelope afresh (core/async-notifications.ts)."""

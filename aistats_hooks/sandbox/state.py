@@ -242,20 +242,6 @@ class Gateway(Engine):
         self.tick()
         return self._get(batch_id)
 
-    def pass_interval(self, status: str) -> float:
-        """How often the gateway's reconciler passes over an open batch (nextBatchReconcileAt)."""
-        if status in ("finalizing", "cancelling"):
-            return self.fast_poll_seconds
-        return self.poll_seconds if status == "in_progress" else 2 * self.poll_seconds
-
-    def seen_ms(self, batch: Batch, now: float) -> int:
-        """The record's updated_at: its own moves, or the gateway's last pass over it while open."""
-        interval = self.pass_interval(batch.status)
-        if batch.terminal or interval <= 0:
-            return batch.updated_ms
-        passed = batch.plan.created + ((now - batch.plan.created) // interval) * interval
-        return max(batch.updated_ms, int(passed * 1000))
-
     def list_batches(self, statuses: Iterable[str] = (), limit: int = 20) -> dict[str, Any]:
         """Return up to ``limit`` batches by the record's update time, newest first; has_more is always false."""
         self.tick()
