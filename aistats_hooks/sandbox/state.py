@@ -28,9 +28,9 @@ from .stats import Stats
 from .validation import CreateRequest, file_rows
 from .webhook import Webhook
 
-# A batch that names no model gets one of these: providers whose output is a file (Anthropic's and
-# xAI's results have no file id at the gateway: providers.py), so every such batch has results.
-MODELS = ("openai/gpt-5-mini", "openai/gpt-5-nano", "mistral/mistral-small-latest", "google/gemini-2.5-flash")
+# A batch that names no model (a sandbox convenience: the gateway needs one) gets an OpenAI one, answered
+# in OpenAI's shape; a named Anthropic, Google, Mistral or xAI model gets its provider's shape (providers.py).
+MODELS = ("openai/gpt-5-mini", "openai/gpt-5-nano")
 # Simulated seconds from a cancel request to the cancelled status.
 CANCEL_SECONDS = 10.0
 # The gateway polls the provider every 5 minutes, every 2 while finalizing or cancelling.
