@@ -248,3 +248,26 @@ def test_every_providers_webhook_data_is_the_gateways_normalised_record(sandbox,
         assert counts["completed"] > 0 and data["billing"]["state"] == "settled"
         record = normalize(data)
         assert record["status"] == "completed" and record["request_counts"] == counts
+
+
+@pytest.mark.parametrize("obj, status", [
+    ({"type": "message_batch", "processing_status": "ended",
+      "request_counts": {"succeeded": 0, "errored": 1, "canceled": 2}}, "failed"),
+    ({"type": "message_batch", "processing_status": "ended", "request_counts": {"canceled": 2}}, "cancelled"),
+    ({"type": "message_batch", "processing_status": "ended", "request_counts": {"expired": 2}}, "expired"),
+    ({"type": "message_batch", "processing_status": "canceling", "request_counts": {}}, "in_progress"),
+    ({"name": "batches/x", "metadata": {"state": "BATCH_STATE_SUCCEEDED",
+                                       "batchStats": {"successfulRequestCount": "0", "failedRequestCount": "3"}}},
+     "failed"),
+    ({"name": "batches/x", "metadata": {"state": "JOB_STATE_PENDING"}}, "pending"),
+    ({"name": "batches/x", "done": False, "metadata": {"batchStats": {}}}, "in_progress"),
+    ({"input_files": [], "status": "QUEUED"}, "pending"),
+    ({"input_files": [], "status": "CANCELLATION_REQUESTED"}, "in_progress"),
+    ({"state": {"num_requests": 4, "num_pending": 2, "num_success": 2}}, "in_progress"),
+    ({"state": {"num_requests": 4, "num_pending": 0, "num_success": 0, "num_error": 0, "num_cancelled": 4}},
+     "cancelled"),
+    ({"state": {"num_requests": 4, "num_success": 1, "num_error": 3}}, "completed"),
+])
+def test_each_providers_status_rule(obj, status):
+    """core/batch-provider-adapters.ts normalizeProviderBatchStatus, as our status (status.py folds it)."""
+    assert normalize(obj)["status"] == status
