@@ -11,7 +11,11 @@ The gateway describes billing in two shapes, and we read both with one rule.
   ``cost_nanos`` when that is above 0 or the batch was charged, otherwise
   **void** (a released reservation: failed, cancelled, expired, or nothing to
   pay). ``billed: false`` (e.g. a settlement the gateway will retry) or no
-  ``billing`` at all is **pending**.
+  ``billing`` at all is **pending**. Every finalisation after the first
+  answers ``charged: false, reason: "already_billed"`` with the stored
+  ``cost_nanos``: the amount, not ``charged``, makes it settled. Cancelled,
+  expired and failed batches are charged for their completed requests
+  (``charged_partial_success``): the same rule, whatever the status.
 
 Only ``settled`` contributes to the ledger, its amount in integer nanos
 (1e-9 USD); ``settled`` and ``void`` are final. No I/O here.

@@ -17,9 +17,18 @@ open batches), the cron's ``discover`` job reads first pages of two views:
   only new items may have lost some beyond it (overflow): the four groups are
   then read one by one (four more pages) and the next poll comes after
   ``MIN_GAP``; what was still beyond is left to the sweep's backstop.
-- ``active`` (``statuses=validating,in_progress``): batches created elsewhere
+- ``active`` (``statuses=pending,in_progress``): batches created elsewhere
   and not known here. Progress moves update times constantly here, so its
   rate says nothing: it is read every AISTATS_DISCOVERY_INTERVAL.
+
+The names are the gateway's filter names (``pending`` covers pending, queued
+and validating; ``validating`` itself is no name, and a filter of unknown
+names only would list everything), and ``limit`` is always sent (without it
+the gateway lists one item): docs/protocol.md, "List". The order moves with
+every successful retrieve, ours included, and with the gateway's own passes
+over open batches: an ended batch we retrieve shows up again at the top of
+``ended``, counted in its rate (it takes a place on the page like an ending)
+and not reconciled again (its record is final).
 
 A listed batch we do not know, or whose listed status differs from our
 non-final record, gets a reconcile request (coalesced as usual); nothing
@@ -50,7 +59,7 @@ log = logging.getLogger("aistats_hooks.discovery")
 # View name -> (the list's statuses= value, adaptive?).
 VIEWS: dict[str, tuple[str, bool]] = {
     "ended": ("completed,failed,cancelled,expired", True),
-    "active": ("validating,in_progress", False),
+    "active": ("pending,in_progress", False),
 }
 # Read one by one when the ended view overflowed: four more pages of 100.
 ENDED_GROUPS = ("completed", "failed", "cancelled", "expired")

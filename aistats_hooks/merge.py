@@ -11,7 +11,8 @@ its own:
 - request counts never go down;
 - an older snapshot never overwrites a newer one (ordered by ``updated_at``
   when the object has one, else by the newest ``*_at`` moment it reports:
-  retrieve has no ``updated_at``);
+  retrieve has no ``updated_at``); a provider's own shape (Anthropic's,
+  Google's, Mistral's, xAI's) is read through ``provider_shapes.openai_view`` first;
 - billing only becomes more final (none < pending < settled/void);
 - applying the same snapshot twice changes nothing;
 - a webhook payload is provisional: folding one marks the record
@@ -27,6 +28,7 @@ its own:
 from __future__ import annotations
 
 from .billing import billing_rank, is_settled_or_void, non_negative_int, normalize_billing
+from .provider_shapes import openai_view
 from .status import BatchStatus, Source, normalize_status
 from .timestamps import iso, parse_time
 
@@ -80,7 +82,8 @@ def snapshot_time(obj: dict) -> float | None:
 
 
 def normalize(obj: dict) -> dict:
-    """Turn an upstream batch object (either shape) into the fields of a record."""
+    """Turn an upstream batch object (any shape, any provider's) into the fields of a record."""
+    obj = openai_view(obj)
     counts = obj.get("request_counts") if isinstance(obj.get("request_counts"), dict) else {}
     finalized = [parse_time(obj.get(k)) for k in _TERMINAL_TIMES]
     status = normalize_status(obj.get("status"), obj.get("lifecycle_status"))

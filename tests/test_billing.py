@@ -59,3 +59,18 @@ def test_amounts_that_are_not_whole_nanos_in_range_are_refused(amount):
 @pytest.mark.parametrize("amount,nanos", [(None, 0), (0, 0), ("20250", 20250), (20250.0, 20250), (10**15, 10**15)])
 def test_amounts_in_range_are_read(amount, nanos):
     assert normalize_billing({"state": "settled", "total_nanos": amount, "cost_nanos": None})["total_nanos"] == nanos
+
+
+def test_already_billed_and_blocked_finalisations_read_right():
+    """core/batch-finalization.ts: later finalisations say already_billed; a blocked one billed: false."""
+    from aistats_hooks.billing import normalize_billing
+
+    later = normalize_billing({"billed": True, "charged": False, "reason": "already_billed", "cost_nanos": 20250})
+    assert (later["state"], later["total_nanos"]) == ("settled", 20250)
+    void = normalize_billing({"billed": True, "charged": False, "reason": "already_billed", "cost_nanos": 0})
+    assert (void["state"], void["total_nanos"]) == ("void", 0)
+    blocked = normalize_billing({"billed": False, "charged": False, "reason": "missing_output_file", "cost_nanos": None})
+    assert (blocked["state"], blocked["total_nanos"]) == ("pending", 0)
+    partial = normalize_billing({"state": "settled", "total_nanos": 6075, "charge_reason": "charged_partial_success",
+                                 "charged": True})
+    assert (partial["state"], partial["total_nanos"]) == ("settled", 6075)

@@ -127,7 +127,11 @@ def test_every_outcome_reconciles_to_the_truth(stack, settings):
         # The gateway announces an expired batch as batch.failed.
         announced = "batch.failed" if outcome == "expired" else f"batch.{outcome}"
         assert any(e["type"] == announced for e in events), outcome
-    assert truths[ids["failed"]]["billing"]["state"] == "void"
+    for outcome in ("failed", "cancelled", "expired"):  # charged for their completed requests, else void
+        truth = truths[ids[outcome]]
+        charged = truth["request_counts"]["completed"] > 0
+        assert truth["billing"]["state"] == ("settled" if charged else "void"), outcome
+        assert truth["sandbox"]["billing_reason"] == ("charged_partial_success" if charged else outcome)
     # A batch.failed delivery whose data says expired ends as expired, not failed.
     expired_events = stack["query"].get(f"/batches/{ids['expired']}/events").json()["data"]
     assert [e["type"] for e in expired_events if e["type"] != "batch.created"] == ["batch.failed"]
@@ -165,3 +169,47 @@ def test_dropped_terminal_delivery_is_recovered_by_the_sweep(stack, settings):
     for stale in due:
         store.request_reconcile(stale)
     settle(stack, settings, [batch_id])
+
+
+def test_lost_terminal_webhooks_converge_through_discovery_and_the_sweep(stack, settings, monkeypatch):
+    """lost_terminal: the gateway never sends these batches' terminal webhook, and bills them a retry later
+    (pipeline/batch-reconciliation.ts). Discovery sees them end; the sweep retrieves until billing is final."""
+    from aistats_hooks import discovery
+    from workers import context
+    from workers.jobs import sweep
+
+    for name, value in {"REDIS_URL": settings.redis_url, "AISTATS_API_KEY": settings.api_key,
+                        "AISTATS_BASE_URL": stack["sandbox"].base_url, "AISTATS_KEY_PREFIX": settings.key_prefix,
+                        "AISTATS_QUEUE": settings.queue_name, "AISTATS_WEBHOOK_SECRET": "whsec_unused_in_this_test",
+                        "AISTATS_STALE_AFTER": "5", "AISTATS_SWEEP_MAX_PER_HOUR": "0"}.items():
+        monkeypatch.setenv(name, value)
+    context.current.cache_clear()
+    ctx = context.current()
+    try:
+        ids = [create(stack, outcome, faults="lost_terminal", session="lost")
+               for outcome in ("completed", "cancelled", "expired")]
+        for batch_id in ids:
+            track_batch(ctx.store, stack["sdk"].retrieve_batch(batch_id))
+
+        def cron():  # what the cron does every second, as often as the wait polls
+            discovery.poll(ctx.store, ctx.client, force=True)
+            sweep()
+            return settle_once()
+
+        def settle_once():
+            truths = {b: sandbox_truth(stack, settings, b) for b in ids}
+            final = all(t["billing"]["state"] in ("settled", "void") for t in truths.values())
+            return final and all(matches(stack, b, truths[b]) for b in ids) and truths
+
+        truths = wait_for(cron, timeout=60, interval=0.5)
+        stats = httpx.get(f"{stack['sandbox'].url}/_sandbox/stats",
+                          headers={"Authorization": f"Bearer {settings.api_key}"}).json()
+        assert stats["faults_injected"]["lost_terminal"] == 3
+        for batch_id in ids:
+            events = stack["query"].get(f"/batches/{batch_id}/events").json()["data"]
+            assert not [e for e in events if e["type"] != "batch.created"]  # no terminal webhook ever came
+        summary = stack["query"].get("/billing/summary", params={"group_by": "session_id"}).json()
+        expected = sum(t["billing"]["total_nanos"] for t in truths.values() if t["billing"]["state"] == "settled")
+        assert summary["total_nanos"] == expected > 0
+    finally:
+        context.current.cache_clear()

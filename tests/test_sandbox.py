@@ -260,10 +260,15 @@ def test_each_outcome_ends_with_its_billing(http, srv, outcome, lifecycle):
     assert isinstance(final[f"{outcome}_at"], int) and final["billing"]["billed"] is True
     counts = final["request_counts"]
     assert counts["total"] == 4 and counts["completed"] + counts["failed"] <= 4
+    billing = final["billing"]
+    # core/batch-finalization.ts: every terminal batch is charged for its completed requests.
+    assert billing["cost_nanos"] == 2025 * counts["completed"]
     if outcome == "completed":
-        assert final["billing"]["cost_nanos"] == 2025 * counts["completed"] > 0
+        assert billing["cost_nanos"] > 0 and billing["charged"] is True
+    elif counts["completed"]:
+        assert (billing["charged"], billing["reason"]) == (True, "charged_partial_success")
     else:
-        assert (final["billing"]["charged"], final["billing"]["cost_nanos"], final["pricing_lines"]) == (False, 0, [])
+        assert (billing["charged"], billing["reason"], final["pricing_lines"]) == (False, outcome, [])
 
 
 def test_list_clamps_filters_and_orders_by_update(http, srv):

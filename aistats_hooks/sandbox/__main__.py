@@ -35,7 +35,7 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str | None) -> di
 @click.option("--faults", callback=_faults, default=None, metavar="NAME=RATE,...",
               help="Assign faults to new batches at these probabilities, e.g. drop=0.1,duplicate=0.3. "
                    "Names: duplicate, out_of_order, drop, bad_signature, delay, replay, "
-                   "retrieve_500, retrieve_429, retrieve_slow.")
+                   "retrieve_500, retrieve_429, retrieve_slow, lost_terminal (no terminal webhook; billed later).")
 @click.option("--delivery-workers", type=click.IntRange(min=1), default=8, show_default=True,
               help="Threads sending webhooks.")
 @click.option("--slow-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True,

@@ -19,6 +19,10 @@ PRICES = {
     "openai/gpt-5-nano": 2025,
     "anthropic/claude-haiku-4-5": 40500,
     "google/gemini-2.5-flash": 7500,
+    "mistral/mistral-small-latest": 3000,
+    "x-ai/grok-4-fast": 5000,
+    # Free: a completed batch of it is billed for nothing (zero_cost), and its webhook billing stays pending.
+    "google/gemma-3-27b-it": 0,
 }
 DEFAULT_PRICE = 10125
 
@@ -59,22 +63,36 @@ class Plan:
     faults: frozenset[str] = frozenset()
     # When a completing batch moves to finalizing (None: never).
     finalize_at: float | None = None
+    # lost_terminal: when the gateway's retried finalisation bills the batch after all.
+    unblock_at: float | None = None
 
 
 @dataclass
 class Billing:
-    """What the gateway knows about a batch's cost; ``state`` pending until finalised."""
+    """What the gateway's record holds of a batch's cost (core/batch-finalization.ts).
 
-    state: str = "pending"  # pending | settled | void
+    ``state``: ``pending`` until a finalisation ran; ``blocked`` when one ran and could not bill
+    (``billed: false``, retried later); ``settled`` when charged; ``void`` when billed with nothing
+    charged (a released reservation, or a zero cost). ``reported`` once a finalisation answered:
+    every later one says ``already_billed``.
+    """
+
+    state: str = "pending"  # pending | blocked | settled | void
     nanos: int = 0
     reason: str | None = None
     finalized_at: float | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
+    reported: bool = False
 
     @property
     def final(self) -> bool:
-        """Say whether billing is finalised (retrieve shows ``billing`` only then)."""
+        """Say whether billing is finalised (billed, settled or void)."""
         return self.state in ("settled", "void")
+
+    @property
+    def charged(self) -> bool | None:
+        """The record's ``charged``: None until a finalisation stored one."""
+        return None if self.state == "pending" else self.state == "settled"
 
 
 @dataclass
@@ -118,6 +136,8 @@ class Batch:
     # time plus the simulated time since, so batches order by when they were made, even across
     # restarts of the sandbox (whose simulated clock runs ahead of the wall clock).
     real_created: float | None = None
+    # providers.view's last answer, with the state it was computed from.
+    shown: Any = None
 
     def stamp(self, simulated: float) -> float:
         """Return the unix seconds the batch shows for simulated time ``simulated``."""
@@ -141,22 +161,3 @@ class Batch:
         if status in ("finalizing", "cancelling"):
             self.polled_fast = True
         self.touch(now)
-
-
-def settle(batch: Batch, now: float) -> None:
-    """Price the completed requests and settle the billing."""
-    nanos = batch.completed * price_of(batch.model)
-    batch.billing = Billing("settled", nanos, "captured", now, [{
-        "dimension": "batch_requests",
-        "pricing_plan": "batch",
-        "service_tier": "batch",
-        "endpoint": batch.endpoint,
-        "units": batch.completed,
-        "total_nanos": nanos,
-        "total_usd_str": usd_str(nanos),
-    }])
-
-
-def void(batch: Batch, reason: str, now: float) -> None:
-    """Void the billing of a batch that ended without completing."""
-    batch.billing = Billing("void", 0, reason, now, [])

@@ -8,11 +8,13 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from .batch import Batch
-from .notifications import TERMINAL_EVENT, Event, subscribed
+from .batch import Batch, iso
+from .charges import block, finalize
+from .faults import BILLING_RETRY_SECONDS
 from .lifecycle import begin_cancel, begin_finalizing, finish, next_step, raise_counts
+from .notifications import TERMINAL_EVENT, Event, subscribed
+from .providers import view
 from .results import write_outputs
-from .batch import iso
 from .shapes import webhook_data
 
 
@@ -54,6 +56,10 @@ class Engine:
         """Move ``batch`` to where its plan says it is at ``now``."""
         plan = batch.plan
         if batch.terminal:
+            if batch.billing.state == "blocked" and plan.unblock_at is not None and now >= plan.unblock_at:
+                # The retried finalisation bills; the status does not change, so no webhook follows.
+                finalize(batch, now)
+                batch.touch(now)
             return []
         if batch.status == "validating":
             if now < plan.run_at:
@@ -76,15 +82,28 @@ class Engine:
         return []
 
     def _finish(self, batch: Batch, now: float) -> list[Event]:
-        """End the batch, write its files and emit its terminal event (after the held-back one)."""
+        """End the batch, write its files, bill it and emit its terminal event (after the held-back one)."""
         outcome = finish(batch, now)
         batch.generation += 1
         write_outputs(batch, self._files, now)
         interval = self.fast_poll_seconds if batch.polled_fast else self.poll_seconds
         # The gateway notices the end at its next poll of the provider.
         delay = interval - ((now - batch.plan.created) % interval) if interval > 0 else 0.0
-        events = self._emit(batch, TERMINAL_EVENT[outcome], now, delay=delay)
         held = getattr(batch, "held_created", None)
+        if "lost_terminal" in batch.plan.faults:
+            # That pass cannot bill: no terminal webhook, then or ever; billing is retried later.
+            block(batch, now)
+            batch.plan.unblock_at = now + delay + BILLING_RETRY_SECONDS
+            self._schedule(batch, batch.plan.unblock_at)
+            self.stats.incr("faults_injected", "lost_terminal")
+            if held is None:
+                return []
+            held.delay = delay
+            return [held]
+        finalize(batch, now)
+        # The event follows the gateway's status: an Anthropic batch ended with successes is completed.
+        status = view(batch)["status"]
+        events = self._emit(batch, TERMINAL_EVENT.get(status, TERMINAL_EVENT[outcome]), now, delay=delay)
         if events and held is not None:
             events[0].followups.append(held)
         return events
@@ -100,6 +119,20 @@ class Engine:
         self.stats.incr("events_generated", "total")
         self.stats.incr("events_generated", "by_type", event_type)
         return [event]
+
+    def pass_interval(self, status: str) -> float:
+        """How often the gateway's reconciler passes over an open batch (nextBatchReconcileAt)."""
+        if status in ("finalizing", "cancelling"):
+            return self.fast_poll_seconds
+        return self.poll_seconds if status == "in_progress" else 2 * self.poll_seconds
+
+    def seen_ms(self, batch: Batch, now: float) -> int:
+        """The record's updated_at (the list's order): its own moves, or the gateway's last pass while open."""
+        interval = self.pass_interval(batch.status)
+        if batch.terminal or interval <= 0:
+            return batch.updated_ms
+        passed = batch.plan.created + ((now - batch.plan.created) // interval) * interval
+        return max(batch.updated_ms, int(passed * 1000))
 
     def refresh(self, event: Event) -> None:
         """Rebuild a retry's ``created_at`` and ``data`` from the batch as it is now, as the gateway builds

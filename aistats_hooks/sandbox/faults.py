@@ -8,7 +8,13 @@ from collections.abc import Iterable, Mapping
 DELIVERY_FAULTS = ("duplicate", "out_of_order", "drop", "bad_signature", "delay", "replay")
 # Faults that bend GET /v1/batches/{id}.
 RETRIEVE_FAULTS = ("retrieve_500", "retrieve_429", "retrieve_slow")
-FAULTS = DELIVERY_FAULTS + RETRIEVE_FAULTS
+# Faults of the gateway itself: "lost_terminal" is a terminal webhook never sent, because the
+# gateway's pass that saw the end could not bill yet (pipeline/batch-reconciliation.ts sends it only on
+# the pass where the status changes with billing not blocked); billing follows a retry later.
+GATEWAY_FAULTS = ("lost_terminal",)
+FAULTS = DELIVERY_FAULTS + RETRIEVE_FAULTS + GATEWAY_FAULTS
+# Simulated seconds before the gateway retries a blocked finalisation (nextBatchErrorRetryAt: 2 minutes).
+BILLING_RETRY_SECONDS = 120.0
 
 # Simulated seconds a "delay"ed terminal delivery is held back.
 DELAY_SECONDS = 120.0

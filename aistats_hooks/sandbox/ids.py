@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 import time
 
 # Crockford's base32, the ULID alphabet.
@@ -36,11 +37,9 @@ def signing_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
 
-def native_batch_id() -> str:
-    """Return a provider-native (OpenAI-style) batch id."""
-    return "batch_" + secrets.token_hex(16)
-
-
 def output_file_id(provider: str) -> str:
     """Return a batch output file's id: Google's is a name like ``files/batch-out-...`` (a slash in an id)."""
-    return "files/batch-out-" + secrets.token_hex(12) if provider == "google" else new_id("file_out")
+    if provider == "google-ai-studio":
+        return "files/batch-out-" + secrets.token_hex(12)
+    # Mistral's files are UUIDs.
+    return str(uuid.uuid4()) if provider == "mistral" else new_id("file_out")

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 import random
 
-from .batch import OUTCOMES, Batch, Plan, settle, void
+from .batch import OUTCOMES, Batch, Plan
 from .ids import new_id, output_file_id
 from .validation import CreateRequest
 
@@ -87,19 +87,16 @@ def begin_finalizing(batch: Batch, now: float) -> None:
 
 
 def finish(batch: Batch, now: float) -> str:
-    """End the batch with its planned outcome, settle or void billing; return the outcome."""
+    """End the batch with its planned outcome (billing is finalised after, charges.py); return the outcome."""
     outcome = "cancelled" if batch.status == "cancelling" else batch.plan.outcome
     if outcome == "completed":
         batch.completed, batch.failed = batch.plan.final_completed, batch.plan.final_failed
         batch.output_file_id = output_file_id(batch.provider)
         batch.error_file_id = new_id("file_err") if batch.failed else None
-        settle(batch, now)
-    else:
-        if outcome == "failed":
-            batch.upstream_error = {"code": "provider_error", "message": "the provider failed the batch"}
-            batch.error_file_id = new_id("file_err")
-        elif outcome == "expired":
-            batch.upstream_error = {"code": "expired", "message": f"not done within {batch.completion_window}"}
-        void(batch, outcome, now)
+    elif outcome == "failed":
+        batch.upstream_error = {"code": "provider_error", "message": "the provider failed the batch"}
+        batch.error_file_id = new_id("file_err")
+    elif outcome == "expired":
+        batch.upstream_error = {"code": "expired", "message": f"not done within {batch.completion_window}"}
     batch.move(outcome, now)
     return outcome

@@ -15,10 +15,12 @@ import time
 from typing import Any
 
 from .batch import OUTCOMES, TERMINAL, Batch, Plan
-from .ids import batch_id, native_batch_id
+from .ids import batch_id
+from .providers import native_id, provider_of, view
 from .lifecycle import OUTCOME_WEIGHTS, next_step
 
-MODELS = ("openai/gpt-5-mini", "openai/gpt-5-nano", "anthropic/claude-haiku-4-5", "google/gemini-2.5-flash")
+MODELS = ("openai/gpt-5-mini", "openai/gpt-5-nano", "anthropic/claude-haiku-4-5", "google/gemini-2.5-flash",
+          "mistral/mistral-small-latest", "x-ai/grok-4-fast")
 MAX_SEED = 1_000_000
 
 
@@ -38,7 +40,7 @@ def seed_open(gateway: Any, count: int, *, lead_s: float, spread_s: float, seed:
                         1.0 if outcome == "completed" else rng.uniform(0.2, 0.8), total - failed, failed)
             model = rng.choice(MODELS)
             batch = Batch(id=batch_id(real), plan=plan, base_url=gateway.public_url, request_id="seeded",
-                          native_id=native_batch_id(), provider=model.split("/", 1)[0], model=model,
+                          native_id=native_id(provider_of(model)), provider=provider_of(model), model=model,
                           endpoint="/v1/responses", completion_window="24h", total=total, status="in_progress",
                           created_ms=int(now * 1000), updated_ms=int(now * 1000), real_created=real)
             batch.status_at.update(validating=now, in_progress=now)
@@ -57,5 +59,6 @@ def ended_since(gateway: Any, since: float) -> list[dict]:
             if batch.status in TERMINAL:
                 at = batch.stamp(batch.status_at.get(batch.status, batch.plan.end_at))
                 if at >= since:
-                    out.append({"id": batch.id, "status": batch.status, "at": at})
+                    # The gateway's status: an Anthropic batch cancelled after some successes reads completed.
+                    out.append({"id": batch.id, "status": view(batch)["status"], "at": at})
     return out

@@ -18,35 +18,45 @@ from .engine import Engine
 from .errors import ApiError, flat
 from .notifications import Event
 from .faults import parse_fault_rates, retrieve_fault
-from .ids import batch_id, native_batch_id, new_id
+from .ids import batch_id, new_id
 from .lifecycle import begin_cancel, make_plan, request_total
+from .providers import native_id, provider_of
 from .results import ResultsLimiter
+from .providers import view
 from .shapes import list_item, retrieve_object, truth
 from .stats import Stats
 from .validation import CreateRequest, file_rows
 from .webhook import Webhook
 
-MODELS = ("openai/gpt-5-mini", "openai/gpt-5-nano", "anthropic/claude-haiku-4-5", "google/gemini-2.5-flash")
+# A batch that names no model (a sandbox convenience: the gateway needs one) gets an OpenAI one, answered
+# in OpenAI's shape; a named Anthropic, Google, Mistral or xAI model gets its provider's shape (providers.py).
+MODELS = ("openai/gpt-5-mini", "openai/gpt-5-nano")
 # Simulated seconds from a cancel request to the cancelled status.
 CANCEL_SECONDS = 10.0
 # The gateway polls the provider every 5 minutes, every 2 while finalizing or cancelling.
 POLL_SECONDS = 300.0
 FAST_POLL_SECONDS = 120.0
 WORKSPACE_ID = "ws_sandbox"
-# Groups a list ``status``/``statuses`` filter names, as the gateway expands them.
+# A list filter name's statuses, as the gateway expands them (routes/v1/data/batches.ts
+# parseBatchListStatuses). "validating" is not a name; unknown names are dropped, and a filter of
+# unknown names only lists everything.
 STATUS_GROUPS = {
-    "queued": ("validating",), "pending": ("validating",), "validating": ("validating",),
+    "queued": ("pending", "queued", "validating"), "pending": ("pending", "queued", "validating"),
     "running": ("in_progress", "finalizing", "cancelling"), "in_progress": ("in_progress", "finalizing", "cancelling"),
     "processing": ("in_progress", "finalizing", "cancelling"),
-    "cancelled": ("cancelled",), "canceled": ("cancelled",),
+    "cancelled": ("cancelled", "canceled"), "canceled": ("cancelled", "canceled"),
     "completed": ("completed",), "failed": ("failed",), "expired": ("expired",),
 }
 
 
 def clamp_limit(raw: str | None) -> int:
-    """The gateway's list limit: a number clamped to 1..100, else 20."""
+    """The gateway's list limit (parseBatchListLimit): Number(raw ?? ""), clamped to 1..100; NaN gives 20.
+
+    No ``limit`` reads as Number("") = 0, so one item.
+    """
+    text = (raw or "").strip()
     try:
-        value = float(raw) if raw not in (None, "") else float("nan")
+        value = float(text) if text else 0.0
     except ValueError:
         value = float("nan")
     return 20 if value != value or value in (float("inf"), float("-inf")) else max(1, min(100, int(value)))
@@ -158,8 +168,8 @@ class Gateway(Engine):
             plan = make_plan(req, rng, now, total, self.fault_rates)
             batch = Batch(
                 id=batch_id(time.time()), plan=plan, base_url=self.public_url, request_id=request_id,
-                native_id=native_batch_id(), provider=model.split("/", 1)[0]
-                if "/" in model else "openai", model=model, endpoint=req.endpoint,
+                native_id=native_id(provider_of(model)), provider=provider_of(model), model=model,
+                endpoint=req.endpoint,
                 completion_window=req.completion_window, total=total, input_file_id=req.input_file_id,
                 session_id=req.session_id, metadata=req.metadata, webhook=self._webhook(req), rows=req.rows,
                 created_ms=int(now * 1000), updated_ms=int(now * 1000), real_created=time.time(),
@@ -213,7 +223,13 @@ class Gateway(Engine):
                                            "type": "server_error", "param": None, "code": None}})
         self.tick()
         with self._lock:
-            return retrieve_object(batch)
+            answer = retrieve_object(batch)
+            # A successful retrieve saves the gateway's record: updated_at, the list's order, moves; and a
+            # finalisation ran, so every later one answers already_billed.
+            batch.touch(self.clock.now())
+            if batch.billing.final:
+                batch.billing.reported = True
+            return answer
 
     def truth(self, batch_id: str) -> dict[str, Any]:
         """Return the batch as it really is, plus its plan, with no faults applied."""
@@ -227,16 +243,17 @@ class Gateway(Engine):
         return self._get(batch_id)
 
     def list_batches(self, statuses: Iterable[str] = (), limit: int = 20) -> dict[str, Any]:
-        """Return up to ``limit`` batches by update time, newest first; has_more is always false."""
+        """Return up to ``limit`` batches by the record's update time, newest first; has_more is always false."""
         self.tick()
         self.stats.incr("list_calls")
         wanted = {s for name in statuses for s in STATUS_GROUPS.get(name.strip().lower(), ())}
-        unknown_only = bool(list(statuses)) and not wanted
         with self._lock:
+            now = self.clock.now()
+            rows = (b for b in self._batches.values() if not wanted or view(b)["status"] in wanted)
             # nlargest, not a sort: the polling bench lists 100 of 100,000 batches many times a minute.
-            rows = (b for b in self._batches.values() if not wanted or b.status in wanted)
-            top = heapq.nlargest(limit, rows, key=lambda b: b.updated_ms)
-            data = [] if unknown_only else [list_item(b) for b in top]
+            top = heapq.nlargest(limit, ((self.seen_ms(b, now), b.created_ms, b) for b in rows),
+                                 key=lambda row: row[:2])
+            data = [list_item(b, seen) for seen, _, b in top]
         return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
                 "last_id": data[-1]["id"] if data else None, "has_more": False}
 

@@ -38,7 +38,9 @@ from . import handler_runs
 from .verify import Reader, converge, final_pass
 
 DEFAULT_RATES = {"duplicate": 0.15, "out_of_order": 0.10, "drop": 0.06, "bad_signature": 0.05, "delay": 0.04,
-                 "replay": 0.05, "retrieve_500": 0.05, "retrieve_429": 0.05, "retrieve_slow": 0.02}
+                 "replay": 0.05, "retrieve_500": 0.05, "retrieve_429": 0.05, "retrieve_slow": 0.02,
+                 # The gateway never sends the terminal webhook (billing blocked on the pass that saw the end).
+                 "lost_terminal": 0.05}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -44,6 +44,9 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         "faults_missing": missing,
         "batches_total": total,
         "batches_by_status": verdict["by_status"],
+        "batches_by_provider": verdict["by_provider"],
+        "partial_charges": verdict["partial_charges"],
+        "partial_charge_nanos": verdict["partial_charge_nanos"],
         "status_match": verdict["status_match"],
         "billing_match": verdict["billing_match"],
         "ledger_nanos": verdict["ledger_nanos"],
@@ -113,6 +116,9 @@ def print_table(r: dict) -> None:
     n = r["batches_total"]
     rows = [
         _row("batches", n, ", ".join(f"{k} {v}" for k, v in sorted(r["batches_by_status"].items()))),
+        _row("providers", len(r["batches_by_provider"]),
+             ", ".join(f"{k} {v}" for k, v in sorted(r["batches_by_provider"].items()))),
+        _row("partial charges", r["partial_charges"], f"{r['partial_charge_nanos']} nanos: batches charged for part"),
         _row("deliveries sent", r["deliveries_sent"], "sandbox via proxy + hostile + replays"),
         _row("acknowledged (2xx)", r["acknowledged"], f"{r['events_acknowledged']} distinct legit event ids"),
         _row("rejected", sum(r["rejected"].values()),

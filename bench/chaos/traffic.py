@@ -28,11 +28,22 @@ from .record import Record
 
 ALL_EVENTS = ["batch.created", "batch.completed", "batch.failed", "batch.cancelled"]
 # Request rows of the uploaded input file (the sandbox answers 404 to a file never uploaded).
-ROWS = b"".join(b'{"custom_id":"c%d","body":{"model":"openai/gpt-5-mini","input":"hi"}}\n' % n for n in range(6))
+# Models by weight: the provider-shaped ones come back from retrieve in their provider's shape
+# (Anthropic's, Google's, Mistral's, xAI's: docs/protocol.md), and gemma costs nothing (zero_cost).
+MODELS = (("openai/gpt-5-mini", 40), ("anthropic/claude-haiku-4-5", 15), ("google/gemini-2.5-flash", 15),
+          ("mistral/mistral-small-latest", 15), ("x-ai/grok-4-fast", 10), ("google/gemma-3-27b-it", 5))
+
+
+def rows(model: str) -> bytes:
+    """Six request rows of ``model``: a failed, cancelled or expired batch is charged for those it completed."""
+    return b"".join(b'{"custom_id":"c%d","body":{"model":"%s","input":"hi"}}\n' % (n, model.encode())
+                    for n in range(6))
+
+
 OUTCOMES = (("completed", 70), ("failed", 10), ("cancelled", 10), ("expired", 10))
 # Faults the sandbox applies to a batch, steered through its metadata.
 SANDBOX_FAULTS = ("duplicate", "out_of_order", "drop", "bad_signature", "delay", "replay",
-                  "retrieve_500", "retrieve_429", "retrieve_slow")
+                  "retrieve_500", "retrieve_429", "retrieve_slow", "lost_terminal")
 
 
 @dataclass
@@ -77,7 +88,7 @@ class Creator:
             "url": self.proxy_url + "/webhooks/aistats", "name": "chaos", "events": ALL_EVENTS})
         created.raise_for_status()
         self.endpoint_id = created.json()["id"]
-        self._file_id = self._sdk.upload_file(ROWS, filename="chaos.jsonl")["id"]
+        self._files = {model: self._sdk.upload_file(rows(model), filename="chaos.jsonl")["id"] for model, _ in MODELS}
         self._secret = ""
         self.signing_secret = self.stack.old_secret
         self.stop = threading.Event()
@@ -97,6 +108,7 @@ class Creator:
     def _plan(self) -> dict:
         o, rng = self.opts, self._rng
         outcome = rng.choices([name for name, _ in OUTCOMES], weights=[w for _, w in OUTCOMES])[0]
+        model = rng.choices([name for name, _ in MODELS], weights=[w for _, w in MODELS])[0]
         duration = rng.uniform(o.min_duration, o.max_duration)
         faults = [name for name in SANDBOX_FAULTS if rng.random() < o.rates[name]]
         events = ALL_EVENTS if rng.random() < 0.8 else None  # else the gateway's terminal-only default
@@ -108,7 +120,7 @@ class Creator:
             webhook["events"] = events
         else:  # the terminal-only subscription
             webhook["events"] = ["batch.completed", "batch.failed", "batch.cancelled"]
-        return {"endpoint": "/v1/responses", "input_file_id": self._file_id, "session_id": f"chaos-{self.phase}",
+        return {"endpoint": "/v1/responses", "input_file_id": self._files[model], "session_id": f"chaos-{self.phase}",
                 "metadata": metadata, "webhook": webhook}
 
     def _create(self, request: dict) -> None:

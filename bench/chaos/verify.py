@@ -16,7 +16,7 @@ TERMINAL = {"completed", "failed", "cancelled", "expired"}
 REQUIRED_FAULTS = ("duplicate", "out_of_order", "replay_in_window", "replay_out_of_window", "tampered_body",
                    "wrong_secret", "missing_headers", "stale_timestamp", "oversize", "malformed_json",
                    "random_bytes", "header_fuzz", "worker_sigkill", "redis_restart", "redis_unreachable",
-                   "retrieve_500", "retrieve_429", "retrieve_slow", "drop", "secret_rotation",
+                   "retrieve_500", "retrieve_429", "retrieve_slow", "drop", "lost_terminal", "secret_rotation",
                    # correctly signed hostile traffic (signed_attacks.py)
                    "colliding_ids", "batch_flood", "poison_value", "poison_fallback", "forged_terminal")
 MAX_BATCH_EVENTS = 100  # AISTATS_MAX_BATCH_EVENTS as the stack runs it (the default)
@@ -120,12 +120,18 @@ def final_pass(reader: Reader, stack, batches: dict, record) -> dict:
     for event_id, batch_id in record.acked.items():
         acked_by_batch.setdefault(batch_id, set()).add(event_id)
     out = {"status_match": 0, "billing_match": 0, "not_converged": [], "lost_events": [], "over_billed": [],
-           "truth_nanos": 0, "by_status": {}, "sources": {}}
+           "truth_nanos": 0, "by_status": {}, "sources": {}, "by_provider": {}, "partial_charges": 0,
+           "partial_charge_nanos": 0}
     for batch_id, truth, ours, stored in rows:
         st_ok, bill_ok = status_equal(truth, ours), billing_equal(truth, ours)
         out["status_match"] += st_ok
         out["billing_match"] += bill_ok
         out["by_status"][truth["status"]] = out["by_status"].get(truth["status"], 0) + 1
+        out["by_provider"][truth["provider"]] = out["by_provider"].get(truth["provider"], 0) + 1
+        if truth["billing"]["state"] == "settled" and truth["request_counts"]["completed"] < (
+                truth["request_counts"]["total"] or 0):  # charged for part of the batch (charged_partial_success)
+            out["partial_charges"] += 1
+            out["partial_charge_nanos"] += truth["billing"]["total_nanos"]
         source = (ours or {}).get("source", "missing")
         out["sources"][source] = out["sources"].get(source, 0) + 1
         if not (st_ok and bill_ok):

@@ -287,6 +287,7 @@ def test_uploads_are_checked_and_the_model_comes_from_the_rows(env, store, tmp_p
     file_id = run(env, "upload", str(rows)).stdout.strip()
     batch = json.loads(run(env, "--json", "create-batch", "--endpoint", "responses", "--input-file-id", file_id,
                            "--model", "openai/gpt-5-nano").stdout)
-    assert batch["model"] == "anthropic/claude-haiku-4-5"  # the rows' model, not a random one nor the default
+    # The rows' model, not a random one nor the default: an Anthropic batch, in Anthropic's shape.
+    assert (batch["provider"], batch["type"]) == ("anthropic", "message_batch")
     assert "openai_batch_completion_window_unsupported" in one_line_error(run(
         env, "create-batch", "--endpoint", "responses", "--input-file-id", file_id, "--completion-window", "3d"))
