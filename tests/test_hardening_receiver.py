@@ -1,4 +1,4 @@
-"""issue 15 items 4 (parse-time bounds), 5 (colliding event ids), 6 (storage per batch), 7 (ids that name no batch).
+"""Hostile deliveries at the receiver: parse-time bounds, colliding event ids, storage per batch, ids that name no batch.
 
 Signed deliveries through the real Flask app and a real Redis.
 """

@@ -1,4 +1,4 @@
-"""issue 15 items 2, 3, 4 (reconcile side), 6 (unknown retention), 7 (sweep): hostile values against the worker.
+"""Hostile values against the worker: amounts, ids, unknown retention, the sweep.
 
 Real Redis, the receiver through Flask's test client, the gateway's retrieve
 over real HTTP (tests/upstream.py), RQ's real worker where retries matter.

@@ -105,7 +105,7 @@ def _run_scheduled_now(store) -> float:
 
 
 def test_a_404_is_believed_only_after_three_answers_over_minutes(app, store, upstream, monkeypatch):
-    # issue 15 item 8: one 404 used to mark the batch not_found and drop it from the sweep for good.
+    # One 404 used to mark the batch not_found and drop it from the sweep for good.
     upstream.answer("ghost", (404, {"error": {"message": "No such batch"}}))
     deliver(app, make_event("ghost"))
     before = time.time()

@@ -1,4 +1,4 @@
-"""Hostile traffic that holds the secret (issue 15): correctly signed, still hostile.
+"""Hostile traffic that holds the secret: correctly signed, still hostile.
 
 The run knows the endpoint's secret, so these are what a leaked secret (or a
 buggy sender) could do. Each must leave every figure at zero and every batch
