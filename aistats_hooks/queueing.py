@@ -4,7 +4,7 @@ Our Lua scripts never write an RQ key. The acknowledgement records the event
 and takes the batch's pending slot in one Lua step on our own keys (store/ingest.py,
 store/coalesce.py); the slot names the id of the job to come, and this module then
 enqueues that job with ``Queue.enqueue_job`` (or ``Queue.schedule_job`` for a
-debounced one), ``unique=True``: a second enqueue of the same id is a no-op.
+debounced one) on a pipeline: one round trip.
 
 A crash between the two steps (the web process killed after the Lua step) leaves a
 slot naming a job that does not exist, and no 2xx: the gateway retries, the retry is
@@ -63,17 +63,29 @@ def describe(batch_id: str) -> str:
     return f"reconcile {batch_id}"
 
 
-def enqueue(queue: Queue, batch_id: str, job_id: str, wait_ms: int = 0) -> bool:
-    """Enqueue the reconcile job ``job_id`` of ``batch_id`` (after ``wait_ms``); False if it already exists."""
+def enqueue(queue: Queue, batch_id: str, job_id: str, wait_ms: int = 0, *, unique: bool = False) -> bool:
+    """Enqueue the reconcile job ``job_id`` of ``batch_id`` (after ``wait_ms``); False if ``unique`` and it exists.
+
+    A fresh job id (what a slot just taken names) cannot exist yet: its enqueue is one
+    pipeline, one round trip. ``unique`` (the crash repair) uses RQ's atomic unique enqueue.
+    """
     job = reconcile_job(queue, batch_id, job_id)
+    due = datetime.now(timezone.utc) + timedelta(milliseconds=wait_ms) if wait_ms > 0 else None
     try:
-        if wait_ms > 0:
-            due = datetime.now(timezone.utc) + timedelta(milliseconds=wait_ms)
-            queue.schedule_job(job, due, unique=True)
-        else:
-            queue.enqueue_job(job, unique=True)
+        if unique:
+            if due is not None:
+                queue.schedule_job(job, due, unique=True)
+            else:
+                queue.enqueue_job(job, unique=True)
+            return True
     except DuplicateJobError:
         return False
+    with queue.connection.pipeline() as pipe:
+        if due is not None:
+            queue.schedule_job(job, due, pipeline=pipe)
+        else:
+            queue.enqueue_job(job, pipeline=pipe)
+        pipe.execute()
     return True
 
 
@@ -85,4 +97,4 @@ def ensure(queue: Queue, batch_id: str, job_id: str) -> bool:
     """
     if Job.exists(job_id, connection=queue.connection):
         return False
-    return enqueue(queue, batch_id, job_id)
+    return enqueue(queue, batch_id, job_id, unique=True)
