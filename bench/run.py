@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 
-from . import dashboard, economy, ingest, latency, loadgen, machine, polling, reconcile, report, scale, slowclients
+from . import archive_memory, dashboard, economy, ingest, latency, loadgen, machine, polling, reconcile, report, scale, slowclients
 from .causes import CAUSES
 from .context import Bench, Row
 
@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not results")
     parser.add_argument("--only", action="append",
-                        choices=["ingest", "slowclients", "reconcile", "latency", "economy", "polling", "scale", "dashboard"],
+                        choices=["ingest", "slowclients", "reconcile", "latency", "economy", "polling", "scale", "dashboard",
+                                 "archive"],
                         help="run only these phases (repeatable)")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
     args = parser.parse_args(argv)
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                        warmup_s=20 if quick else 60),
         "scale": lambda: scale.run(bench, large=5_000 if quick else 100_000, samples=20 if quick else 150),
         "dashboard": lambda: dashboard.run(bench, large=5_000 if quick else 100_000, samples=20 if quick else 200),
+        "archive": lambda: archive_memory.run(bench, megabytes=10 if quick else archive_memory.MB),
     }
     failed = []
     try:
