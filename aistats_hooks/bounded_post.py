@@ -40,8 +40,8 @@ def post(url: str, body: bytes, headers: dict[str, str], *, deadline_s: float, m
 
 async def _bounded(url: str, body: bytes, headers: dict[str, str], deadline_s: float, max_bytes: int) -> Answer:
     async with asyncio.timeout(deadline_s):
-        # Each operation's own timeout is the whole deadline: asyncio.timeout is the bound that counts.
-        async with httpx.AsyncClient(timeout=deadline_s, follow_redirects=False) as client:
+        # httpx's per-operation timeout is set past the deadline: asyncio.timeout is the bound that counts.
+        async with httpx.AsyncClient(timeout=deadline_s + 5, follow_redirects=False) as client:
             async with client.stream("POST", url, content=body, headers=headers) as response:
                 read = 0
                 async for chunk in response.aiter_raw():  # raw: a compressed answer is not inflated
