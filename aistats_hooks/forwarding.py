@@ -36,6 +36,8 @@ from .urls import masked
 GROUP = "forwarding"
 CONSUMER = "forwarder"
 DELIVER_FUNC = "workers.forward_jobs.deliver"
+DISPATCH_FUNC = "workers.forward_jobs.dispatch_messages"
+WAKE_TTL = 60  # seconds: a dispatch job lost with its worker is asked for again after this
 LOCK_MS = 30_000
 TIMEOUT = 10.0  # seconds for one whole attempt (connect, send, headers, answer), however the destination drips
 MAX_ANSWER_BYTES = 64 * 1024  # of a destination's answer read: the rest is never read
@@ -67,6 +69,21 @@ def destination_key(url: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
+
+
+def request_dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings) -> bool:
+    """Ask for a dispatch on the forward queue (one waiting at most); what a reconcile does, in one round trip.
+
+    The fan-out (a message and a job per destination, each enqueue several
+    round trips) runs on the forward queue's worker, not the reconcile's:
+    forwarding to more destinations costs a reconcile nothing more. The
+    job goes to the front of the queue, before messages already waiting.
+    """
+    if not settings.forward_urls or not redis.set(keys.forward("wake"), "1", nx=True, ex=WAKE_TTL):
+        return False  # nothing to forward, or a dispatch is waiting already: it takes these entries too
+    job_queues.of(queue, "forward").enqueue(DISPATCH_FUNC, at_front=True, result_ttl=0, failure_ttl=86400,
+                                            job_timeout=LOCK_MS // 1000, description="forward dispatch")
+    return True
 
 
 def dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings, *, limit: int = 500) -> int:

@@ -1,6 +1,8 @@
 """The RQ job that POSTs one forwarded message to its destination, signed by the Standard Webhooks spec.
 
-Enqueued by ``aistats_hooks.forwarding.dispatch`` on the forward queue. A 2xx
+``dispatch_messages`` fans new feed entries out into messages, on the forward
+queue's worker (a reconcile only asks for it). ``deliver`` sends one: enqueued
+by ``aistats_hooks.forwarding.dispatch`` on the forward queue. A 2xx
 is success; any other answer, a timeout or a connection error raises, and RQ
 retries on ``forwarding.BACKOFF`` (more than a day); 410 Gone disables the
 destination and is not retried. Redirects are not followed (a receiver that
@@ -55,6 +57,14 @@ def signed_headers(secret: str, mid: str, body: str, now: datetime | None = None
         "webhook-signature": Webhook(secret).sign(mid, now, body),
         "content-type": "application/json", "user-agent": USER_AGENT,
     }
+
+
+def dispatch_messages() -> int:
+    """Turn new feed entries into messages and their jobs (asked for by ``forwarding.request_dispatch``)."""
+    ctx = context.current()
+    redis, keys = ctx.store.redis, ctx.store.keys
+    redis.delete(keys.forward("wake"))  # an entry appended from now on asks for the next dispatch
+    return forwarding.dispatch(redis, keys, ctx.store.queue, ctx.settings)
 
 
 def deliver(mid: str, force: bool = False) -> str:

@@ -117,8 +117,8 @@ def _dispatch(ctx: context.Context) -> None:
     try:
         if handlers.registered():
             dispatch.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
-        if ctx.settings.forward_urls:  # forwarding: a built-in consumer of the same feed
-            forwarding.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
+        if ctx.settings.forward_urls:  # forwarding: a built-in consumer of the same feed, fanned out on its queue
+            forwarding.request_dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
         if ctx.settings.archive_url:  # archiving: another consumer of the feed, on its own queue
             archiving.dispatch(ctx.store.redis, ctx.store.keys, ctx.settings)
     except RedisError as exc:  # the next reconcile or sweep dispatches them: the feed keeps them
