@@ -42,6 +42,10 @@ LOCK_MS = 30_000
 TIMEOUT = 10.0  # seconds for one whole attempt (connect, send, headers, answer), however the destination drips
 MAX_ANSWER_BYTES = 64 * 1024  # of a destination's answer read: the rest is never read
 INTERRUPTED = "interrupted (the job's timeout or a stopped worker ended the attempt)"
+# After an attempt times out, the destination's other messages skip their attempts (and retry later) this long:
+# a destination that hangs costs one worker one attempt per pause, not one per message.
+PAUSE_AFTER_TIMEOUT = 60
+PAUSED = f"skipped: the destination timed out within the last {PAUSE_AFTER_TIMEOUT} s"
 # Retries after the first attempt: they span more than a day, for a receiver down overnight.
 BACKOFF = [5, 300, 1800, 7200, 18000, 36000, 36000]
 # dropped: its destination left AISTATS_FORWARD_URLS; disabled: 410 Gone or `forwarding disable URL`.
@@ -200,6 +204,16 @@ def resolve(url: str, settings: Settings, known: list[str] = ()) -> str | None:
         return url
     matches = [c for c in candidates if masked(c) == url]
     return matches[0] if len(matches) == 1 else None
+
+
+def pause(redis: Redis, keys: Keys, url: str) -> None:
+    """Hold ``url``'s attempts back for ``PAUSE_AFTER_TIMEOUT`` seconds (one of them timed out)."""
+    redis.set(keys.forward("paused", destination_key(url)), "1", ex=PAUSE_AFTER_TIMEOUT)
+
+
+def paused(redis: Redis, keys: Keys, url: str) -> bool:
+    """Tell whether ``url`` timed out within the last ``PAUSE_AFTER_TIMEOUT`` seconds."""
+    return bool(redis.exists(keys.forward("paused", destination_key(url))))
 
 
 def disabled(redis: Redis, keys: Keys) -> dict[str, str]:

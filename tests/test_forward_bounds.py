@@ -172,3 +172,19 @@ def test_forwarding_disable_stops_a_destination_before_its_next_attempt(settings
     assert code == 1 and out.count("\n") == 1 and "not a destination" in out
     assert cli("forwarding", "enable", secret_url)[0] == 0
     assert forwarding.disabled(store.redis, store.keys) == {}
+
+
+@pytest.mark.slow
+def test_after_a_timeout_the_destinations_other_messages_wait_without_a_request(settings, worker_env, store,
+                                                                               hostile, good, monkeypatch):
+    monkeypatch.setattr(forwarding, "TIMEOUT", 1.0)
+    hang = hostile("hang")
+    settings = configure(monkeypatch, settings, [hang.url, good.url])
+    for b in ("tp1", "tp2", "tp3"):
+        transition(store, settings, b)
+    work(store)
+    assert hang.requests == 1  # one attempt timed out; the two after it were held back
+    hung = [m for m in forwarding.messages(store.redis, store.keys) if m["url"] == hang.url]
+    assert sorted(m["attempts"][-1]["error"] for m in hung) == [forwarding.PAUSED, forwarding.PAUSED, "timeout"]
+    assert {m["status"] for m in hung} == {"retrying"}
+    assert len(good.delivered()) == 3  # the good destination is not held back

@@ -15,7 +15,10 @@ then replaced by its outcome: an attempt cut short by the job's timeout or a
 killed worker stays visible. A message whose destination is no longer in
 AISTATS_FORWARD_URLS is dropped, and one whose destination was disabled
 (410 Gone, or ``forwarding disable URL``) is marked disabled, both without a
-request and without a retry.
+request and without a retry. After an attempt times out, the destination's
+other messages skip their attempts for ``forwarding.PAUSE_AFTER_TIMEOUT``
+seconds (recorded, and retried on the usual schedule): a hanging destination
+costs one attempt per pause, not one per message.
 """
 
 from __future__ import annotations
@@ -88,6 +91,14 @@ def deliver(mid: str, force: bool = False) -> str:
         return "disabled"  # success for RQ: later messages are marked too; `redeliver` once re-enabled
     if not settings.forward_secret:
         raise RuntimeError("AISTATS_FORWARD_SECRET is not set in this worker")
+    job = get_current_job()
+    last = job is None or not job.retries_left
+    if forwarding.paused(redis, keys, message["url"]) and not force:
+        # Another message to it timed out lately: no request now, the retry comes back to it.
+        forwarding.record_attempt(redis, keys, mid, {"at": iso(time.time()), "error": forwarding.PAUSED},
+                                  "failed" if last else "retrying")
+        ctx.store.incr("forward", "paused")
+        raise DeliveryFailed(f"{mid}: {forwarding.PAUSED}")
     body = body_of(message, ctx.store.get(message["batch_id"]))
     headers = signed_headers(settings.forward_secret, mid, body)
     attempt: dict = {"at": iso(time.time())}
@@ -113,10 +124,9 @@ def deliver(mid: str, force: bool = False) -> str:
         log.warning("%s answered 410 Gone: forwarding to it is disabled (`forwarding enable URL`)",
                     masked(message["url"]))
         return "disabled"
-    job = get_current_job()
-    last = job is None or not job.retries_left
     forwarding.record_attempt(redis, keys, mid, attempt, "failed" if last else "retrying", replace_last=True)
     ctx.store.incr("forward", "failed" if last else "retried")
     if answer.error == bounded_post.TIMEOUT_ERROR:
+        forwarding.pause(redis, keys, message["url"])
         ctx.store.incr("forward", "timed_out")
     raise DeliveryFailed(f"{mid}: {code or attempt.get('error')}")
