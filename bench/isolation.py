@@ -156,7 +156,7 @@ def _attempted_each(bench: Bench, urls: list[str], *, timeout: float) -> None:
     raise TimeoutError("not every destination was attempted")
 
 
-def run(bench: Bench, *, batches: int = 200, rounds: int = 2) -> dict:
+def run(bench: Bench, *, batches: int = 200, rounds: int = 3) -> dict:
     """Measure ack-to-final p99 with and without hostile forwarding destinations; add the rows."""
     sandbox, base_url = procs.sandbox(bench.api_key, 1, 16, procs.service_env(), bench.folder, delivery_workers=2,
                                       name="sandbox-isolation")

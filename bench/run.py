@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                                            samples=10 if quick else 60),
         "latency": lambda: latency.run(bench, batches=200 if quick else 2000, baseline_batches=60 if quick else 400,
                                        capped_batches=100 if quick else 600),
-        "isolation": lambda: isolation.run(bench, batches=50 if quick else 200, rounds=1 if quick else 2),
+        "isolation": lambda: isolation.run(bench, batches=50 if quick else 200, rounds=1 if quick else 3),
         "economy": lambda: economy.run(bench, storm_batches=20 if quick else 200,
                                        lifecycle_batches=10 if quick else 400),
         "polling": lambda: polling.run(bench, open_batches=5_000 if quick else 100_000, minutes=1 if quick else 4,
