@@ -62,7 +62,8 @@ def requeue(queue: Queue, job_id: str) -> bool:
 
 def requeue_all(queue: Queue) -> int:
     """Requeue every failed job of every queue; return how many went back."""
-    return sum(_requeue_in(q, job_id) for q in job_queues.family(queue) for job_id in q.failed_job_registry.get_job_ids())
+    return sum(_requeue_in(q, job_id) for q in job_queues.family(queue)
+               for job_id in q.failed_job_registry.get_job_ids())
 
 
 def _requeue_in(queue: Queue, job_id: str) -> bool:

@@ -41,6 +41,7 @@ WAKE_TTL = 60  # seconds: a dispatch job lost with its worker is asked for again
 LOCK_MS = 30_000
 TIMEOUT = 10.0  # seconds for one whole attempt (connect, send, headers, answer), however the destination drips
 MAX_ANSWER_BYTES = 64 * 1024  # of a destination's answer read: the rest is never read
+DROPPED = "destination no longer configured"
 INTERRUPTED = "interrupted (the job's timeout or a stopped worker ended the attempt)"
 # After an attempt times out, the destination's other messages skip their attempts (and retry later) this long:
 # a destination that hangs costs one worker one attempt per pause, not one per message.
@@ -222,7 +223,7 @@ def disabled(redis: Redis, keys: Keys) -> dict[str, str]:
 
 
 def disable(redis: Redis, keys: Keys, url: str, why: str) -> None:
-    """Stop sending to ``url`` (a 410 Gone, or ``forwarding disable URL``) until ``enable``; the next attempt sees it."""
+    """Stop sending to ``url`` (410 Gone, or ``forwarding disable URL``) until ``enable``: from its next attempt."""
     redis.hset(keys.forward("disabled"), url, why)
 
 

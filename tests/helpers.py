@@ -99,4 +99,5 @@ def spawn_worker(queue_name: str, env: dict, *, burst: bool = True):
     full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     from aistats_hooks import job_queues
 
-    return subprocess.Popen(args + job_queues.names(queue_name), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(args + job_queues.names(queue_name), env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)

@@ -251,7 +251,8 @@ def test_the_chaos_check_counts_missing_unverified_and_out_of_order(redis_client
     assert result["forward_out_of_order"] == 1 and result["forward_out_of_order_ids"] == ["b"]
     assert result["forward_missing"] == 1
     # The good destination first, then the hanging and the dripping ones beside it.
-    assert stack.forward_env["AISTATS_FORWARD_URLS"].split(",") == [check.destination.url] + [h.url for h in check.hostile]
+    urls = stack.forward_env["AISTATS_FORWARD_URLS"].split(",")
+    assert urls == [check.destination.url] + [h.url for h in check.hostile]
     assert [h.mode for h in check.hostile] == ["hang", "drip"] and result["forward_hostile_requests"] == 0
 
 

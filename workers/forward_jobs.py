@@ -80,8 +80,7 @@ def deliver(mid: str, force: bool = False) -> str:
     if message["status"] == "delivered" and not force:
         return "already_delivered"
     if message["url"] not in settings.forward_urls:
-        forwarding.record_attempt(redis, keys, mid, {"at": iso(time.time()), "error": "destination no longer configured"},
-                                  "dropped")
+        forwarding.record_attempt(redis, keys, mid, {"at": iso(time.time()), "error": forwarding.DROPPED}, "dropped")
         ctx.store.incr("forward", "dropped")
         return "dropped"  # success for RQ: not retried, and the batch's later messages are dropped in turn
     if message["url"] in forwarding.disabled(redis, keys):

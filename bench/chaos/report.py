@@ -31,7 +31,8 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
                    f"Python {platform.python_version()}",
         "mode": "quick" if opts.quick else "full",
-        "config": {k: getattr(opts, k) for k in ("batches", "window", "speed", "workers", "side_workers", "web_workers", "tolerance",
+        "config": {k: getattr(opts, k) for k in ("batches", "window", "speed", "workers", "side_workers",
+                                                  "web_workers", "tolerance",
                                                   "stale_after", "sweep_interval", "outage", "hostile_rate",
                                                   "appendfsync", "seed", "rates", "worker_class")} | {"cron": stack.cron_mode}
                   | ({"redis": "primary + replica + 3 sentinels", "min_replicas": opts.min_replicas}
