@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .urls import masked
 from .forward_settings import check_secret
 
 
@@ -35,7 +36,7 @@ def alert_settings(env: Mapping[str, str]) -> dict:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("AISTATS_ALERT_URLS", "expected comma-separated http:// or https:// URLs, got "
-                                                    f"{(parts.scheme + '://' + (parts.hostname or '')) if parts.scheme else url[:20]!r}")
+                                                    f"{masked(url)[:80]!r}")
     secret = env.get("AISTATS_ALERT_SECRET", "").strip() or env.get("AISTATS_FORWARD_SECRET", "").strip() or None
     if secret is not None and env.get("AISTATS_ALERT_SECRET", "").strip():
         try:

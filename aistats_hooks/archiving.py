@@ -26,6 +26,7 @@ from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.job import Job
 
+from . import job_queues
 from .config import Settings
 from .keys import Keys
 from .store.process_lock import hold
@@ -44,7 +45,7 @@ FAILURE_TTL = 7 * 86400
 
 
 def queue_name(settings: Settings) -> str:
-    return f"{settings.queue_name}-archive"
+    return job_queues.name(settings.queue_name, "archive")
 
 
 def state_key(keys: Keys, batch_id: str) -> str:

@@ -8,17 +8,18 @@ A missing or malformed value raises ``ConfigError`` naming the variable.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .alert_settings import alert_settings
 from .archive_settings import archive_settings
 from .forward_settings import DEFAULT_EVENTS, forward_settings
+from .job_queues import ROLES, roles_from_env
+from .urls import masked
 
 # The gateway's public API root: the SDK's default and AISTATS_BASE_URL's.
 DEFAULT_BASE_URL = "https://api.phaseo.app/v1"
@@ -30,36 +31,6 @@ EXIT_CONFIG = 2
 # A webhook secret is an HMAC key: a short one can be guessed from signed deliveries.
 MIN_WEBHOOK_SECRET_LENGTH = 16
 MIN_TOKEN_LENGTH = 16  # QUERY_API_TOKEN and AISTATS_SESSION_SECRET
-_URL_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
-
-
-def mask_url(raw: str) -> str:
-    """Return ``raw`` (a URL, well-formed or not) with any password replaced by ``***``.
-
-    ``redis://user:pw@host`` -> ``redis://user:***@host``; ``?password=pw`` is masked too.
-    The userinfo ends at the last ``@``: a password may hold an unescaped ``@``.
-    """
-    start = raw.find("//")
-    start = 0 if start < 0 else start + 2
-    at = raw.rfind("@")
-    if at > start and ":" in raw[start:at]:
-        raw = raw[:start] + raw[start:at].split(":", 1)[0] + ":***" + raw[at:]
-    return _URL_PASSWORD_PARAM.sub(r"\1***", raw)
-
-
-def url_password(raw: str | None) -> list[str]:
-    """Return the password in URL ``raw`` as written and decoded (for the log redactor); [] if none."""
-    if not raw:
-        return []
-    start = raw.find("//")
-    start = 0 if start < 0 else start + 2
-    at = raw.rfind("@")
-    found = []
-    if at > start and ":" in raw[start:at]:
-        password = raw[start:at].split(":", 1)[1]
-        found += [password, unquote(password)]
-    found += [m.group(0).split("=", 1)[1] for m in _URL_PASSWORD_PARAM.finditer(raw)]
-    return [v for v in dict.fromkeys(found) if v]
 
 
 def config_error_message(exc: ConfigError) -> str:
@@ -112,7 +83,7 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
         # Never the password: this line goes to stderr and logs.
         raise ConfigError(name, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, "
-                                f"got {mask_url(raw)!r}")
+                                f"got {masked(raw)!r}")
     return raw.rstrip("/")
 
 
@@ -158,6 +129,8 @@ class Settings:
     session_secret: str | None = field(default=None, repr=False)
     key_prefix: str = "aistats"
     queue_name: str = "aistats"
+    # The queues a worker serves (job_queues.py): every role by default, reconciles first.
+    worker_queues: tuple[str, ...] = ROLES
     max_body_bytes: int = MAX_BODY_BYTES
     event_retention: int = 30 * 86400
     # The sweep is a backstop now (discovery finds what changed): an open batch is re-reconciled after
@@ -234,6 +207,7 @@ class Settings:
             session_secret=env.get("AISTATS_SESSION_SECRET", "").strip() or None,
             key_prefix=prefix,
             queue_name=env.get("AISTATS_QUEUE", "").strip() or prefix,
+            **roles_from_env(env),
             max_body_bytes=int_setting(
                 env, "AISTATS_MAX_BODY_BYTES", MAX_BODY_BYTES, low=1024, high=64 * MAX_BODY_BYTES
             ),

@@ -1,9 +1,11 @@
-"""Failed work, as RQ keeps it: list the jobs in the queue's FailedJobRegistry and requeue them.
+"""Failed work, as RQ keeps it: list the jobs in the queues' FailedJobRegistry and requeue them.
 
 A reconcile that failed for good (a refused API key, a gateway down past
-every retry) lands in RQ's own failed registry; this module reads it for the
-CLI, the query API, the dashboard and ``/metrics``, and requeues through
-RQ's ``FailedJobRegistry.requeue``. No copy of RQ's state is kept.
+every retry) lands in RQ's own failed registry; so does a handler run or a
+forwarded message, on its own queue (``job_queues.py``). Given the reconcile
+queue, this module reads the registries of the whole family for the CLI, the
+query API, the dashboard and ``/metrics``, and requeues through RQ's
+``FailedJobRegistry.requeue``. No copy of RQ's state is kept.
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.results import Result
 
+from . import job_queues
 from .timestamps import iso
 
 
 def count(queue: Queue) -> int:
-    """Return how many jobs wait in the failed registry."""
-    return queue.failed_job_registry.count
+    """Return how many jobs wait in the failed registries of ``queue`` and its side queues."""
+    return sum(q.failed_job_registry.count for q in job_queues.family(queue))
 
 
 def failed_jobs(queue: Queue, *, limit: int = 100) -> list[dict[str, Any]]:
-    """Return the newest failed jobs: id, function, batch id, error (last line), attempts, when."""
-    registry = queue.failed_job_registry
-    ids = registry.get_job_ids(0, max(limit, 1) - 1, desc=True)
+    """Return the newest failed jobs of every queue: id, function, batch id, error (last line), attempts, when."""
+    scored: list[tuple[float, str]] = []
+    for q in job_queues.family(queue):
+        key = q.failed_job_registry.key
+        scored += [(score, member.decode() if isinstance(member, bytes) else member) for member, score in
+                   q.connection.zrevrange(key, 0, max(limit, 1) - 1, withscores=True)]
+    ids = [job_id for _score, job_id in sorted(scored, reverse=True)[:max(limit, 1)]]
     jobs = Job.fetch_many(ids, connection=queue.connection, serializer=queue.serializer)
     return [describe(job) for job in jobs if job is not None]
 
@@ -49,17 +56,22 @@ def describe(job: Job) -> dict[str, Any]:
 
 
 def requeue(queue: Queue, job_id: str) -> bool:
-    """Put one failed job back on its queue; False when it is not in the failed registry."""
+    """Put one failed job back on its own queue; False when it is in no failed registry of the family."""
+    return any(_requeue_in(q, job_id) for q in job_queues.family(queue))
+
+
+def requeue_all(queue: Queue) -> int:
+    """Requeue every failed job of every queue; return how many went back."""
+    return sum(_requeue_in(q, job_id) for q in job_queues.family(queue)
+               for job_id in q.failed_job_registry.get_job_ids())
+
+
+def _requeue_in(queue: Queue, job_id: str) -> bool:
     try:
         queue.failed_job_registry.requeue(job_id)
     except (InvalidJobOperation, NoSuchJobError):
         return False
     return True
-
-
-def requeue_all(queue: Queue) -> int:
-    """Requeue every failed job; return how many went back on the queue."""
-    return sum(requeue(queue, job_id) for job_id in queue.failed_job_registry.get_job_ids())
 
 
 def _error(job: Job) -> str | None:

@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.job import Job
 
+from . import job_queues
 from .config import Settings
 from .handlers import Registered, for_transition
 from .keys import Keys
@@ -57,12 +58,13 @@ def job_id(keys: Keys, entry_id: str, handler: str) -> str:
 
 
 def dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings, *, limit: int = 500) -> int:
-    """Enqueue handler jobs for every undispatched transition; return how many jobs were enqueued.
+    """Enqueue handler jobs (on the handlers queue beside ``queue``) for every undispatched transition; return how many.
 
     A process that finds the lock taken leaves its entries to the holder, so the
     holder looks again after releasing it: an entry appended meanwhile is not left
     waiting for the next sweep.
     """
+    queue = job_queues.of(queue, "handlers")  # never on the reconcile queue: a slow handler holds no batch back
     enqueued = 0
     for _ in range(3):
         with hold(redis, keys.dispatch_lock, LOCK_MS) as held:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .urls import masked
 from .transitions import NAMES, Transition
 
 # The default: what a batch ended as, and its settled bill.
@@ -28,10 +29,9 @@ def forward_settings(env: Mapping[str, str]) -> dict:
     for url in urls:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            # The query string may carry a credential: show the scheme and host only.
-            shown = f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else url[:40]
+            # The userinfo and the query string may carry a credential: masked.
             raise ConfigError("AISTATS_FORWARD_URLS", f"expected comma-separated http:// or https:// URLs, "
-                                                      f"got {shown!r}")
+                                                      f"got {masked(url)[:80]!r}")
     secret = env.get("AISTATS_FORWARD_SECRET", "").strip() or None
     if secret is not None:
         check_secret(secret)

@@ -27,18 +27,30 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from . import job_queues
 from .config import Settings
 from .keys import Keys
 from .store.process_lock import hold
+from .urls import masked
 
 GROUP = "forwarding"
 CONSUMER = "forwarder"
 DELIVER_FUNC = "workers.forward_jobs.deliver"
+DISPATCH_FUNC = "workers.forward_jobs.dispatch_messages"
+WAKE_TTL = 60  # seconds: a dispatch job lost with its worker is asked for again after this
 LOCK_MS = 30_000
-TIMEOUT = 10.0  # seconds for one POST (connect, write, read)
+TIMEOUT = 10.0  # seconds for one whole attempt (connect, send, headers, answer), however the destination drips
+MAX_ANSWER_BYTES = 64 * 1024  # of a destination's answer read: the rest is never read
+DROPPED = "destination no longer configured"
+INTERRUPTED = "interrupted (the job's timeout or a stopped worker ended the attempt)"
+# After an attempt times out, the destination's other messages skip their attempts (and retry later) this long:
+# a destination that hangs costs one worker one attempt per pause, not one per message.
+PAUSE_AFTER_TIMEOUT = 60
+PAUSED = f"skipped: the destination timed out within the last {PAUSE_AFTER_TIMEOUT} s"
 # Retries after the first attempt: they span more than a day, for a receiver down overnight.
 BACKOFF = [5, 300, 1800, 7200, 18000, 36000, 36000]
-STATUSES = ("pending", "retrying", "delivered", "failed", "disabled")
+# dropped: its destination left AISTATS_FORWARD_URLS; disabled: 410 Gone or `forwarding disable URL`.
+STATUSES = ("pending", "retrying", "delivered", "failed", "disabled", "dropped")
 
 
 def ensure_group(redis: Redis, keys: Keys) -> None:
@@ -64,10 +76,26 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else ("" if value is None else str(value))
 
 
+def request_dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings) -> bool:
+    """Ask for a dispatch on the forward queue (one waiting at most); what a reconcile does, in one round trip.
+
+    The fan-out (a message and a job per destination, each enqueue several
+    round trips) runs on the forward queue's worker, not the reconcile's:
+    forwarding to more destinations costs a reconcile nothing more. The
+    job goes to the front of the queue, before messages already waiting.
+    """
+    if not settings.forward_urls or not redis.set(keys.forward("wake"), "1", nx=True, ex=WAKE_TTL):
+        return False  # nothing to forward, or a dispatch is waiting already: it takes these entries too
+    job_queues.of(queue, "forward").enqueue(DISPATCH_FUNC, at_front=True, result_ttl=0, failure_ttl=86400,
+                                            job_timeout=LOCK_MS // 1000, description="forward dispatch")
+    return True
+
+
 def dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings, *, limit: int = 500) -> int:
-    """Turn undispatched feed entries into forwarding jobs; return how many were enqueued."""
+    """Turn undispatched feed entries into forwarding jobs (on the forward queue beside ``queue``); return how many."""
     if not settings.forward_urls:
         return 0
+    queue = job_queues.of(queue, "forward")  # never on the reconcile queue: a slow destination holds no batch back
     with hold(redis, keys.forward("lock"), LOCK_MS) as held:
         if not held:
             return 0  # another process is dispatching; it takes these entries too
@@ -149,8 +177,8 @@ def load(redis: Redis, keys: Keys, mid: str) -> dict | None:
 
 
 def public(message: dict) -> dict:
-    """The message as the API and the CLI show it (the destination by URL without query string)."""
-    url = message["url"].split("?", 1)[0]
+    """The message as the API, the CLI and the dashboard show it (the destination masked: ``urls.masked``)."""
+    url = masked(message["url"])
     keep = ("id", "batch_id", "transition", "at", "status", "attempts")
     return {"destination": url, **{k: message.get(k) for k in keep}}
 
@@ -170,13 +198,32 @@ def messages(redis: Redis, keys: Keys, *, batch_id: str | None = None, status: s
     return out
 
 
+def resolve(url: str, settings: Settings, known: list[str] = ()) -> str | None:
+    """The configured (or ``known``) destination ``url`` names, as written or as shown masked; None if none."""
+    candidates = list(dict.fromkeys([*settings.forward_urls, *known]))
+    if url in candidates:
+        return url
+    matches = [c for c in candidates if masked(c) == url]
+    return matches[0] if len(matches) == 1 else None
+
+
+def pause(redis: Redis, keys: Keys, url: str) -> None:
+    """Hold ``url``'s attempts back for ``PAUSE_AFTER_TIMEOUT`` seconds (one of them timed out)."""
+    redis.set(keys.forward("paused", destination_key(url)), "1", ex=PAUSE_AFTER_TIMEOUT)
+
+
+def paused(redis: Redis, keys: Keys, url: str) -> bool:
+    """Tell whether ``url`` timed out within the last ``PAUSE_AFTER_TIMEOUT`` seconds."""
+    return bool(redis.exists(keys.forward("paused", destination_key(url))))
+
+
 def disabled(redis: Redis, keys: Keys) -> dict[str, str]:
     """Return the disabled destinations: URL -> why and when."""
     return {_text(k): _text(v) for k, v in redis.hgetall(keys.forward("disabled")).items()}
 
 
 def disable(redis: Redis, keys: Keys, url: str, why: str) -> None:
-    """Stop sending to ``url`` (a 410 Gone) until ``enable``."""
+    """Stop sending to ``url`` (410 Gone, or ``forwarding disable URL``) until ``enable``: from its next attempt."""
     redis.hset(keys.forward("disabled"), url, why)
 
 
@@ -185,13 +232,15 @@ def enable(redis: Redis, keys: Keys, url: str) -> bool:
     return bool(redis.hdel(keys.forward("disabled"), url))
 
 
-def record_attempt(redis: Redis, keys: Keys, mid: str, attempt: dict, status: str) -> None:
-    """Append one attempt (time, status code or error, latency) and set the message's status."""
+def record_attempt(redis: Redis, keys: Keys, mid: str, attempt: dict, status: str, *,
+                   replace_last: bool = False) -> None:
+    """Append one attempt (time, status code or error, latency), or replace the last one; set the message's status."""
     key = keys.forward("msg", mid)
     message = load(redis, keys, mid)
     if message is None:
         return
-    attempts = message["attempts"] + [attempt]
+    kept = message["attempts"][:-1] if replace_last and message["attempts"] else message["attempts"]
+    attempts = kept + [attempt]
     redis.hset(key, mapping={"attempts": json.dumps(attempts[-50:]), "status": status})
 
 
@@ -213,5 +262,5 @@ def redeliver(redis: Redis, keys: Keys, queue: Queue, mid: str) -> bool:
     except NoSuchJobError:
         waiting = False
     if not waiting:  # a waiting job goes in its turn: a second one could overtake its predecessor
-        enqueue_job(queue, mid, job_id=f"{mid}-r{uuid.uuid4().hex[:8]}", force=True)
+        enqueue_job(job_queues.of(queue, "forward"), mid, job_id=f"{mid}-r{uuid.uuid4().hex[:8]}", force=True)
     return True

@@ -223,7 +223,8 @@ class Keys:
 
     # -- forwarding (forwarding.py): messages to the user's own services --------
     def forward(self, *parts: str) -> str:
-        """``{p}:fwd:...``: ``lock`` (dispatch), ``disabled`` (hash url -> why), ``msg:{id}`` (a message and
+        """``{p}:fwd:...``: ``lock`` (dispatch), ``wake`` (a dispatch job is waiting), ``paused:{dest}``
+        (timed out lately), ``disabled`` (hash url -> why), ``msg:{id}`` (a message and
         its attempts), ``idx`` (zset message -> created ms), ``b:{batch}`` (zset of a batch's messages),
         ``last:{batch}`` (hash destination -> the batch's latest message job: order)."""
         return self._key("fwd", *parts)

@@ -14,7 +14,9 @@ Every process of aistats-hooks logs the same way:
 
 Pass ids with ``extra=``: ``log.info("queued", extra={"batch_id": b})``.
 The values of the configured webhook secrets, the API key, the query
-token and the password in ``REDIS_URL`` are replaced by ``[redacted]``
+token and the secret parts of every configured URL (``REDIS_URL``'s
+password, a forwarding, alert or archive destination's password, token and
+query values: ``urls.secrets_in``) are replaced by ``[redacted]``
 wherever they appear in a line, as are ``whsec_...`` strings, bearer tokens
 and the password of any ``scheme://user:password@`` URL, whoever logged them.
 """
@@ -34,7 +36,7 @@ from typing import Any
 from gunicorn.glogging import Logger as GunicornBaseLogger
 
 from . import tracing
-from .config import url_password
+from .urls import secrets_in
 from .errors import ConfigError
 
 REDACTED = "[redacted]"
@@ -80,7 +82,9 @@ def secrets_from_env(env: Mapping[str, str] | None = None) -> list[str]:
     values = [s.strip() for s in env.get("AISTATS_WEBHOOK_SECRET", "").split(",")]
     values += [env.get("AISTATS_API_KEY", "").strip(), env.get("QUERY_API_TOKEN", "").strip(),
                env.get("AISTATS_FORWARD_SECRET", "").strip()]
-    values += url_password(env.get("REDIS_URL", "").strip())
+    for name in ("REDIS_URL", "AISTATS_FORWARD_URLS", "AISTATS_ALERT_URLS", "AISTATS_ARCHIVE_URL"):
+        for url in env.get(name, "").split(","):
+            values += secrets_in(url.strip())
     return [v for v in values if v]
 
 
@@ -90,7 +94,10 @@ def secrets_of(settings: Any) -> list[str]:
     values += [getattr(settings, "api_key", None), getattr(settings, "query_api_token", None),
                getattr(settings, "session_secret", None), getattr(settings, "redis_sentinel_password", None),
                getattr(settings, "forward_secret", None)]
-    values += url_password(getattr(settings, "redis_url", None))
+    urls = [getattr(settings, "redis_url", None), getattr(settings, "archive_url", None)]
+    urls += list(getattr(settings, "forward_urls", ()) or ()) + list(getattr(settings, "alert_urls", ()) or ())
+    for url in urls:
+        values += secrets_in(url)  # a destination's password, token or query values
     return [v for v in values if v]
 
 

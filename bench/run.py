@@ -11,7 +11,8 @@ import sys
 import time
 import traceback
 
-from . import archive_memory, dashboard, economy, ingest, latency, loadgen, machine, polling, reconcile, report, scale, slowclients
+from . import (archive_memory, dashboard, economy, ingest, isolation, latency, loadgen, machine, polling, reconcile,
+               report, scale, slowclients)
 from .causes import CAUSES
 from .context import Bench, Row
 
@@ -20,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not results")
     parser.add_argument("--only", action="append",
-                        choices=["ingest", "slowclients", "reconcile", "latency", "economy", "polling", "scale", "dashboard",
-                                 "archive"],
+                        choices=["ingest", "slowclients", "reconcile", "latency", "isolation", "economy", "polling", "scale",
+                                 "dashboard", "archive"],
                         help="run only these phases (repeatable)")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
     args = parser.parse_args(argv)
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                                            samples=10 if quick else 60),
         "latency": lambda: latency.run(bench, batches=200 if quick else 2000, baseline_batches=60 if quick else 400,
                                        capped_batches=100 if quick else 600),
+        "isolation": lambda: isolation.run(bench, batches=50 if quick else 200, rounds=1 if quick else 3),
         "economy": lambda: economy.run(bench, storm_batches=20 if quick else 200,
                                        lifecycle_batches=10 if quick else 400),
         "polling": lambda: polling.run(bench, open_batches=5_000 if quick else 100_000, minutes=1 if quick else 4,

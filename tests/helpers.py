@@ -63,8 +63,10 @@ def signed(event: dict, secret: str = "whsec_test_secret", *, timestamp: int | N
 
 
 def run_worker(store, *, max_jobs: int | None = None) -> SimpleWorker:
-    """Run a real RQ worker on the store's queue until it is empty."""
-    worker = SimpleWorker([store.queue], connection=store.redis)
+    """Run a real RQ worker on the store's queues (reconciles first, then side effects) until they are empty."""
+    from aistats_hooks import job_queues
+
+    worker = SimpleWorker(job_queues.family(store.queue), connection=store.redis)
     worker.work(burst=True, max_jobs=max_jobs, with_scheduler=False)
     return worker
 
@@ -95,4 +97,7 @@ def spawn_worker(queue_name: str, env: dict, *, burst: bool = True):
     else:
         args.append("--with-scheduler")  # RQ retries with intervals need the scheduler
     full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.Popen(args + [queue_name], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    from aistats_hooks import job_queues
+
+    return subprocess.Popen(args + job_queues.names(queue_name), env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from standardwebhooks import Webhook
 
-from aistats_hooks import dispatch, forwarding
+from aistats_hooks import dispatch, forwarding, job_queues
 from aistats_hooks.config import Settings
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.forward_settings import generate_secret
@@ -56,7 +56,7 @@ def store(app):
 def drain(store, rounds: int = 30) -> None:
     for _ in range(rounds):
         run_worker(store)
-        if store.queue.count == 0:
+        if all(q.count == 0 for q in job_queues.family(store.queue)):
             return
 
 
@@ -211,7 +211,7 @@ def test_a_bad_destination_stops_the_process_with_one_line(settings):
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["aistats-hooks: configuration error: AISTATS_FORWARD_URLS: expected "
-                                                "comma-separated http:// or https:// URLs, got 'file://'"]
+                                                "comma-separated http:// or https:// URLs, got 'file:///etc/passwd'"]
 
 
 def test_the_chaos_check_counts_missing_unverified_and_out_of_order(redis_client, prefix):
@@ -250,7 +250,10 @@ def test_the_chaos_check_counts_missing_unverified_and_out_of_order(redis_client
     assert result["forward_unverified"] == 1
     assert result["forward_out_of_order"] == 1 and result["forward_out_of_order_ids"] == ["b"]
     assert result["forward_missing"] == 1
-    assert stack.forward_env["AISTATS_FORWARD_URLS"] == check.destination.url
+    # The good destination first, then the hanging and the dripping ones beside it.
+    urls = stack.forward_env["AISTATS_FORWARD_URLS"].split(",")
+    assert urls == [check.destination.url] + [h.url for h in check.hostile]
+    assert [h.mode for h in check.hostile] == ["hang", "drip"] and result["forward_hostile_requests"] == 0
 
 
 def test_a_dispatch_that_died_mid_entry_keeps_the_order_when_it_runs_again(settings, store, monkeypatch):

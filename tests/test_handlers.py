@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from rq.registry import FailedJobRegistry
 
-from aistats_hooks import dispatch, handlers
+from aistats_hooks import dispatch, handlers, job_queues
 from bench.counting_handlers import attempts_key, runs_key
 from tests.helpers import make_event, run_worker, signed, wait_for
 from workers import context
@@ -105,7 +105,7 @@ def test_a_handler_that_raises_twice_runs_three_times_and_succeeds_once(app, set
     attempts = {k.decode(): int(v) for k, v in store.redis.hgetall(attempts_key(settings.key_prefix)).items()}
     (field,) = [k for k in attempts if k.startswith("h2|batch.completed|")]
     assert attempts[field] == 3 and runs(store)[field] == 1
-    assert FailedJobRegistry(queue=store.queue).count == 0
+    assert FailedJobRegistry(queue=job_queues.of(store.queue, "handlers")).count == 0
 
 
 def test_later_transitions_wait_for_a_failed_earlier_one(app, settings, store, upstream, monkeypatch):
@@ -138,7 +138,7 @@ def _rq_worker(env: dict, queue: str) -> subprocess.Popen:
     """
     args = [sys.executable, "-m", "rq.cli", "worker", "--url", env["REDIS_URL"], "-w", "rq.worker.SimpleWorker",
             "--with-scheduler", "--maintenance-interval", "1", "--worker-ttl", "20", "--logging_level", "WARNING",
-            queue]
+            *job_queues.names(queue)]
     return subprocess.Popen(args, env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -152,7 +152,8 @@ def test_a_worker_killed_mid_handler_still_runs_it_exactly_once(app, settings, s
     upstream.answer("h4", (200, batch("h4", "completed", 4, settled=900)))
     deliver(app, make_event("h4"))
     run_worker(store, max_jobs=1)  # only the reconcile: it dispatches the handler jobs, which wait
-    assert store.queue.count == 1  # created; completed and billing_settled wait on it (depends_on)
+    assert store.queue.count == 0  # the handler jobs are on their own queue, never the reconciles'
+    assert job_queues.of(store.queue, "handlers").count == 1  # created; completed, billing_settled wait on it
     started = f"{settings.key_prefix}:test:started"
     env = dict(app.worker_env, COUNTING_SLEEP="30", COUNTING_STARTED=started)
     worker = _rq_worker(env, settings.queue_name)

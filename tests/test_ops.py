@@ -366,7 +366,7 @@ def test_cron_config_registers_the_sweep_on_the_project_queue(redis_url, prefix)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == (
         f"[('workers.jobs.sweep', '{prefix}', 45), ('workers.discovery_job.discover', '{prefix}', 1)] "
-        f"['{prefix}'] {redis_url}")
+        f"['{prefix}', '{prefix}-handlers', '{prefix}-forward', '{prefix}-archive'] {redis_url}")
 
 
 def test_every_setting_is_documented_in_env_example():

@@ -24,7 +24,8 @@ from redis.exceptions import RedisError
 from aistats_hooks import logs, redis_conn
 from aistats_hooks.cli import cli
 from aistats_hooks.cli.config_cmd import documented_defaults, every_setting, field_for
-from aistats_hooks.config import Settings, mask_url, url_password
+from aistats_hooks.config import Settings
+from aistats_hooks.urls import masked, secrets_in
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.launcher.environ import write_private
 from aistats_hooks.launcher.environ import free_port
@@ -45,14 +46,22 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
-def test_mask_url_and_url_password():
-    assert mask_url(URL) == "redis://default:***@127.0.0.1:6399/0"
-    assert mask_url("redis://:p@ss/w@host:1/0") == "redis://:***@host:1/0"
-    assert mask_url("redis//u:pw@host") == "redis//u:***@host"  # malformed, masked all the same
-    assert mask_url("unix:///tmp/r.sock?db=1&password=abc") == "unix:///tmp/r.sock?db=1&password=***"
-    assert mask_url("redis://host:6379/0") == "redis://host:6379/0"
-    assert url_password("redis://:s3cret%40x@h/0") == ["s3cret%40x", "s3cret@x"]
-    assert url_password("redis://h/0") == []
+def test_masked_and_secrets_in():
+    assert masked(URL) == "redis://default:***@127.0.0.1:6399/0"
+    assert masked("redis://:p@ss/w@host:1/0") == "redis://:***@host:1/0"
+    assert masked("redis//u:pw@host") == "redis//u:***@host"  # malformed, masked all the same
+    assert masked("unix:///tmp/r.sock?db=1&password=abc") == "unix:///tmp/r.sock?db=***&password=***"
+    assert masked("redis://host:6379/0") == "redis://host:6379/0"
+    # Destinations: the password, a bare token and every query value; host, port and path stay readable.
+    assert masked("https://user:pw@hooks.example:8443/in?token=abc&v=2#frag") == \
+        "https://user:***@hooks.example:8443/in?token=***&v=***#***"
+    assert masked("https://ghp_tok3n@hooks.example/in") == "https://***@hooks.example/in"
+    assert masked("https://hooks.example/users/@me?flag") == "https://hooks.example/users/@me?***"
+    assert masked("user:pw@host") == "user:***@host"  # no scheme at all
+    assert masked("") == ""
+    assert secrets_in("redis://:s3cret%40x@h/0") == ["s3cret%40x", "s3cret@x"]
+    assert secrets_in("https://ghp_tok3n@h/in?key=k%2Fv") == ["ghp_tok3n", "k%2Fv", "k/v"]
+    assert secrets_in("redis://h/0") == []
 
 
 def test_config_masks_the_redis_password_and_lists_every_setting(clean_env):

@@ -16,7 +16,6 @@ import logging
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
 
 import httpx
 from redis.exceptions import ResponseError
@@ -25,8 +24,9 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from standardwebhooks import Webhook
 
-from aistats_hooks import alerts, archiving, forwarding
+from aistats_hooks import alerts, forwarding, job_queues
 from aistats_hooks.store.process_lock import hold
+from aistats_hooks.urls import masked
 
 from . import context
 
@@ -38,17 +38,7 @@ USER_AGENT = "aistats-hooks-alerts/1"
 
 def service_queues(settings) -> list[str]:
     """Every queue the service's jobs run on (reconciles first)."""
-    return [settings.queue_name, f"{settings.queue_name}-handlers", f"{settings.queue_name}-forward",
-            archiving.queue_name(settings)]
-
-
-def masked(url: str) -> str:
-    """A URL without its userinfo or query string (either may carry a credential)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}" + ("?***" if parts.query else "")
+    return job_queues.names(settings.queue_name)
 
 
 def tick() -> int:

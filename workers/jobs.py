@@ -123,12 +123,16 @@ def count_failure(job) -> None:
 
 
 def _dispatch(ctx: context.Context) -> None:
-    """Turn the transitions stored so far into handler jobs (the sweep's call recovers a crashed dispatch)."""
+    """Turn the transitions stored so far into handler, forwarding and archive jobs, each on its own queue.
+
+    Only the enqueueing runs here (the sweep's call recovers a crashed dispatch); the side effects run on
+    ``<queue>-handlers``, ``<queue>-forward`` and ``<queue>-archive`` (aistats_hooks/job_queues.py).
+    """
     try:
         if handlers.registered():
             dispatch.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
-        if ctx.settings.forward_urls:  # forwarding: a built-in consumer of the same feed
-            forwarding.dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
+        if ctx.settings.forward_urls:  # forwarding: a built-in consumer of the same feed, fanned out on its queue
+            forwarding.request_dispatch(ctx.store.redis, ctx.store.keys, ctx.store.queue, ctx.settings)
         if ctx.settings.archive_url:  # archiving: another consumer of the feed, on its own queue
             archiving.dispatch(ctx.store.redis, ctx.store.keys, ctx.settings)
     except RedisError as exc:  # the next reconcile or sweep dispatches them: the feed keeps them

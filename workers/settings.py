@@ -27,7 +27,7 @@ import logging.config
 
 from redis.exceptions import RedisError
 
-from aistats_hooks import handlers, logs, redis_conn
+from aistats_hooks import handlers, job_queues, logs, redis_conn
 from aistats_hooks.config import Settings, exit_config_error
 from aistats_hooks.errors import ConfigError
 from workers.log_filter import OneLinePerJob, QuietTicks
@@ -60,7 +60,9 @@ else:  # pragma: no cover - the launcher and PaaS set REDIS_URL
 
     REDIS_URL = start_embedded(SETTINGS.data_dir)
 
-QUEUES = [SETTINGS.queue_name]
+# Reconciles first, then handlers, forwarding, the archive (aistats_hooks/job_queues.py); AISTATS_WORKER_QUEUES
+# gives a worker only some of them, so a deployment can give side effects their own workers.
+QUEUES = job_queues.names(SETTINGS.queue_name, SETTINGS.worker_queues)
 DICT_CONFIG = logs.dict_config(LOG_LEVEL, logs.secrets_of(SETTINGS))
 # One INFO line per job, transient gateway errors as one WARNING line (see workers/log_filter.py):
 # on RQ's worker logger itself, so it holds whatever handlers the process ends up with.

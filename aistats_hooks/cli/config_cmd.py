@@ -19,7 +19,8 @@ from typing import Any
 import click
 
 from .. import logs
-from ..config import Settings, mask_url
+from ..config import Settings
+from ..urls import masked
 from .core import Resources, emit, json_option, pass_res
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
@@ -96,10 +97,15 @@ def _show_field(settings: Settings, name: str, fld: dataclasses.Field) -> Any:
             return f"{len(value)} configured"
         return "set" if value else "unset"
     if name == "REDIS_URL":
-        return mask_url(value) if value else f"(embedded, under {settings.data_dir})"
+        return masked(value) if value else f"(embedded, under {settings.data_dir})"
     if isinstance(value, tuple):
-        return ",".join(":".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in value)
-    return value
+        return ",".join(":".join(map(str, v)) if isinstance(v, tuple) else _shown(str(v)) for v in value)
+    return _shown(value) if isinstance(value, str) else value
+
+
+def _shown(value: str) -> str:
+    """A URL (a destination may carry a password or a token in its query) masked; anything else as it is."""
+    return masked(value) if "://" in value else value
 
 
 def _show_raw(name: str, env: Mapping[str, str], default: str | None) -> Any:
@@ -109,7 +115,7 @@ def _show_raw(name: str, env: Mapping[str, str], default: str | None) -> Any:
     if is_secret(name):
         return "set" if raw else "unset"
     if "://" in raw:
-        return mask_url(raw)
+        return ",".join(_shown(part) for part in raw.split(","))
     if raw:
         return raw
     return f"(default {default})" if default else None

@@ -1,10 +1,18 @@
-"""Forwarding: ``forwarding`` (messages and their attempts; ``enable URL``) and ``redeliver``."""
+"""Forwarding: ``forwarding`` (messages and their attempts; ``disable URL``, ``enable URL``) and ``redeliver``.
+
+Destinations are shown masked (``urls.masked``: no password, token or query
+value); ``disable`` and ``enable`` take a URL as configured or as shown.
+"""
 
 from __future__ import annotations
+
+import time
 
 import click
 
 from .. import forwarding as fwd
+from ..timestamps import iso
+from ..urls import masked
 from ..timestamps import parse_time
 from .core import CommandError, Resources, emit, json_option, pass_res
 
@@ -32,9 +40,23 @@ def forwarding(ctx: click.Context, res: Resources, failed: bool, batch_id: str |
                                                    status="failed" if failed else None, limit=limit)]
     off = fwd.disabled(store.redis, store.keys)
     human = [_row(r) for r in rows] or ["no messages"]
-    human += [f"disabled: {url.split('?', 1)[0]}  ({why})" for url, why in off.items()]
-    emit(res, {"data": rows, "disabled": [u.split("?", 1)[0] for u in off],
-               "destinations": [u.split("?", 1)[0] for u in res.settings.forward_urls]}, human)
+    human += [f"disabled: {masked(url)}  ({why})" for url, why in off.items()]
+    emit(res, {"data": rows, "disabled": [masked(u) for u in off],
+               "destinations": [masked(u) for u in res.settings.forward_urls]}, human)
+
+
+@forwarding.command()
+@click.argument("url")
+@json_option
+@pass_res
+def disable(res: Resources, url: str) -> None:
+    """Stop sending to URL now: its next attempts are marked disabled, without a request (`enable URL` undoes it)."""
+    store = res.store
+    target = fwd.resolve(url, res.settings)
+    if target is None:
+        raise CommandError(f"{masked(url)} is not a destination in AISTATS_FORWARD_URLS")
+    fwd.disable(store.redis, store.keys, target, f"disabled with `forwarding disable` at {iso(time.time())}")
+    emit(res, {"disabled": masked(target)}, f"disabled {masked(target)}")
 
 
 @forwarding.command()
@@ -42,10 +64,12 @@ def forwarding(ctx: click.Context, res: Resources, failed: bool, batch_id: str |
 @json_option
 @pass_res
 def enable(res: Resources, url: str) -> None:
-    """Send to URL again after it answered 410 Gone (then `redeliver --since` what it missed)."""
-    if not fwd.enable(res.store.redis, res.store.keys, url):
-        raise CommandError(f"{url.split('?', 1)[0]} is not disabled")
-    emit(res, {"enabled": url.split("?", 1)[0]}, f"enabled {url.split('?', 1)[0]}")
+    """Send to URL again after a 410 Gone or `disable` (then `redeliver --since` what it missed)."""
+    store = res.store
+    target = fwd.resolve(url, res.settings, list(fwd.disabled(store.redis, store.keys)))
+    if target is None or not fwd.enable(store.redis, store.keys, target):
+        raise CommandError(f"{masked(url)} is not disabled")
+    emit(res, {"enabled": masked(target)}, f"enabled {masked(target)}")
 
 
 @click.command()

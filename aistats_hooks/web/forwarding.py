@@ -1,10 +1,14 @@
-"""``GET /forwarding/messages``: forwarded messages and their attempts, oldest first (token required)."""
+"""``GET /forwarding/messages``: forwarded messages and their attempts, oldest first (token required).
+
+Destinations are masked (``urls.masked``): a password, token or query value never leaves the service.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
 from .. import forwarding
+from ..urls import masked
 from . import params
 from .auth import require_token
 from .context import get_settings, get_store
@@ -29,5 +33,5 @@ def list_messages():
                                limit=count)
     off = forwarding.disabled(store.redis, store.keys)
     return jsonify(data=[forwarding.public(m) for m in rows],
-                   destinations=[{"url": u.split("?", 1)[0], "disabled": u in off}
+                   destinations=[{"url": masked(u), "disabled": u in off}
                                  for u in get_settings().forward_urls])

@@ -180,8 +180,11 @@ class StoreCollector(Collector):
 
         forwarded = _ints(self.store.redis.hgetall(self.store.keys.counters("forward")))
         family = CounterMetricFamily("aistats_forward_attempts", "Forwarding attempts (AISTATS_FORWARD_URLS), by "
-                                     "outcome: delivered, retried, failed (for good), disabled.", labels=["outcome"])
-        for outcome in ("delivered", "retried", "failed", "disabled"):
+                                     "outcome: delivered, retried, failed (for good), disabled, dropped (no longer "
+                                     "configured); timed_out among the retried and failed, paused: skipped after "
+                                     "a timeout.",
+                                     labels=["outcome"])
+        for outcome in ("delivered", "retried", "failed", "disabled", "dropped", "timed_out", "paused"):
             family.add_metric([outcome], forwarded.get(outcome, 0))
         yield family
 

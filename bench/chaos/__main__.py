@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--slow-clients", type=int, default=200, help="slow connections held against gunicorn")
     p.add_argument("--workers", type=int, default=3, help="RQ worker processes (at least 2)")
+    p.add_argument("--side-workers", type=int, default=1,
+                   help="RQ workers for handlers, forwarding and the archive only (0: every worker serves every queue)")
     p.add_argument("--web-workers", type=int, default=2)
     p.add_argument("--worker-class", default="rq.worker.SimpleWorker",
                    help="rq worker -w CLASS (default: the Procfile's SimpleWorker; '' for RQ's forking Worker)")
@@ -111,7 +113,7 @@ def run(opts) -> bool:
             record.note("the workers did not create the change feed's consumer groups within 60 s")
         front = "nginx (deploy/nginx.conf) + gunicorn" if stack.nginx is not None else "gunicorn (no nginx installed)"
         record.note(f"stack up: redis-server (AOF), sandbox, {front}, "
-                    f"{opts.workers} rq workers, {stack.cron_mode}")
+                    f"{opts.workers} rq workers + {opts.side_workers} for side effects, {stack.cron_mode}")
         proxy = TapProxy(stack.web_url, [stack.old_secret, stack.new_secret], record, seed=opts.seed).start()
         creator = Creator(stack, opts, record, proxy.url)
         hostile = Hostile(stack, opts, record, creator)

@@ -3,8 +3,11 @@
 The workers forward batch.created, the terminal transitions and
 batch.billing_settled (AISTATS_FORWARD_EVENTS) to a loopback ``bench.forward_destination.Destination`` that
 verifies each message with ``standardwebhooks`` and is down (503) for two
-stretches of the run. Once the batches have converged and the forwarding
-jobs drained: ``forward_missing`` counts feed entries never delivered,
+stretches of the run, and to two destinations beside it that never answer
+properly: one hangs, one drips a byte a second (bench/hostile_destinations.py).
+They must not hold the good one back, nor the reconciles. Once the batches
+have converged and the good destination's jobs drained (the bad ones' retry
+for a day): ``forward_missing`` counts feed entries never delivered,
 ``forward_unverified`` requests whose signature did not verify, and
 ``forward_out_of_order`` batches whose delivered transitions (first 2xx per
 webhook-id) are not in feed order.
@@ -19,9 +22,12 @@ from rq import Queue
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from aistats_hooks.forward_settings import DEFAULT_EVENTS, generate_secret
+from aistats_hooks import forwarding, job_queues
 from aistats_hooks.forwarding import GROUP
 from aistats_hooks.transitions import Transition
+from aistats_hooks.keys import Keys
 from bench.forward_destination import Destination
+from bench.hostile_destinations import Hostile
 
 # Created, the terminal ones and billing_settled: order is checked, progress noise is not sent (POSTs cost worker time).
 EVENTS = ",".join([Transition.CREATED.value, *DEFAULT_EVENTS])
@@ -35,7 +41,9 @@ class Forwarding:
         self.stack = stack
         self.secret = generate_secret()
         self.destination = Destination(self.secret)
-        stack.forward_env = {"AISTATS_FORWARD_URLS": self.destination.url, "AISTATS_FORWARD_SECRET": self.secret,
+        self.hostile = [Hostile("hang"), Hostile("drip")]
+        urls = [self.destination.url] + [h.url for h in self.hostile]
+        stack.forward_env = {"AISTATS_FORWARD_URLS": ",".join(urls), "AISTATS_FORWARD_SECRET": self.secret,
                              "AISTATS_FORWARD_EVENTS": EVENTS}
         self.downtimes = 0
 
@@ -55,7 +63,7 @@ class Forwarding:
 
     def _left(self) -> int:
         redis = self.stack.redis()
-        queue = Queue(self.stack.prefix, connection=redis)
+        queue = job_queues.of(Queue(self.stack.prefix, connection=redis), "forward")
         ids = list(queue.get_job_ids())
         for registry in (DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry):
             ids += registry(queue=queue).get_job_ids()
@@ -63,12 +71,16 @@ class Forwarding:
         ids += queue.intermediate_queue.get_job_ids()
         # Dependents made ready whose enqueue did not happen (a crash, a lost race): RQ's maintenance enqueues them.
         ids += queue.ready_job_registry.get_job_ids()
+        # The good destination's messages only: the hanging and dripping ones' are retried for a day.
+        keys = Keys(self.stack.prefix)
+        ids = [i for i in ids if i.startswith("msg_") and (forwarding.load(redis, keys, i) or {}).get("url")
+               == self.destination.url]
         stream = f"{self.stack.prefix}:changes"
         groups = {_text(g["name"]): g for g in redis.xinfo_groups(stream)} if redis.exists(stream) else {}
         group = groups.get(GROUP)
         undispatched = redis.xlen(stream) if group is None else (
             len(redis.xrange(stream, f"({_text(group['last-delivered-id'])}", "+")) + int(group["pending"]))
-        return sum(i.startswith("msg_") for i in ids) + undispatched
+        return len(ids) + undispatched
 
     def check(self, *, timeout: float = 300.0, on_wait=None) -> dict:
         """Wait for forwarding to drain (up to ``timeout``), then compare the feed with what was delivered."""
@@ -93,6 +105,9 @@ class Forwarding:
         # Sent strictly in order per batch: what arrived must be the start of the batch's feed.
         out_of_order = sorted(b for b, v in got.items() if v != expected.get(b, [])[:len(v)])
         requests = self.destination.requests
+        hostile_urls = {h.url for h in self.hostile}
+        attempts = [a for m in forwarding.messages(self.stack.redis(), Keys(self.stack.prefix), limit=1_000_000)
+                    if m["url"] in hostile_urls for a in m["attempts"]]
         return {
             "forward_missing": missing,
             "forward_unverified": sum(not r["verified"] for r in requests),
@@ -102,11 +117,16 @@ class Forwarding:
             "forward_refused_while_down": sum(r["answered"] == 503 for r in requests),
             "forward_delivered": len(delivered),
             "forward_jobs_left": left,
+            "forward_hostile_requests": sum(h.requests for h in self.hostile),
+            "forward_hostile_timeouts": sum(a.get("error") == "timeout" for a in attempts),
+            "forward_hostile_paused": sum(a.get("error") == forwarding.PAUSED for a in attempts),
         }
 
     def stop(self) -> None:
-        """Stop the receiver."""
+        """Stop the receivers."""
         self.destination.stop()
+        for h in self.hostile:
+            h.stop()
 
 
 def _text(value) -> str:

@@ -15,6 +15,7 @@ import time
 from rq import Queue
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from aistats_hooks import job_queues
 from aistats_hooks.dispatch import GROUP
 from bench.counting_handlers import runs_key
 
@@ -72,7 +73,7 @@ def wait_for_groups(stack, names: tuple[str, ...], timeout: float = 60.0) -> boo
 def check(stack, *, timeout: float = 300.0, on_wait=None) -> dict:
     """Wait for handler work to drain (up to ``timeout``), then compare the feed with the runs."""
     redis = stack.redis()
-    queue = Queue(stack.prefix, connection=redis)
+    queue = job_queues.of(Queue(stack.prefix, connection=redis), "handlers")
     stream = f"{stack.prefix}:changes"
     deadline = time.monotonic() + timeout
     left = _handler_jobs_left(queue) + _undispatched(redis, stream)

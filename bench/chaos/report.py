@@ -31,7 +31,8 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
                    f"Python {platform.python_version()}",
         "mode": "quick" if opts.quick else "full",
-        "config": {k: getattr(opts, k) for k in ("batches", "window", "speed", "workers", "web_workers", "tolerance",
+        "config": {k: getattr(opts, k) for k in ("batches", "window", "speed", "workers", "side_workers",
+                                                  "web_workers", "tolerance",
                                                   "stale_after", "sweep_interval", "outage", "hostile_rate",
                                                   "appendfsync", "seed", "rates", "worker_class")} | {"cron": stack.cron_mode}
                   | ({"redis": "primary + replica + 3 sentinels", "min_replicas": opts.min_replicas}
@@ -143,6 +144,9 @@ def print_table(r: dict) -> None:
              f"{r.get('forward_jobs_left')} forwarding jobs left"),
         _row("forward_unverified", r.get("forward_unverified"), f"of {r.get('forward_requests')} requests"),
         _row("forward_out_of_order", r.get("forward_out_of_order"), "batches whose transitions arrived out of order"),
+        _row("forward to hang/drip", f"{r.get('forward_hostile_requests')}",
+             f"requests they got; {r.get('forward_hostile_timeouts')} attempts timed out, "
+             f"{r.get('forward_hostile_paused')} skipped while paused"),
         _row("converge seconds", r["converge_seconds"], "after the faults stopped"),
         _row("process exits", r["process_exits"] or 0, "restarted by the harness"),
         _row("elapsed seconds", r["elapsed_seconds"]),

@@ -16,6 +16,8 @@ import httpx
 from redis import Redis
 from redis.exceptions import RedisError
 
+from aistats_hooks import job_queues
+
 from ..nginx import Nginx
 from ..nginx import available as nginx_available
 from ..procs import Proc, free_port, procfile_web_argv
@@ -149,9 +151,10 @@ class Stack:
         self.web_secrets = list(secrets)
         self.start_web()
 
-    def start_worker(self, n: int) -> None:
+    def start_worker(self, n: int, roles: tuple[str, ...] = ("reconcile",)) -> None:
+        """Worker ``n`` serving the queues of ``roles`` (aistats_hooks/job_queues.py), reconciles first."""
         argv = [sys.executable, "-m", "rq.cli", "worker", "--with-scheduler", "--maintenance-interval", "30",
-                "--url", self.redis_url, "--logging_level", "WARNING", self.prefix]
+                "--url", self.redis_url, "--logging_level", "WARNING", *job_queues.names(self.prefix, roles)]
         if self.topology is not None:  # as the Procfile: RQ reads SENTINEL from the settings module
             argv[argv.index("--url"):argv.index("--url") + 2] = ["-c", "workers.settings"]
         if self.opts.worker_class:  # e.g. rq.worker.SimpleWorker, as the Procfile runs
@@ -171,8 +174,13 @@ class Stack:
         self.start_redis()
         self.start_sandbox()
         self.start_web()
+        # Reconciles on their own workers; handlers, forwarding and the archive on theirs (--side-workers),
+        # so a forwarding destination that hangs or drips cannot slow a reconcile.
+        side = getattr(self.opts, "side_workers", 1)
         for n in range(self.opts.workers):
-            self.start_worker(n)
+            self.start_worker(n, ("reconcile",) if side else job_queues.ROLES)
+        for n in range(self.opts.workers, self.opts.workers + side):
+            self.start_worker(n, ("handlers", "forward", "archive"))
         self.start_cron()
 
     def supervise(self) -> list[str]:
