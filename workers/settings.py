@@ -8,8 +8,10 @@ naming the variable and exits with status 2, before RQ starts anything.
   when ``REDIS_URL`` is unset, as every process of aistats-hooks does);
 - ``SENTINEL``: instead of ``REDIS_URL`` when ``REDIS_SENTINELS`` is set
   (RQ's Sentinel setting; see ``aistats_hooks/redis_sentinel.py``);
-- ``QUEUES``: the project's reconcile queue (``AISTATS_QUEUE``, default the
-  key prefix, default ``aistats``);
+- ``QUEUES``: the reconcile queue (``AISTATS_QUEUE``, default the key prefix,
+  default ``aistats``), then its ``-handlers``, ``-forward`` and ``-archive``
+  queues, in that priority order; ``AISTATS_WORKER_QUEUES`` picks some of them,
+  so a deployment can give side effects their own workers;
 - ``DICT_CONFIG``: JSON log lines with secrets redacted (``LOG_LEVEL``), one
   INFO line per job, transient gateway errors at WARNING without a traceback;
 - ``SWEEP_INTERVAL``: seconds between sweeps (``AISTATS_SWEEP_INTERVAL``,
