@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
         stack.prepare()
         manager = stack.manager(procfile)
         _restore(previous)
-        manager.loop()  # honcho handles SIGINT/SIGTERM from here: it stops every process
-        code = manager.returncode or 0
+        code = manager.loop()  # the formation handles SIGINT/SIGTERM from here: it stops every process
         # Stopped by Ctrl-C or SIGTERM, as asked: that is a clean exit.
         return 0 if code in (130, 143) else code
     except (_Stop, KeyboardInterrupt):
@@ -216,10 +215,11 @@ class Stack:
         return path
 
     def manager(self, procfile: Path):
-        """Return a honcho manager of the Procfile's processes, plus the sandbox and the demo."""
+        """Return the formation of the Procfile's processes, plus the demo (the sandbox runs beside it, spared)."""
         from honcho.environ import parse_procfile
-        from honcho.manager import Manager
         from honcho.printer import Printer
+
+        from .formation import Formation
 
         python = shlex.quote(sys.executable)
         processes = [(name, _kept(name, command, python), self.env) for name, command in
@@ -230,7 +230,7 @@ class Stack:
             demo_env = dict(self.env, PUBLIC_BASE_URL=f"http://127.0.0.1:{self.port}",
                             AISTATS_DEMO_BATCHES=str(demo_count))
             processes.append(("demo", f"{python} -m aistats_hooks.launcher demo", demo_env))
-        manager = Manager(Printer(sys.stdout))
+        manager = Formation(Printer(sys.stdout), spared=[self.sandbox.pid] if self.sandbox else [])
         for name, command, env in processes:
             manager.add_process(name, command, env=dict(env), cwd=str(ROOT))
         return manager

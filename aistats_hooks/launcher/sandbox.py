@@ -84,7 +84,7 @@ def stop(proc: subprocess.Popen | None) -> None:
         return
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=2)  # it only writes its state file: Ctrl-C must end everything within 10 s
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
