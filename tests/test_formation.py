@@ -29,9 +29,9 @@ CHILD = textwrap.dedent("""
         os.setsid()
         if sys.argv[1] == "stubborn":
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print("grandchild", os.getpid(), flush=True)
+        os.write(1, b"grandchild %d\\n" % os.getpid())  # one write: lines never interleave
         time.sleep(600)
-    print("child", os.getpid(), flush=True)
+    os.write(1, b"child %d\\n" % os.getpid())
     time.sleep(600)
 """)
 
@@ -78,7 +78,7 @@ class Driven:
 def test_ctrl_c_ends_the_orphan_a_killed_child_left_holding_the_pipe(tmp_path):
     run = Driven(tmp_path, "plain", kill_after=120)
     try:
-        wait_for(lambda: run.pids("child") and run.pids("grandchild"), 30, "the child and grandchild started")
+        wait_for(lambda: run.pids("child") and run.pids("grandchild"), 30, "the child and grandchild started", run)
         first_child, orphan = run.pids("child")[0], run.pids("grandchild")[0]
         os.kill(first_child, signal.SIGKILL)  # as a newcomer's test kills a worker: the shell loop restarts it
         wait_for(lambda: len(run.pids("child")) == 2, 30, "the child was restarted")
@@ -98,7 +98,7 @@ def test_ctrl_c_ends_the_orphan_a_killed_child_left_holding_the_pipe(tmp_path):
 def test_a_second_ctrl_c_kills_what_ignores_sigterm(tmp_path):
     run = Driven(tmp_path, "stubborn", kill_after=600)
     try:
-        wait_for(lambda: run.pids("grandchild"), 30, "the grandchild started")
+        wait_for(lambda: run.pids("grandchild"), 30, "the grandchild started", run)
         os.kill(run.pids("child")[0], signal.SIGKILL)
         wait_for(lambda: len(run.pids("grandchild")) == 2, 30, "the child was restarted")
         run.proc.send_signal(signal.SIGINT)
