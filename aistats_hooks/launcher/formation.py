@@ -15,7 +15,8 @@ So this formation:
   orphaned anywhere below it is re-parented to the launcher instead of init,
   so every process the stack started stays findable under the launcher's pid;
 - stops in two steps: SIGTERM to each process's group and to every orphan
-  (once: a second SIGTERM makes RQ cold-stop mid-job), then SIGKILL to every
+  outside those groups (once: a second SIGTERM makes RQ cold-stop mid-job,
+  and a ``keep`` whose shell ended would forward it twice), then SIGKILL to every
   descendant still alive after ``KILL_AFTER`` seconds, or at once on a second
   Ctrl-C. Processes listed as ``spared`` (the sandbox, which the launcher stops
   after the workers) are left alone.
@@ -224,8 +225,10 @@ class Formation:
         return [pid for pid, (parent, state) in table.items() if parent == me and pid not in ours and state != "Z"]
 
     def _terminate_orphans(self, table: dict[int, tuple[int, str]]) -> None:
+        """SIGTERM each orphan once, unless its group had it already (a shell's child: ``keep`` forwards it)."""
+        groups = {proc.pid for proc in self.procs.values()}
         for pid in self._orphans(table):
-            if pid not in self.termed:
+            if pid not in self.termed and _group(pid) not in groups:
                 self.termed.add(pid)
                 self._say(f"sending SIGTERM to leftover pid {pid} ({describe(pid)})")
                 _signal(pid, signal.SIGTERM)
@@ -260,6 +263,13 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def _signal_group(pgid: int, sig: int) -> None:
