@@ -31,6 +31,7 @@ def validate(env: Mapping[str, str]) -> tuple[Settings, int]:
     settings = Settings.from_env(env)
     logs.level_from_env(env)
     port = int_setting(env, "PORT", DEFAULT_PORT, low=1, high=65535)
+    int_setting(env, "AISTATS_SANDBOX_PORT", 0, low=0, high=65535)
     int_setting(env, "AISTATS_DEMO_BATCHES", 0, low=0, high=50)
     int_setting(env, "WEB_CONCURRENCY", 2, low=1, high=64)
     return settings, port
