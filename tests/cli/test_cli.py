@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -250,7 +251,7 @@ def test_malformed_setting_is_one_line_exit_2(env):
 
 def test_redis_down_is_one_line_exit_1(env):
     line = one_line_error(run(env, "status", "b", REDIS_URL="redis://127.0.0.1:9/0"))
-    assert "redis unavailable" in line
+    assert "Redis is unreachable at redis://127.0.0.1:9/0 (REDIS_URL)" in line
 
 
 def test_config_masks_secrets(env):
@@ -290,3 +291,18 @@ def test_uploads_are_checked_and_the_model_comes_from_the_rows(env, store, tmp_p
     assert batch["model"] == "anthropic/claude-haiku-4-5"  # the rows' model, not a random one nor the default
     assert "openai_batch_completion_window_unsupported" in one_line_error(run(
         env, "create-batch", "--endpoint", "responses", "--input-file-id", file_id, "--completion-window", "3d"))
+
+
+# Every command that needs Redis: with Redis down, the line says so (issue 28, item 7), whatever else is unset.
+NEEDS_REDIS = (("list",), ("status", "b"), ("failed",), ("events", "b"), ("changes",), ("forwarding",),
+               ("alerts",), ("billing",), ("requeue", "--all"), ("reconcile", "b"), ("replay", "--batch", "b"),
+               ("forget", "b"), ("trigger", "completed"), ("archive", "b"))
+
+
+@pytest.mark.parametrize("args", NEEDS_REDIS, ids=lambda a: a[0])
+def test_redis_down_is_named_by_every_command(env, args, tmp_path):
+    # No webhook secret configured: trigger used to blame AISTATS_WEBHOOK_SECRET, which Redis would have supplied.
+    line = one_line_error(run(env, *args, REDIS_URL="redis://:pw@127.0.0.1:9/0", AISTATS_WEBHOOK_SECRET=None,
+                              AISTATS_ARCHIVE_URL=f"file://{tmp_path}"))
+    assert re.search(r"Redis is unreachable at redis://:\S+@127.0.0.1:9/0 \(REDIS_URL\): ConnectionError", line), line
+    assert ":pw@" not in line
