@@ -48,10 +48,13 @@ def data_dir(env: MutableMapping[str, str], base: Path | None) -> Path:
     return path
 
 
-def load(env: MutableMapping[str, str] | None = None) -> list[str]:
-    """Complete ``env`` (default ``os.environ``) from ``.env`` and a live session file; return notices to print."""
+def load(env: MutableMapping[str, str] | None = None, base: Path | None = None) -> list[str]:
+    """Complete ``env`` (default ``os.environ``) from ``.env`` and a live session file; return notices to print.
+
+    ``base`` is the checkout's folder (default: this one, when it is a checkout).
+    """
     env = os.environ if env is None else env
-    base = root()
+    base = root() if base is None else base
     if base is not None:
         apply_env_file(env, base / ".env")
     folder = data_dir(env, base)
