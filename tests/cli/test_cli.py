@@ -306,3 +306,30 @@ def test_redis_down_is_named_by_every_command(env, args, tmp_path):
                               AISTATS_ARCHIVE_URL=f"file://{tmp_path}"))
     assert re.search(r"Redis is unreachable at redis://:\S+@127.0.0.1:9/0 \(REDIS_URL\): ConnectionError", line), line
     assert ":pw@" not in line
+
+
+def test_version(env):
+    from aistats_hooks import __version__
+
+    result = run(env, "--version")
+    assert result.exit_code == 0 and result.stdout == f"aistats-hooks {__version__}\n"
+
+
+@pytest.mark.parametrize("port", ["abc", "0", "70000", "+80"])
+def test_a_malformed_port_is_one_line_exit_2(env, port):
+    line = one_line_error(run(env, "config", PORT=port), code=2)
+    assert line == f"aistats-hooks: configuration error: PORT: expected a whole number from 1 to 65535, got {port!r}"
+
+
+def test_the_web_process_refuses_a_malformed_port_at_start_up(env):
+    """gunicorn imports app.py, which reads the settings: PORT=abc is one line and exit 2, not a bind error."""
+    proc = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env={**os.environ, **env, "PORT": "abc"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "aistats-hooks: configuration error: PORT: expected a whole number from 1 to 65535, got 'abc'"]
+
+
+def test_config_shows_the_port(env):
+    result = run(env, "config", PORT="8123")
+    assert result.exit_code == 0 and "PORT=8123" in result.stdout
