@@ -109,7 +109,7 @@ def test_status_local_remote_and_unknown(env, store):
     lines = result.stdout.splitlines()
     # The sandbox answers create with `validating`: said beside our folded status, and where each field came from.
     assert lines[0] == f"{batch_id}  pending  (the gateway says 'validating')"
-    assert "  source: created here; the gateway has not been asked yet" in lines
+    assert "  source: created here; no retrieve from the gateway has succeeded yet" in lines
     record = json.loads(run(env, "status", batch_id, "--json").stdout)
     assert record == store.get(batch_id)
     assert record["tracked_at"].endswith("Z") and f"  tracked: {record['tracked_at']} (here)" in lines
