@@ -14,7 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-LOCK_FILE = "launcher.lock"
+from ..cli.envfiles import LOCK_FILE, held  # noqa: F401  (held: the CLI asks whether a run is live)
 
 
 class Locked(Exception):
@@ -55,17 +55,3 @@ def _owner(fd: int) -> int | None:
         return pid
     return None
 
-
-def held(data_dir: Path) -> bool:
-    """Tell whether a live launcher owns ``data_dir`` (a shared lock taken and released at once)."""
-    try:
-        fd = os.open(data_dir / LOCK_FILE, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing releases the shared lock, if taken
-    return False

@@ -16,7 +16,8 @@ from ..errors import ConfigError, HooksError
 from ..redis_conn import make_private
 from . import lock, output, sandbox
 from .demo import DEMO_PLANS, SANDBOX_SPEED
-from .environ import GENERATED, ROOT, SECRETS_FILE, load_or_create_secrets, port_in_use, read_env_file, validate, write_private
+from .environ import (GENERATED, ROOT, SECRETS_FILE, load_or_create_secrets, port_in_use, read_env_file, secret_lines,
+                      validate, write_private)
 
 PREFIX = "aistats-hooks:"
 SESSION_ENV_FILE = "launcher.env"
@@ -211,22 +212,7 @@ class Stack:
 
     def _describe_secrets(self, generated: list[str]) -> None:
         """Print generated secrets once; say truthfully where every other one came from."""
-        kept_in = self.data_dir / SECRETS_FILE
-        for name in generated:
-            self.banner.append(f"  {name}={self.env[name]}  (generated now, kept in {kept_in})")
-        sources: dict[str, list[str]] = {}
-        for name in GENERATED:
-            if name in generated:
-                continue
-            if name in self.from_file:
-                source = f"from {self.from_file[name]}"
-            elif os.environ.get(name, "").strip():
-                source = "from the environment"
-            else:
-                source = f"kept from {kept_in}"
-            sources.setdefault(source, []).append(name)
-        for source, names in sources.items():
-            self.banner.append(f"  {', '.join(names)}: {source}")
+        self.banner += secret_lines(self.env, generated, self.from_file, os.environ, self.data_dir / SECRETS_FILE)
 
     def _write_session(self) -> Path:
         """Write what the launcher filled in, for a CLI in another shell; return the file."""

@@ -67,3 +67,13 @@ def test_the_cli_says_it_ignores_a_stale_session_and_works_on(tmp_path):
     assert result.stderr.splitlines()[0] == (f"aistats-hooks: ignoring {data / 'launcher.env'}: the make run that "
                                              "wrote it is no longer running (start it again, or set REDIS_URL)")
     assert "Traceback" not in result.stderr
+
+
+def test_the_parser_is_honchos():
+    """The installed package has no honcho: its copy must read every line as honcho 2.0 does."""
+    from honcho.environ import parse as honcho_parse
+
+    content = ("A=1\nB = two words\nC='quoted # not a comment'\nD=\"x\\\\ny\"\nE=\n# F=commented\nexport G=1\n"
+               "H=a=b\n1BAD=x\nI=x # trailing\nJ=tab\\\\tend\nK=\"a b\" c\n")
+    assert envfiles.parse(content) == honcho_parse(content)
+    assert envfiles.parse(content)["A"] == "1" and "E" not in envfiles.parse(content)
