@@ -136,6 +136,9 @@ class Formation:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            for proc in self.procs.values():  # only after an unexpected error: nothing may outlive the launcher
+                if proc.poll() is None:
+                    _signal_group(proc.pid, signal.SIGKILL)
             for reader in self.readers:
                 reader.join(timeout=1)
             self._print_lines(timeout=0)
