@@ -144,6 +144,7 @@ class Settings:
     reconcile_concurrency: int = 32
     upstream_rps: int = 0
     data_dir: str = ".data"
+    port: int = 8000  # the web process's (gunicorn binds ${PORT:-8000}); checked here so a typo is one line
     metrics_public: bool = False
     debounce_ms: int = 1000
     compact_events: bool = True
@@ -222,6 +223,7 @@ class Settings:
             reconcile_concurrency=int_setting(env, "AISTATS_RECONCILE_CONCURRENCY", 32, low=1, high=128),
             upstream_rps=int_setting(env, "AISTATS_UPSTREAM_RPS", 0, low=0, high=100_000),
             data_dir=env.get("AISTATS_DATA_DIR", "").strip() or ".data",
+            port=int_setting(env, "PORT", 8000, low=1, high=65535),
             metrics_public=_bool(env, "METRICS_PUBLIC"),
             # A follow-up reconcile within this window after a retrieve waits for its end.
             debounce_ms=int_setting(env, "AISTATS_DEBOUNCE_MS", 1000, low=0, high=60000),

@@ -20,6 +20,23 @@ from rq.results import Result
 from . import job_queues
 from .timestamps import iso
 
+# What a person does about a failed reconcile, by the kind of its error (``kind_of``).
+NEXT_STEPS = {
+    "key_refused": "the gateway refused AISTATS_API_KEY: fix the key, restart the workers, "
+                   "then requeue (`aistats-hooks requeue --all`, or Requeue on the dashboard)",
+    "payment": "the gateway wants payment (402): add funds to the workspace, then requeue",
+    "upstream": "the gateway was unreachable or rate-limited through every retry: requeue once it answers",
+    "other": "read the error; requeue once its cause is fixed",
+}
+_KINDS = {"AuthenticationError": "key_refused", "PermissionDeniedError": "key_refused",
+          "PaymentRequiredError": "payment", "UpstreamUnavailable": "upstream", "RateLimitError": "upstream"}
+
+
+def kind_of(error: str | None) -> str:
+    """Return the kind of a failure from its last line (``module.ClassName: message``)."""
+    name = (error or "").split(":", 1)[0].strip().rsplit(".", 1)[-1]
+    return _KINDS.get(name, "other")
+
 
 def count(queue: Queue) -> int:
     """Return how many jobs wait in the failed registries of ``queue`` and its side queues."""
@@ -44,15 +61,31 @@ def describe(job: Job) -> dict[str, Any]:
     # workers.jobs.count_failure keeps the count (RQ's exception retries keep none).
     failures = int(job.meta.get("failures") or 0) if isinstance(job.meta, dict) else 0
     args = job.args if isinstance(job.args, (list, tuple)) else ()
+    last = error.strip().splitlines()[-1] if error and error.strip() else None
+    kind = kind_of(last)
+    attempts = max(failures, 1)
     return {
         "job_id": job.id,
         "function": job.func_name,
         "batch_id": args[0] if args and isinstance(args[0], str) else None,
-        "error": error.strip().splitlines()[-1] if error and error.strip() else None,
-        "attempts": max(failures, 1),
+        "error": last,
+        "attempts": attempts,
+        # Said as it happened: one attempt of an error no retry can fix is not "every retry".
+        "summary": f"failed after {attempts} attempt{'s' if attempts != 1 else ''}"
+                   + (" (not retried: retrying cannot fix this)" if kind in ("key_refused", "payment") else ""),
+        "kind": kind,
+        "next_step": NEXT_STEPS[kind],
         "failed_at": iso(job.ended_at.timestamp()) if job.ended_at else None,
         "enqueued_at": iso(job.enqueued_at.timestamp()) if job.enqueued_at else None,
     }
+
+
+def for_batch(queue: Queue, batch_id: str, *, scan: int = 1000) -> dict[str, Any] | None:
+    """Return the newest failed job about ``batch_id`` among the newest ``scan`` ones, or None."""
+    for job in failed_jobs(queue, limit=scan):
+        if job["batch_id"] == batch_id:
+            return job
+    return None
 
 
 def requeue(queue: Queue, job_id: str) -> bool:

@@ -72,9 +72,9 @@ def _pgid(pid: int) -> int | None:
 class Launched:
     """The launcher as a subprocess, its output collected by a thread."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], args: tuple[str, ...] = ("--no-env-file",)) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aistats_hooks.launcher", "--no-env-file"], cwd=ROOT, env=env,
+            [sys.executable, "-m", "aistats_hooks.launcher", *args], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         self.lines: list[str] = []

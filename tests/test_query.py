@@ -125,3 +125,13 @@ def test_billing_summary_groups_and_ranges(client, store):
 def test_billing_summary_bad_parameters(client, query):
     resp = client.get(f"/billing/summary?{query}")
     assert resp.status_code == 400 and resp.json["error"] == "bad_request"
+
+
+def test_internal_bookkeeping_stays_out_of_the_api(client, store):
+    """`announced` (what transitions were last computed from) is the store's, not the API's (issue 28, item 10)."""
+    put(store, "b-internal")
+    assert "announced" in store.get("b-internal")  # the store keeps it
+    one = client.get("/batches/b-internal").json
+    assert one["id"] == "b-internal" and "announced" not in one
+    listed = [b for b in client.get("/batches").json["data"] if b["id"] == "b-internal"]
+    assert listed and "announced" not in listed[0]

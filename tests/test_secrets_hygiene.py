@@ -78,7 +78,7 @@ def test_config_masks_the_redis_password_and_lists_every_setting(clean_env):
         for secret in [PASSWORD, *(v for k, v in env.items() if k not in plain)]:
             assert secret not in output
     assert "REDIS_URL=redis://default:***@127.0.0.1:6399/0" in text.output
-    assert shown["AISTATS_SWEEP_INTERVAL"] == 45 and shown["PORT"] == "8123"
+    assert shown["AISTATS_SWEEP_INTERVAL"] == 45 and shown["PORT"] == 8123  # a setting now: checked, a number
     assert shown["AISTATS_WEBHOOK_SECRET"] == "1 configured" and shown["QUERY_API_TOKEN"] == "set"
     # Every documented variable, and every Settings field through its variable: nothing left out.
     documented = documented_defaults()

@@ -7,14 +7,18 @@ itself when it queued something (aistats_hooks.discovery). ``QuietTicks``
 drops the cron's own "Enqueued job discover" line, every second, likewise.
 A job that raised a transient gateway error (``RateLimitError``,
 ``UpstreamUnavailable``: RQ retries it) is logged at WARNING as one line,
-without the traceback; any other exception keeps RQ's ERROR and traceback,
-because that one is a bug or a failure that needs a person.
+without the traceback. A refused API key (401/403: ``AuthenticationError``)
+is one ERROR line saying what to do, without the traceback: it is not a bug,
+and every job fails the same way until a person fixes the key. Any other
+exception keeps RQ's ERROR and traceback, because that one is a bug or a
+failure that needs a person.
 """
 
 from __future__ import annotations
 
 import logging
 
+from aistats_hooks import dead_letters
 from aistats_hooks.errors import AIStatsError
 
 _TRANSIENT = tuple(sorted(cls.__name__ for cls in (*AIStatsError.__subclasses__(),
@@ -53,6 +57,10 @@ def _soften_transient(record: logging.LogRecord) -> None:
         return
     worker, job_id, func, exc_string = args
     last = str(exc_string).strip().splitlines()[-1] if str(exc_string).strip() else ""
+    if dead_letters.kind_of(last) == "key_refused":
+        record.msg, record.args = "job %s (%s): %s; %s", (job_id, func, last, dead_letters.NEXT_STEPS["key_refused"])
+        record.exc_info = record.exc_text = None
+        return
     if last.split(":", 1)[0].rsplit(".", 1)[-1] not in _TRANSIENT:
         return
     record.levelno, record.levelname = logging.WARNING, "WARNING"

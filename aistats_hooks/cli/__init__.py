@@ -2,7 +2,9 @@
 
 Commands talk to the same Redis as the service (``REDIS_URL``, or the
 embedded one under ``AISTATS_DATA_DIR``) and to the gateway through the
-project's SDK. Every setting comes from the environment, as for the service.
+project's SDK. Every setting comes from the environment, completed as the
+Procfile's processes get it: ``.env``, then a running ``make run``'s session
+file (see ``envfiles``).
 
 Errors print one line on stderr and exit non-zero: 2 for a configuration
 error, 1 for anything else (a gateway error, a usage error, Redis down).
@@ -24,13 +26,14 @@ import sys
 
 import click
 
-from .. import logs
-from . import (alerts_cmd, archive_cmd, batches, config_cmd, endpoints, failed_cmd, forwarding_cmd, reconcile_cmd, records_cmd, results_cmd,
+from .. import __version__, logs
+from . import (alerts_cmd, envfiles, archive_cmd, batches, config_cmd, endpoints, failed_cmd, forwarding_cmd, reconcile_cmd, records_cmd, results_cmd,
                transitions_cmd, trigger)
 from .core import HooksCLI, Resources
 
 
 @click.group(cls=HooksCLI, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="aistats-hooks", message="%(prog)s %(version)s")
 @click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 def cli(ctx: click.Context, json_output: bool) -> None:
@@ -54,7 +57,9 @@ for _module in (batches, records_cmd, results_cmd, endpoints, reconcile_cmd, fai
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return its exit status."""
+    """Run the CLI with ``.env`` and a running ``make run``'s session file applied; return its exit status."""
+    for notice in envfiles.load():
+        click.echo(f"aistats-hooks: {notice}", err=True)
     return cli.main(args=argv, prog_name="python -m aistats_hooks", standalone_mode=False)
 
 

@@ -116,7 +116,7 @@ def upload(res: Resources, file: str, purpose: str) -> None:
 _SOURCES = {
     "retrieve": "the gateway's retrieve (the truth)",
     "webhook_payload": "a webhook payload (provisional: the next retrieve wins)",
-    "tracked": "created here; the gateway has not been asked yet",
+    "tracked": "created here; no retrieve from the gateway has succeeded yet",
 }
 
 
@@ -173,7 +173,31 @@ def status(res: Resources, batch_id: str, remote: bool) -> None:
     record = res.store.get(batch_id)
     if record is None:
         raise CommandError(f"no batch {batch_id!r} is known here (try --remote)")
-    emit(res, record, _describe(record))
+    lines = _describe(record)
+    failure = _failed_reconcile(res, record)
+    if failure is not None:
+        record = {**record, "failed_reconcile": failure}
+        lines += _failure_lines(failure)
+    emit(res, record, lines)
+
+
+_SAID = {"key_refused": "the gateway refused the API key", "payment": "the gateway wants payment",
+         "upstream": "the gateway could not be reached", "other": "the reconcile failed"}
+
+
+def _failed_reconcile(res: Resources, record: dict) -> dict | None:
+    """The failed reconcile of a batch no retrieve has confirmed yet (what the gateway answered instead)."""
+    if record.get("source") == "retrieve":
+        return None
+    from .. import dead_letters
+
+    return dead_letters.for_batch(res.store.queue, str(record.get("id")))
+
+
+def _failure_lines(failure: dict) -> list[str]:
+    return [f"  gateway: {_SAID.get(failure.get('kind'), 'the reconcile failed')}: {failure.get('error')} "
+            f"({failure.get('summary')}, {failure.get('failed_at')}; job {failure.get('job_id')})",
+            f"  next: {failure.get('next_step')}"]
 
 
 @click.command()

@@ -11,7 +11,7 @@ import click
 from redis.exceptions import RedisError
 
 from .. import logs
-from ..config import EXIT_CONFIG, Settings, config_error_message
+from ..config import EXIT_CONFIG, Settings, config_error_message, mask_url
 from ..delivery import EVENT_FAMILIES, EVENT_KINDS
 from ..errors import AIStatsError, ConfigError, HooksError
 
@@ -124,7 +124,7 @@ class HooksCLI(click.Group):
         except AIStatsError as exc:
             return f"gateway error ({type(exc).__name__}): {exc}", EXIT_ERROR
         except RedisError as exc:
-            return f"redis unavailable: {type(exc).__name__}: {exc}", EXIT_ERROR
+            return redis_failure(exc), EXIT_ERROR
         except HooksError as exc:
             return f"{type(exc).__name__}: {exc}", EXIT_ERROR
         except (ValueError, OSError) as exc:
@@ -132,6 +132,25 @@ class HooksCLI(click.Group):
         except KeyboardInterrupt:
             return "interrupted", 130
         return rv if isinstance(rv, int) else 0
+
+
+def redis_failure(exc: RedisError) -> str:
+    """One line naming the Redis the CLI tried and why it failed: unreachable is said as such."""
+    import os
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    if os.environ.get("REDIS_SENTINELS", "").strip():
+        where = f"through the Sentinels {os.environ['REDIS_SENTINELS'].strip()}"
+    elif os.environ.get("REDIS_URL", "").strip():
+        where = f"at {mask_url(os.environ['REDIS_URL'].strip())} (REDIS_URL)"
+    else:
+        where = "(the embedded one under AISTATS_DATA_DIR)"
+    if isinstance(exc, (RedisConnectionError, RedisTimeout)):
+        return (f"Redis is unreachable {where}: {type(exc).__name__}: {exc} "
+                "(is make run, or that Redis, running?)")
+    return f"Redis {where} failed: {type(exc).__name__}: {exc}"
 
 
 def _fail(message: str, code: int, *, as_json: bool = False) -> int:

@@ -15,7 +15,13 @@ from .core import CommandError, Resources, emit, json_option, pass_res
 def _row(job: dict) -> str:
     """Return one failed job as a line: when, job, batch, attempts, error."""
     return (f"{job.get('failed_at') or '-'}  {job['job_id']}  {job.get('batch_id') or job.get('function')}  "
-            f"attempts={job.get('attempts')}  {job.get('error') or '(no error recorded)'}")
+            f"{job.get('summary') or 'attempts=' + str(job.get('attempts'))}  {job.get('error') or '(no error recorded)'}")
+
+
+def next_steps(jobs: list[dict]) -> list[str]:
+    """One line per kind of failure among ``jobs``: what to do about it."""
+    steps = dict.fromkeys(job["next_step"] for job in jobs if job.get("next_step"))
+    return [f"next: {step}" for step in steps]
 
 
 @click.command()
@@ -30,6 +36,7 @@ def failed(res: Resources, limit: int) -> None:
     lines = [_row(job) for job in jobs] or ["no failed jobs"]
     if total > len(jobs):
         lines.append(f"({total - len(jobs)} older not shown; --limit)")
+    lines += next_steps(jobs)
     emit(res, {"count": total, "data": jobs}, lines)
 
 

@@ -89,10 +89,8 @@ def signing_secret(res: Resources) -> str:
         return settings.webhook_secrets[0]
     from .. import endpoint_secrets
 
-    try:
-        return endpoint_secrets.newest(res.store.redis, settings.key_prefix) or ""
-    except RedisError:
-        return ""
+    # Redis down propagates: "Redis is unreachable", not a missing AISTATS_WEBHOOK_SECRET (the secret is there).
+    return endpoint_secrets.newest(res.store.redis, settings.key_prefix) or ""
 
 
 def _headers(settings: Settings, event: dict, body: bytes, secret: str = "") -> dict[str, str]:
@@ -166,18 +164,21 @@ def trigger(res: Resources, event_type: str, batch_id: str | None, url: str | No
     if synthetic and not keep:
         result["forgotten"] = _forget_when_done(res, batch_id, wait_seconds)
         lines.append(f"{batch_id} forgotten" if result["forgotten"] else
+                     f"{batch_id} not forgotten: Redis is unreachable; later: forget {batch_id}"
+                     if result["forgotten"] is None else
                      f"{batch_id} is still queued (is a worker running?); later: forget {batch_id}")
     emit(res, result, lines)
 
 
-def _forget_when_done(res: Resources, batch_id: str, wait_seconds: float) -> bool:
-    """Forget the made-up batch once no reconcile of it is queued or running; tell whether it was."""
+def _forget_when_done(res: Resources, batch_id: str, wait_seconds: float) -> bool | None:
+    """Forget the made-up batch once no reconcile of it is queued or running; tell whether it was (None: Redis
+    is unreachable)."""
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
             outcome = res.store.forget(batch_id).outcome
         except RedisError:
-            return False
+            return None
         if outcome in ("forgotten", "unknown"):
             return True
         if outcome != "busy" or time.monotonic() >= deadline:

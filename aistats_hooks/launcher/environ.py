@@ -31,19 +31,17 @@ def validate(env: Mapping[str, str]) -> tuple[Settings, int]:
     settings = Settings.from_env(env)
     logs.level_from_env(env)
     port = int_setting(env, "PORT", DEFAULT_PORT, low=1, high=65535)
+    int_setting(env, "AISTATS_SANDBOX_PORT", 0, low=0, high=65535)
     int_setting(env, "AISTATS_DEMO_BATCHES", 0, low=0, high=50)
     int_setting(env, "WEB_CONCURRENCY", 2, low=1, high=64)
     return settings, port
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Read a ``.env`` file (KEY=value lines) the way honcho does."""
-    from honcho.environ import parse
+    """Read a ``.env`` file (KEY=value lines) the way honcho does (one parser with the CLI: ``cli.envfiles``)."""
+    from ..cli.envfiles import read_env_file as read
 
-    try:
-        return parse(path.read_text())
-    except FileNotFoundError:
-        return {}
+    return read(path)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -83,6 +81,24 @@ def load_or_create_secrets(data_dir: Path, env: dict[str, str]) -> list[str]:
     if generated:
         write_private(path, json.dumps(kept, indent=2) + "\n")
     return generated
+
+
+def secret_lines(env: Mapping[str, str], generated: list[str], from_file: Mapping[str, str],
+                 exported: Mapping[str, str], kept_in: Path) -> list[str]:
+    """The banner's lines about the secrets: a generated one shown once, every other one's true source."""
+    lines = [f"  {name}={env[name]}  (generated now, kept in {kept_in})" for name in generated]
+    sources: dict[str, list[str]] = {}
+    for name in GENERATED:
+        if name in generated:
+            continue
+        if name in from_file:
+            source = f"from {from_file[name]}"
+        elif exported.get(name, "").strip():
+            source = "from the environment"
+        else:
+            source = f"kept from {kept_in}"
+        sources.setdefault(source, []).append(name)
+    return lines + [f"  {', '.join(names)}: {source}" for source, names in sources.items()]
 
 
 def write_private(path: Path, text: str) -> None:

@@ -4,11 +4,13 @@ Stock ``rq worker`` and ``rq cron`` exit when Redis goes away, and honcho
 stops every process when one exits; a PaaS or systemd would restart them, so
 ``make run`` wraps them in this small supervisor instead. A clean exit (0),
 a configuration error (2) or a stop signal ends it; any other exit restarts
-CMD after a pause that grows to ``MAX_PAUSE`` seconds.
+CMD after a pause that grows to ``MAX_PAUSE`` seconds. Whatever an ended CMD
+left behind in its process group (a killed worker's scheduler) is stopped.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -38,6 +40,7 @@ def supervise(argv: list[str], *, pause: float = 1.0) -> int:
         # (honcho signals our group; a second SIGTERM would make RQ cold-stop mid-job).
         child = subprocess.Popen(argv, start_new_session=True)
         code = child.wait()
+        _end_leftovers(child.pid)
         if stopping or code in FINAL_CODES:
             return code
         print(f"aistats-hooks: {argv[0]} exited with {code}; restarting in {pause:g}s", file=sys.stderr, flush=True)
@@ -45,6 +48,18 @@ def supervise(argv: list[str], *, pause: float = 1.0) -> int:
         if stopping:
             return code
         pause = min(pause * 2, MAX_PAUSE)
+
+
+def _end_leftovers(pgid: int) -> None:
+    """SIGTERM what the ended child left in its group: a killed ``rq worker``'s scheduler child.
+
+    Left alone it would keep the scheduler lock from the restarted worker and
+    outlive the stack (see ``aistats_hooks.launcher.formation``).
+    """
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

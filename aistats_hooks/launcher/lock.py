@@ -14,7 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-LOCK_FILE = "launcher.lock"
+from ..cli.envfiles import LOCK_FILE, held  # noqa: F401  (held: the CLI asks whether a run is live)
 
 
 class Locked(Exception):
@@ -54,3 +54,4 @@ def _owner(fd: int) -> int | None:
     except PermissionError:  # alive, another user's
         return pid
     return None
+

@@ -16,7 +16,8 @@ from ..errors import ConfigError, HooksError
 from ..redis_conn import make_private
 from . import lock, output, sandbox
 from .demo import DEMO_PLANS, SANDBOX_SPEED
-from .environ import GENERATED, ROOT, SECRETS_FILE, load_or_create_secrets, port_in_use, read_env_file, validate, write_private
+from .environ import (GENERATED, ROOT, SECRETS_FILE, load_or_create_secrets, port_in_use, read_env_file, secret_lines,
+                      validate, write_private)
 
 PREFIX = "aistats-hooks:"
 SESSION_ENV_FILE = "launcher.env"
@@ -37,19 +38,22 @@ def _error(message: str, code: int = 1) -> int:
     return code
 
 
-def _read_env(args: argparse.Namespace) -> dict[str, str]:
-    """Return the environment, completed by the ``.env`` file (the environment wins)."""
+def _read_env(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
+    """Return the environment updated by the ``.env`` file (the file wins, as honcho 2.0 applies it; the CLI
+    too), and where each name the file set came from."""
     env = dict(os.environ)
-    if not args.no_env_file:
-        for name, value in read_env_file(Path(args.env_file or ROOT / ".env")).items():
-            env.setdefault(name, value)
-    return env
+    if args.no_env_file:
+        return env, {}
+    path = Path(args.env_file or ROOT / ".env")
+    from_file = read_env_file(path)
+    env.update(from_file)
+    return env, {name: str(path) for name in from_file}
 
 
 def run(args: argparse.Namespace) -> int:
     """Start everything, run until a signal or a process exits, stop everything."""
     output.protect()  # a closed stdout (make run | head) must not stop half the stack
-    env = _read_env(args)
+    env, from_file = _read_env(args)
     try:
         settings, port = validate(env)
     except ConfigError as exc:
@@ -60,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
     bind_host = env.setdefault("BIND_HOST", "127.0.0.1")
     if port_in_use(bind_host, port):
         return _error(f"port {port} on {bind_host} is in use: set PORT to a free port")
-    stack = Stack(env, settings, port)
+    sandbox_port = int_setting(env, "AISTATS_SANDBOX_PORT", 0, low=0, high=65535)
+    if sandbox_port and not settings.api_key and port_in_use("127.0.0.1", sandbox_port):
+        return _error(f"AISTATS_SANDBOX_PORT {sandbox_port} on 127.0.0.1 is in use: set it to a free port "
+                      "(or unset it: a free one is picked)")
+    stack = Stack(env, settings, port, from_file)
     try:
         owner = lock.acquire(stack.data_dir)  # held until this process exits
     except lock.Locked as exc:
@@ -70,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
         stack.prepare()
         manager = stack.manager(procfile)
         _restore(previous)
-        manager.loop()  # honcho handles SIGINT/SIGTERM from here: it stops every process
-        code = manager.returncode or 0
+        code = manager.loop()  # the formation handles SIGINT/SIGTERM from here: it stops every process
         # Stopped by Ctrl-C or SIGTERM, as asked: that is a clean exit.
         return 0 if code in (130, 143) else code
     except (_Stop, KeyboardInterrupt):
@@ -94,8 +101,10 @@ def _restore(handlers: dict) -> None:
 class Stack:
     """The processes of one ``make run``, and what the launcher filled in for them."""
 
-    def __init__(self, env: dict[str, str], settings: Settings, port: int) -> None:
+    def __init__(self, env: dict[str, str], settings: Settings, port: int,
+                 from_file: dict[str, str] | None = None) -> None:
         self.env, self.settings, self.port = env, settings, port
+        self.from_file = from_file or {}  # name -> the .env file that set it
         data_dir = Path(settings.data_dir)
         self.data_dir = data_dir if data_dir.is_absolute() else Path.cwd() / data_dir
         make_private(str(self.data_dir))  # 0700: secrets, the AOF (raw bodies, signatures)
@@ -123,9 +132,12 @@ class Stack:
             self.supplied["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{self.port}"
         self.env.update(self.supplied)
         self._ensure_endpoint()
+        web = f"http://{_url_host(self.env['BIND_HOST'])}:{self.port}"
         self.banner += [
-            f"  Web       http://{self.env['BIND_HOST']}:{self.port}  (webhooks: POST /webhooks/aistats)",
+            f"  Web       {web}  (webhooks: POST /webhooks/aistats)",
             f"  Public    {self.env['PUBLIC_BASE_URL']}",
+            f"  Dashboard {web}/dashboard  (log in with QUERY_API_TOKEN; `grep QUERY_API_TOKEN "
+            f"{self.data_dir / SESSION_ENV_FILE}` shows it)",
         ]
         self._describe_secrets(generated)
         session = self._write_session()
@@ -156,7 +168,8 @@ class Stack:
         if self.settings.api_key:
             self.banner.append(f"  Upstream  {self.settings.base_url}")
             return
-        key, self.sandbox_port, reused = sandbox.key_and_port(self.data_dir)
+        wanted = int_setting(self.env, "AISTATS_SANDBOX_PORT", 0, low=0, high=65535)
+        key, self.sandbox_port, reused = sandbox.key_and_port(self.data_dir, wanted)
         self.supplied.update(AISTATS_API_KEY=key, AISTATS_BASE_URL=f"http://127.0.0.1:{self.sandbox_port}/v1")
         self.env["AISTATS_SANDBOX_API_KEY"] = key
         # Endpoint management takes only a management key; the CLI and the stack's endpoint setup get it.
@@ -198,13 +211,8 @@ class Stack:
                            + (", kept from the last run)" if reused else ")"))
 
     def _describe_secrets(self, generated: list[str]) -> None:
-        """Print generated secrets once; say where kept ones came from."""
-        kept_in = self.data_dir / SECRETS_FILE
-        for name in generated:
-            self.banner.append(f"  {name}={self.env[name]}  (generated now, kept in {kept_in})")
-        kept = [n for n in GENERATED if n in self.supplied and n not in generated]
-        if kept:
-            self.banner.append(f"  {' and '.join(kept)}: kept from {kept_in}")
+        """Print generated secrets once; say truthfully where every other one came from."""
+        self.banner += secret_lines(self.env, generated, self.from_file, os.environ, self.data_dir / SECRETS_FILE)
 
     def _write_session(self) -> Path:
         """Write what the launcher filled in, for a CLI in another shell; return the file."""
@@ -212,14 +220,17 @@ class Stack:
         session = dict(self.supplied, PORT=str(self.port), AISTATS_DATA_DIR=str(self.data_dir))
         if self.env.get("QUERY_API_TOKEN"):  # the hints' curl reads it from here, whatever set it
             session["QUERY_API_TOKEN"] = self.env["QUERY_API_TOKEN"]
+        # What the stack runs, so `handlers` in another shell reports it (an empty value: none).
+        session["AISTATS_HANDLERS"] = self.env.get("AISTATS_HANDLERS", "").strip()
         write_private(path, "".join(f"{k}={v}\n" for k, v in session.items()))
         return path
 
     def manager(self, procfile: Path):
-        """Return a honcho manager of the Procfile's processes, plus the sandbox and the demo."""
+        """Return the formation of the Procfile's processes, plus the demo (the sandbox runs beside it, spared)."""
         from honcho.environ import parse_procfile
-        from honcho.manager import Manager
         from honcho.printer import Printer
+
+        from .formation import Formation
 
         python = shlex.quote(sys.executable)
         processes = [(name, _kept(name, command, python), self.env) for name, command in
@@ -230,7 +241,7 @@ class Stack:
             demo_env = dict(self.env, PUBLIC_BASE_URL=f"http://127.0.0.1:{self.port}",
                             AISTATS_DEMO_BATCHES=str(demo_count))
             processes.append(("demo", f"{python} -m aistats_hooks.launcher demo", demo_env))
-        manager = Manager(Printer(sys.stdout))
+        manager = Formation(Printer(sys.stdout), spared=[self.sandbox.pid] if self.sandbox else [])
         for name, command, env in processes:
             manager.add_process(name, command, env=dict(env), cwd=str(ROOT))
         return manager
@@ -240,6 +251,11 @@ class Stack:
         if self.embedded_url:
             stop_embedded(self.embedded_url)
             print(f"{PREFIX} embedded Redis stopped", flush=True)
+
+
+def _url_host(host: str) -> str:
+    """The host to print in a URL: a wildcard bind is reached on the loopback."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else (f"[{host}]" if ":" in host else host)
 
 
 def _kept(name: str, command: str, python: str) -> str:

@@ -5,8 +5,9 @@ stack's managed endpoint id; ``.data/sandbox-state.pickle`` keeps its batches,
 files and endpoints (written by the sandbox itself, see
 ``aistats_hooks.sandbox.persist``). A restarted stack therefore talks to a
 gateway that still knows every batch of the previous run, so nothing it
-tracked turns ``not_found``. The port is reused when free (the CLI's session
-file then stays right), else a new one is picked.
+tracked turns ``not_found``. The port is ``AISTATS_SANDBOX_PORT`` when set;
+else the last one, when free (the CLI's session file then stays right); else a
+new one is picked.
 
 The sandbox runs outside honcho, in its own session, writing to
 ``.data/sandbox.log``: the terminal's Ctrl-C does not reach it (it is stopped
@@ -43,15 +44,18 @@ def keep(data_dir: Path, **values: object) -> None:
     write_private(data_dir / SANDBOX_FILE, json.dumps(dict(kept(data_dir), **values), indent=2) + "\n")
 
 
-def key_and_port(data_dir: Path) -> tuple[str, int, bool]:
-    """Return the sandbox's API key and port, kept from the last run when possible, and whether they were."""
+def key_and_port(data_dir: Path, wanted: int = 0) -> tuple[str, int, bool]:
+    """Return the sandbox's API key and port (``wanted``, else kept from the last run when free, else a free one)
+    and whether the key was kept."""
     previous = kept(data_dir)
     key = previous.get("api_key")
     reused = isinstance(key, str) and key.startswith("sk_sandbox_")
     if not reused:
         key = "sk_sandbox_" + secrets.token_hex(16)
     port = previous.get("port")
-    if not isinstance(port, int) or not 1024 <= port <= 65535 or port_in_use("127.0.0.1", port):
+    if wanted:
+        port = wanted  # the launcher checked that it is free
+    elif not isinstance(port, int) or not 1024 <= port <= 65535 or port_in_use("127.0.0.1", port):
         port = free_port()
     keep(data_dir, api_key=key, port=port)
     return key, port, reused
@@ -84,7 +88,7 @@ def stop(proc: subprocess.Popen | None) -> None:
         return
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=2)  # it only writes its state file: Ctrl-C must end everything within 10 s
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

@@ -101,7 +101,9 @@ SPEC: dict = {
                 "data": {"type": "array", "items": {"type": "object", "required": ["job_id"], "properties": {
                     "job_id": {"type": "string"}, "function": _NULLABLE_STR, "batch_id": _NULLABLE_STR,
                     "error": _NULLABLE_STR, "attempts": {"type": "integer"}, "failed_at": _NULLABLE_STR,
-                    "enqueued_at": _NULLABLE_STR}}}}},
+                    "enqueued_at": _NULLABLE_STR, "summary": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["key_refused", "payment", "upstream", "other"]},
+                    "next_step": {"type": "string"}}}}}},
             "ForwardingMessages": {"type": "object", "required": ["data", "destinations"], "properties": {
                 "destinations": {"type": "array", "items": {"type": "object", "properties": {
                     "url": {"type": "string"}, "disabled": {"type": "boolean"}}}},

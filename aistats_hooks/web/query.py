@@ -17,6 +17,14 @@ from .errors import error
 bp = Blueprint("query", __name__)
 _STATUSES = {s.value for s in BatchStatus}
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Bookkeeping the store keeps on a record that is no part of the API: ``announced`` is the state the last
+# transitions were computed from (transitions.py); GET /changes is the public view of what it drives.
+INTERNAL_FIELDS = frozenset({"announced"})
+
+
+def public(record: dict) -> dict:
+    """Return ``record`` without its internal bookkeeping."""
+    return {k: v for k, v in record.items() if k not in INTERNAL_FIELDS}
 
 
 @bp.get("/batches/<batch_id>")
@@ -30,7 +38,7 @@ def get_batch(batch_id: str):
     archived = archiving.read_state(store.redis, store.keys, batch_id)
     if archived is not None:  # {url, status, files}: where its result files are kept (archive.py)
         record = {**record, "archive": archived}
-    return jsonify(record)
+    return jsonify(public(record))
 
 
 @bp.get("/batches/<batch_id>/events")
@@ -68,7 +76,7 @@ def list_batches():
         limit=count,
         cursor=cursor,
     )
-    return jsonify(page)
+    return jsonify({**page, "data": [public(record) for record in page["data"]]})
 
 
 @bp.get("/billing/summary")

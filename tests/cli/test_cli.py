@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -108,7 +109,7 @@ def test_status_local_remote_and_unknown(env, store):
     lines = result.stdout.splitlines()
     # The sandbox answers create with `validating`: said beside our folded status, and where each field came from.
     assert lines[0] == f"{batch_id}  pending  (the gateway says 'validating')"
-    assert "  source: created here; the gateway has not been asked yet" in lines
+    assert "  source: created here; no retrieve from the gateway has succeeded yet" in lines
     record = json.loads(run(env, "status", batch_id, "--json").stdout)
     assert record == store.get(batch_id)
     assert record["tracked_at"].endswith("Z") and f"  tracked: {record['tracked_at']} (here)" in lines
@@ -250,7 +251,7 @@ def test_malformed_setting_is_one_line_exit_2(env):
 
 def test_redis_down_is_one_line_exit_1(env):
     line = one_line_error(run(env, "status", "b", REDIS_URL="redis://127.0.0.1:9/0"))
-    assert "redis unavailable" in line
+    assert "Redis is unreachable at redis://127.0.0.1:9/0 (REDIS_URL)" in line
 
 
 def test_config_masks_secrets(env):
@@ -291,3 +292,45 @@ def test_uploads_are_checked_and_the_model_comes_from_the_rows(env, store, tmp_p
     assert (batch["provider"], batch["type"]) == ("anthropic", "message_batch")
     assert "openai_batch_completion_window_unsupported" in one_line_error(run(
         env, "create-batch", "--endpoint", "responses", "--input-file-id", file_id, "--completion-window", "3d"))
+
+
+# Every command that needs Redis: with Redis down, the line says so (issue 28, item 7), whatever else is unset.
+NEEDS_REDIS = (("list",), ("status", "b"), ("failed",), ("events", "b"), ("changes",), ("forwarding",),
+               ("alerts",), ("billing",), ("requeue", "--all"), ("reconcile", "b"), ("replay", "--batch", "b"),
+               ("forget", "b"), ("trigger", "completed"), ("archive", "b"))
+
+
+@pytest.mark.parametrize("args", NEEDS_REDIS, ids=lambda a: a[0])
+def test_redis_down_is_named_by_every_command(env, args, tmp_path):
+    # No webhook secret configured: trigger used to blame AISTATS_WEBHOOK_SECRET, which Redis would have supplied.
+    line = one_line_error(run(env, *args, REDIS_URL="redis://:pw@127.0.0.1:9/0", AISTATS_WEBHOOK_SECRET=None,
+                              AISTATS_ARCHIVE_URL=f"file://{tmp_path}"))
+    assert re.search(r"Redis is unreachable at redis://:\S+@127.0.0.1:9/0 \(REDIS_URL\): ConnectionError", line), line
+    assert ":pw@" not in line
+
+
+def test_version(env):
+    from aistats_hooks import __version__
+
+    result = run(env, "--version")
+    assert result.exit_code == 0 and result.stdout == f"aistats-hooks {__version__}\n"
+
+
+@pytest.mark.parametrize("port", ["abc", "0", "70000", "+80"])
+def test_a_malformed_port_is_one_line_exit_2(env, port):
+    line = one_line_error(run(env, "config", PORT=port), code=2)
+    assert line == f"aistats-hooks: configuration error: PORT: expected a whole number from 1 to 65535, got {port!r}"
+
+
+def test_the_web_process_refuses_a_malformed_port_at_start_up(env):
+    """gunicorn imports app.py, which reads the settings: PORT=abc is one line and exit 2, not a bind error."""
+    proc = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env={**os.environ, **env, "PORT": "abc"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "aistats-hooks: configuration error: PORT: expected a whole number from 1 to 65535, got 'abc'"]
+
+
+def test_config_shows_the_port(env):
+    result = run(env, "config", PORT="8123")
+    assert result.exit_code == 0 and "PORT=8123" in result.stdout

@@ -44,7 +44,7 @@ def test_a_reconcile_failed_for_good_is_listed_counted_and_requeued_once_the_key
     assert job["batch_id"] == batch_id and job["attempts"] == 1 and job["failed_at"]
     assert "AuthenticationError" in job["error"] and "sk_wrong_key" not in job["error"]
     human = run(env, "failed")
-    assert job["job_id"] in human.stdout and batch_id in human.stdout and "attempts=1" in human.stdout
+    assert job["job_id"] in human.stdout and batch_id in human.stdout and "failed after 1 attempt" in human.stdout
 
     over_http = httpx.get(f"{base}/jobs/failed", headers=auth, timeout=10)
     assert over_http.status_code == 200 and over_http.json()["data"] == failed["data"]
