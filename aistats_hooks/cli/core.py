@@ -11,7 +11,8 @@ import click
 from redis.exceptions import RedisError
 
 from .. import logs
-from ..config import EXIT_CONFIG, Settings, config_error_message, mask_url
+from ..config import EXIT_CONFIG, Settings, config_error_message
+from ..urls import masked as mask_url
 from ..delivery import EVENT_FAMILIES, EVENT_KINDS
 from ..errors import AIStatsError, ConfigError, HooksError
 

@@ -259,7 +259,11 @@ def _url_host(host: str) -> str:
 
 
 def _kept(name: str, command: str, python: str) -> str:
-    """Wrap the worker and cron commands so a Redis blip restarts them, not the whole stack."""
+    """Wrap the worker and cron commands so a Redis blip restarts them, not the whole stack.
+
+    The Procfile's own commands already run under ``workers.supervise``; ``keep`` then adds
+    only what ``make run`` needs beside it (a dead child's leftovers in its group stopped).
+    """
     if name not in ("worker", "cron"):
         return command
     return f"{python} -m aistats_hooks.launcher.keep -- {command}"
