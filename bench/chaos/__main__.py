@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from .faults import Schedule
+from . import archive_check
 from .forward_check import Forwarding
 from .hostile import Hostile
 from .proxy import TapProxy
@@ -168,6 +169,13 @@ def run(opts) -> bool:
                 record.note(f"{left} forwarding jobs still to run")
 
         verdict["forwarding"] = forward.check(on_wait=forward_wait)
+
+        def archive_wait(left: int) -> None:
+            if time.monotonic() - waited[0] > 15:
+                waited[0] = time.monotonic()
+                record.note(f"{left} archive jobs still to run")
+
+        verdict["archive"] = archive_check.check(stack, reader, list(creator.batches), on_wait=archive_wait)
         result = build_result(opts, stack, record, creator, schedule, verdict, converge_seconds, began)
         print_table(result)
         path = write_json(result, Path(opts.out))

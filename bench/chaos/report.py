@@ -74,6 +74,7 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         "not_converged": verdict["not_converged"][:20],
         **verdict.get("handlers", {}),
         **verdict.get("forwarding", {}),
+        **verdict.get("archive", {}),
         "converge_seconds": converge_seconds,
         "killed_mid_job": schedule.killed_mid_job,
         "process_exits": {name: p.unexpected_exits for name, p in stack.procs.items() if p.unexpected_exits},
@@ -102,6 +103,9 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         failures.append("a transition's handler ran not exactly once")
     if result.get("forward_missing") or result.get("forward_unverified") or result.get("forward_out_of_order"):
         failures.append("a forwarded transition missing, unverified or out of order")
+    if "archive_expected" in result and (result["archive_missing"] or result["archive_mismatched"]
+                                         or result["archive_duplicated"]):
+        failures.append("an ended batch's file not archived whole, or archived twice")
     if opts.strict and (result["dedupe_failures"] or result["unexpected_5xx"]):
         failures.append("dedupe failures or unexpected 5xx (--strict)")
     result["failures"] = failures
@@ -147,6 +151,9 @@ def print_table(r: dict) -> None:
         _row("forward to hang/drip", f"{r.get('forward_hostile_requests')}",
              f"requests they got; {r.get('forward_hostile_timeouts')} attempts timed out, "
              f"{r.get('forward_hostile_paused')} skipped while paused"),
+        _row("archive missing", r.get("archive_missing"),
+             f"of {r.get('archive_expected')} files of ended batches; {r.get('archive_mismatched')} with another "
+             f"sha256, {r.get('archive_duplicated')} written twice, {r.get('archive_jobs_left')} archive jobs left"),
         _row("converge seconds", r["converge_seconds"], "after the faults stopped"),
         _row("process exits", r["process_exits"] or 0, "restarted by the harness"),
         _row("elapsed seconds", r["elapsed_seconds"]),

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from aistats_hooks import job_queues
 
+from . import archive_check
 from ..nginx import Nginx
 from ..nginx import available as nginx_available
 from ..procs import Proc, free_port, procfile_web_argv
@@ -90,6 +91,7 @@ class Stack:
             "AISTATS_HANDLER_TIMEOUT": "20",
         })
         env.update(getattr(self, "forward_env", {}))  # forwarding to the chaos receiver (forward_check.py)
+        env.update(archive_check.env(self))  # every ended batch's files archived (archive_check.py)
         if self.topology is not None:
             env.update(self.topology.env(), AISTATS_MIN_REPLICAS=str(self.opts.min_replicas))
         env.update(extra)
