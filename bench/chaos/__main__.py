@@ -25,6 +25,7 @@ import httpx
 
 from .faults import Schedule
 from . import archive_check
+from .alert_check import Alerts
 from .forward_check import Forwarding
 from .hostile import Hostile
 from .proxy import TapProxy
@@ -103,12 +104,13 @@ def run(opts) -> bool:
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="aistats-chaos-"))
     record, stack = Record(), Stack(opts, workdir)
-    proxy = creator = hostile = schedule = reader = slow = forward = None
+    proxy = creator = hostile = schedule = reader = slow = forward = alerts = None
     passed = False
     try:
         print(f"chaos: {opts.batches} batches over {opts.window:g}s; stack in {workdir}; cron: {stack.cron_mode}",
               flush=True)
         forward = Forwarding(stack)  # before the processes start: their settings name it
+        alerts = Alerts(stack)
         stack.start()
         if not handler_runs.wait_for_groups(stack, (handler_runs.GROUP, forwarding.GROUP)):
             record.note("the workers did not create the change feed's consumer groups within 60 s")
@@ -176,6 +178,8 @@ def run(opts) -> bool:
                 record.note(f"{left} archive jobs still to run")
 
         verdict["archive"] = archive_check.check(stack, reader, list(creator.batches), on_wait=archive_wait)
+        record.note("forcing one dead letter: waiting for its alert and its resolve")
+        verdict["alerts"] = alerts.check()
         result = build_result(opts, stack, record, creator, schedule, verdict, converge_seconds, began)
         print_table(result)
         path = write_json(result, Path(opts.out))
@@ -187,7 +191,7 @@ def run(opts) -> bool:
         for part in (schedule, hostile, creator):
             if part is not None:
                 part.stop.set()
-        for closer in (reader, creator, proxy, forward):
+        for closer in (reader, creator, proxy, forward, alerts):
             try:
                 if closer is not None:
                     closer.close() if hasattr(closer, "close") else closer.stop()

@@ -75,6 +75,7 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
         **verdict.get("handlers", {}),
         **verdict.get("forwarding", {}),
         **verdict.get("archive", {}),
+        **verdict.get("alerts", {}),
         "converge_seconds": converge_seconds,
         "killed_mid_job": schedule.killed_mid_job,
         "process_exits": {name: p.unexpected_exits for name, p in stack.procs.items() if p.unexpected_exits},
@@ -106,6 +107,9 @@ def build_result(opts, stack, record, creator, schedule, verdict: dict, converge
     if "archive_expected" in result and (result["archive_missing"] or result["archive_mismatched"]
                                          or result["archive_duplicated"]):
         failures.append("an ended batch's file not archived whole, or archived twice")
+    if "alert_firing" in result and (result["alert_firing"], result["alert_resolved"], result["alert_unverified"]) \
+            != (1, 1, 0):
+        failures.append("a forced dead letter did not give exactly one alert and one resolve")
     if opts.strict and (result["dedupe_failures"] or result["unexpected_5xx"]):
         failures.append("dedupe failures or unexpected 5xx (--strict)")
     result["failures"] = failures
@@ -154,6 +158,8 @@ def print_table(r: dict) -> None:
         _row("archive missing", r.get("archive_missing"),
              f"of {r.get('archive_expected')} files of ended batches; {r.get('archive_mismatched')} with another "
              f"sha256, {r.get('archive_duplicated')} written twice, {r.get('archive_jobs_left')} archive jobs left"),
+        _row("forced dead letter", f"{r.get('alert_firing')} alert, {r.get('alert_resolved')} resolve",
+             f"one of each expected; {r.get('alert_unverified')} alert requests unverified"),
         _row("converge seconds", r["converge_seconds"], "after the faults stopped"),
         _row("process exits", r["process_exits"] or 0, "restarted by the harness"),
         _row("elapsed seconds", r["elapsed_seconds"]),

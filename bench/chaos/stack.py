@@ -92,6 +92,7 @@ class Stack:
         })
         env.update(getattr(self, "forward_env", {}))  # forwarding to the chaos receiver (forward_check.py)
         env.update(archive_check.env(self))  # every ended batch's files archived (archive_check.py)
+        env.update(getattr(self, "alert_env", {}))  # alerts to the chaos receiver (alert_check.py)
         if self.topology is not None:
             env.update(self.topology.env(), AISTATS_MIN_REPLICAS=str(self.opts.min_replicas))
         env.update(extra)
