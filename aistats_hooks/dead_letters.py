@@ -38,6 +38,12 @@ def kind_of(error: str | None) -> str:
     return _KINDS.get(name, "other")
 
 
+FORWARD_FUNC = "workers.forward_jobs.deliver"
+# What each job function does, said as a person would.
+WORK = {"workers.jobs.reconcile_batch": "reconcile", "workers.handler_jobs.run_handler": "handler run",
+        FORWARD_FUNC: "forwarded message", "workers.archive_jobs.archive_batch": "archive"}
+
+
 def count(queue: Queue) -> int:
     """Return how many jobs wait in the failed registries of ``queue`` and its side queues."""
     return sum(q.failed_job_registry.count for q in job_queues.family(queue))
@@ -64,10 +70,13 @@ def describe(job: Job) -> dict[str, Any]:
     last = error.strip().splitlines()[-1] if error and error.strip() else None
     kind = kind_of(last)
     attempts = max(failures, 1)
+    work = WORK.get(job.func_name, job.func_name)
     return {
         "job_id": job.id,
         "function": job.func_name,
-        "batch_id": args[0] if args and isinstance(args[0], str) else None,
+        "work": work,
+        # Reconcile, handler and archive jobs name their batch first; a forwarding job names its message.
+        "batch_id": args[0] if args and isinstance(args[0], str) and work != WORK[FORWARD_FUNC] else None,
         "error": last,
         "attempts": attempts,
         # Said as it happened: one attempt of an error no retry can fix is not "every retry".

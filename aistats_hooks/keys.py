@@ -30,6 +30,7 @@ Shared::
     {p}:dispatch:lock               string held while new transitions become handler jobs
     {p}:hlast:{batch_id}            hash  handler -> the batch's latest handler job id (ordering)
     {p}:hdone:{job_id}              string when that handler job succeeded (never run twice), TTL = retention
+    {p}:hruns:{batch_id}            hash  handler job id -> how that run ended, for the dashboard, TTL = retention
     {p}:fwd:*                       forwarding: messages, their attempts, disabled destinations (Keys.forward)
     {p}:up:bucket                   string when the next gateway call may go (microseconds; AISTATS_UPSTREAM_RPS)
     {p}:up:paused                   string set until a 429's Retry-After ends: every process waits it out
@@ -207,6 +208,10 @@ class Keys:
     def handler_last(self, batch_id: str) -> str:
         """Hash handler -> the id of the batch's latest handler job (the next one depends on it: order)."""
         return self._key("hlast", batch_id)
+
+    def handler_runs(self, batch_id: str) -> str:
+        """Hash handler job id -> how that run ended (handler_runs.py); expires with the event retention."""
+        return self._key("hruns", batch_id)
 
     def handler_done(self, job_id: str) -> str:
         """When the handler run ``job_id`` succeeded (a rerun is skipped); expires with the event retention."""

@@ -119,3 +119,28 @@ def test_generated_records_never_500(dash, record):
     for path in ("/dashboard/batches/b_generated", "/dashboard/batches", "/dashboard/"):
         resp = client.get(path)
         assert resp.status_code != 500, (path, record)
+
+
+def test_the_batch_page_lists_handler_runs_and_failed_work_says_what_to_do(dash, settings):
+    from aistats_hooks import handler_runs
+
+    client, store = dash
+    store.save(record_from("b_runs"))
+    handler_runs.record(store.redis, store.keys, "b_runs", "job_1", handler="hooks.notify", transition="batch.completed",
+                        status="failed", attempt=2, ms=12, retention=60, error="ValueError: <b>nope</b>")
+    handler_runs.record(store.redis, store.keys, "b_runs", "job_2", handler="hooks.notify", transition="batch.created",
+                        status="done", attempt=1, ms=3, retention=60)
+    html = client.get("/dashboard/batches/b_runs").get_data(as_text=True)
+    section = html[html.index('id="handler-runs"'):html.index('id="forwarded-messages"')]
+    assert "hooks.notify" in section and "batch.completed" in section and "batch.created" in section
+    assert "ValueError: &lt;b&gt;nope&lt;/b&gt;" in section  # escaped
+    assert "No handler has run" not in section
+    # A failed handler job on Failed work: what it was, its batch, and the next step.
+    from aistats_hooks import job_queues
+
+    queue = job_queues.of(store.queue, "handlers")
+    job = queue.enqueue("workers.handler_jobs.run_handler", args=("b_runs", "batch.completed", "hooks.notify", "1-0"))
+    job.set_status("failed")
+    queue.failed_job_registry.add(job, exc_string="Traceback...\nValueError: nope")
+    page = client.get("/dashboard/failed").get_data(as_text=True)
+    assert "handler run" in page and "b_runs" in page and "requeue" in page.lower()

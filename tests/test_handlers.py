@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from rq.registry import FailedJobRegistry
 
-from aistats_hooks import dispatch, handlers, job_queues
+from aistats_hooks import dispatch, handler_runs, handlers, job_queues
 from bench.counting_handlers import attempts_key, runs_key
 from tests.helpers import make_event, run_worker, signed, wait_for
 from workers import context
@@ -106,6 +106,10 @@ def test_a_handler_that_raises_twice_runs_three_times_and_succeeds_once(app, set
     (field,) = [k for k in attempts if k.startswith("h2|batch.completed|")]
     assert attempts[field] == 3 and runs(store)[field] == 1
     assert FailedJobRegistry(queue=job_queues.of(store.queue, "handlers")).count == 0
+    # What the dashboard's batch page lists: each run's last outcome, the completed one done on attempt 3.
+    recorded = {(r["transition"], r["status"], r["attempt"]) for r in handler_runs.of_batch(store.redis, store.keys, "h2")}
+    assert ("batch.completed", "done", 3) in recorded
+    assert all(r["handler"] == "bench.counting_handlers.count" for r in handler_runs.of_batch(store.redis, store.keys, "h2"))
 
 
 def test_later_transitions_wait_for_a_failed_earlier_one(app, settings, store, upstream, monkeypatch):

@@ -15,9 +15,10 @@ import shutil
 import tempfile
 import time
 
+from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import handlers
+from aistats_hooks import handler_runs, handlers
 from aistats_hooks.dispatch import job_id
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.sdk import iter_results_file
@@ -58,13 +59,26 @@ def run_handler(batch_id: str, transition: str, handler_name: str, entry_id: str
         log.warning("handler %s failed on %s of %s (attempt %d): %s: %s", handler_name, transition, batch_id,
                     attempt, type(exc).__name__, exc, extra={"batch_id": batch_id})
         count_failure(job)
+        _record(ctx, batch_id, jid, handler_name, transition, "failed", attempt, started, f"{type(exc).__name__}: {exc}")
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     store.redis.set(store.keys.handler_done(jid), iso(time.time()), ex=ctx.settings.event_retention)
+    _record(ctx, batch_id, jid, handler_name, transition, "done", attempt, started)
     log.info("handler %s ran on %s of %s in %.0f ms", handler_name, transition, batch_id,
              (time.monotonic() - started) * 1000, extra={"batch_id": batch_id})
     return "done"
+
+
+def _record(ctx: context.Context, batch_id: str, jid: str, handler: str, transition: str, status: str, attempt: int,
+            started: float, error: str | None = None) -> None:
+    """What the dashboard shows of this run; a Redis error here must not change the run's outcome."""
+    try:
+        handler_runs.record(ctx.store.redis, ctx.store.keys, batch_id, jid, handler=handler, transition=transition,
+                            status=status, attempt=attempt, ms=(time.monotonic() - started) * 1000,
+                            retention=ctx.settings.event_retention, error=error)
+    except RedisError as exc:
+        log.warning("could not record handler run %s: %s", jid, exc)
 
 
 def _results(ctx: context.Context, batch_id: str, folder: str):

@@ -8,7 +8,7 @@ from flask import redirect, render_template, request, url_for
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from ... import dead_letters, forwarding, queries
+from ... import dead_letters, forwarding, handler_runs, queries
 from ...overview import overview as read_overview
 from ...status import BatchStatus
 from ..context import get_settings, get_store
@@ -101,7 +101,7 @@ def batch(batch_id: str):
         progress=charts.progress((record or {}).get("request_counts")), outcomes=OUTCOMES,
         signature="not checked (AISTATS_ALLOW_UNSIGNED)" if unsigned else "verified",
         can_forget=callable(getattr(store, "forget", None)),
-        handler_runs=None,  # not recorded by this service yet
+        handler_runs=handler_runs.of_batch(store.redis, store.keys, batch_id),
         # Destinations masked (urls.masked): a password, token or query value is never on a page.
         forwarded_messages=[forwarding.public(m) for m in forwarding.messages(store.redis, store.keys,
                                                                               batch_id=batch_id, limit=200)],
