@@ -46,6 +46,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from . import upstream_health
 from .errors import AIStatsError
 from .merge import is_final
 from .sdk import AIStats
@@ -182,8 +183,10 @@ def _poll_view(store: Store, client: AIStats, view: str, state: ViewState, now: 
                 counts["polls"] += 1
     except AIStatsError as exc:
         counts["errors"] += 1
+        upstream_health.failed(store.redis, store.keys, exc)
         log.warning("could not list batches (%s): %s: %s", view, type(exc).__name__, exc)
         return replace(state, due=now + retry_in(exc, longest))
+    upstream_health.ok(store.redis, store.keys)
     _queue_moved(store, items, counts)
     return state
 

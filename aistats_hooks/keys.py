@@ -34,6 +34,7 @@ Shared::
     {p}:fwd:*                       forwarding: messages, their attempts, disabled destinations (Keys.forward)
     {p}:up:bucket                   string when the next gateway call may go (microseconds; AISTATS_UPSTREAM_RPS)
     {p}:up:paused                   string set until a 429's Retry-After ends: every process waits it out
+    {p}:upstream:health             hash  the gateway as the workers last met it: last success, last error, reason
     {p}:guess:{a:{address}|all}     string wrong tokens within the minute, expiring with it (web.guesses)
     {p}:dash:s:{digest}             string a dashboard login, until logout or its max age (dashboard.access)
     {p}:endpoint_secrets            hash  managed endpoints' signing secrets (endpoint_secrets)
@@ -74,7 +75,9 @@ PERMANENT = ("b:*", "idx:*", "ledger:*", "m:*", "changes", "open", "due", "unkno
              # alerts.py: one field per (kind, subject) alerted, and the last runs of discovery and the sweep.
              "alerts", "alive",
              # converge.py: the run_id of the Redis primary last seen (a new one means a failover).
-             "primary")
+             "primary",
+             # upstream_health.py: one small hash, the gateway's last state, overwritten in place.
+             "upstream:health")
 # Ledger groups with one hash each (``{p}:ledger:{group}``); "day" is ``{p}:ledger:day``.
 LEDGER_GROUPS = ("session_id", "model", "provider")
 
@@ -122,6 +125,11 @@ class Keys:
     def open(self) -> str:
         """Batches not final, by last reconcile time."""
         return self._key("open")
+
+    @property
+    def upstream_health(self) -> str:
+        """The gateway's last success and last error (upstream_health.py)."""
+        return self._key("upstream", "health")
 
     @property
     def due(self) -> str:

@@ -25,7 +25,7 @@ import time
 import uuid
 from enum import Enum
 
-from . import not_found
+from . import not_found, upstream_health
 from .delivery import TERMINAL_EVENT_TYPES
 from .errors import AIStatsError, BatchLocked, InvalidRequestError, NotFoundError
 from .merge import is_final, merge
@@ -100,6 +100,7 @@ def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str
     try:
         batch = client.retrieve_batch(batch_id)
     except NotFoundError:
+        upstream_health.ok(store.redis, store.keys)  # the gateway answered, about this batch
         return _missed(store, batch_id, begun, token, started_ms)
     except InvalidRequestError as exc:
         if exc.status is not None:
@@ -114,11 +115,13 @@ def reconcile_batch(store: Store, client: AIStats, batch_id: str, *, job_id: str
         return Outcome.INVALID
     except AIStatsError as exc:
         # No record to write: count the call and release the lock, in one step.
+        upstream_health.failed(store.redis, store.keys, exc)
         store.commit(batch_id, None, token=token, upstream=str(exc.status or type(exc).__name__))
         raise
     except BaseException:
         store.unlock(batch_id, token)
         raise
+    upstream_health.ok(store.redis, store.keys)
     try:
         record = merge(begun.record, batch, source=Source.RETRIEVE)
         record.pop("error", None)

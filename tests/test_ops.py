@@ -42,7 +42,9 @@ def test_readyz_ready_with_queue_depth(client, store):
     resp = client.get("/readyz")
     assert resp.status_code == 200
     assert resp.json == {"status": "ready", "queue_depth": 1,
-                         "replicas": {"role": "master", "connected": 0, "required": 0}}
+                         "replicas": {"role": "master", "connected": 0, "required": 0},
+                         "upstream": {"state": "unknown", "last_success": None, "last_error": None, "reason": None,
+                                      "detail": None}}
 
 
 def test_readyz_503_when_redis_is_unreachable(settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
+from .. import upstream_health
 from ..redis_sentinel import replication
 from .context import get_store
 from .errors import error
@@ -28,9 +29,12 @@ def readyz():
         store.redis.set(probe, "1", ex=10)
         depth = store.queue.count
         replicas = replication(store.redis)
+        upstream = upstream_health.read(store.redis, store.keys)
     except RedisError as exc:
         return error(503, "not_ready", f"redis: {type(exc).__name__}")
     # Reported, not required: with too few replicas each delivery answers 503 not_replicated
     # itself, and taking every web process out of rotation would not help.
     replicas["required"] = store.settings.min_replicas
-    return jsonify(status="ready", queue_depth=depth, replicas=replicas)
+    # The gateway as the workers last met it: reported, never a reason to leave rotation (deliveries
+    # are still acknowledged and kept while the gateway is down; the workers catch up).
+    return jsonify(status="ready", queue_depth=depth, replicas=replicas, upstream=upstream)

@@ -26,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from .. import upstream_health
 from ..status import BatchStatus
 from ..store import Store
 from ..telemetry import HISTOGRAM_KEY, RECONCILE_BUCKETS
@@ -83,10 +84,12 @@ class StoreCollector(Collector):
         pipe.get(store.keys.ledger_total)
         pipe.hgetall(store.keys.ledger("provider"))
         values = pipe.execute()
+        upstream = upstream_health.read(redis, store.keys)
         out = dict(zip(("deliveries", "rejected", "upstream", "sweep", "histogram"), values[:5]))
         out["queued"], out["scheduled"], out["started"], out["failed"], out["open"] = values[5:10]
         out["statuses"] = dict(zip(statuses, values[10 : 10 + len(statuses)]))
         out["ledger_total"], out["ledger_provider"] = values[10 + len(statuses) :]
+        out["upstream_health"] = upstream
         return out
 
     def collect(self) -> Iterator:
@@ -105,6 +108,24 @@ class StoreCollector(Collector):
         )
         for reason, count in sorted(_ints(data["rejected"]).items()):
             family.add_metric([reason], count)
+        yield family
+
+        health = data["upstream_health"]
+        family = GaugeMetricFamily("aistats_upstream_up", "1 when the gateway's last answer to a worker was a "
+                                   "success, 0 after an error (unreachable, key refused, rate limited), absent before any.")
+        if health["state"] != "unknown":
+            family.add_metric([], 1 if health["state"] == "ok" else 0)
+        yield family
+        family = GaugeMetricFamily("aistats_upstream_last_success_timestamp_seconds",
+                                   "When a worker last got an answer from the gateway (unix seconds).")
+        if health["last_success"] is not None:
+            family.add_metric([], health["last_success"])
+        yield family
+        family = GaugeMetricFamily("aistats_upstream_last_error_timestamp_seconds",
+                                   "When a worker last met a gateway error, by its reason (unix seconds).",
+                                   labels=["reason"])
+        if health["last_error"] is not None:
+            family.add_metric([health["reason"] or "unknown"], health["last_error"])
         yield family
 
         family = GaugeMetricFamily("aistats_queue_depth", "Reconcile jobs waiting in the RQ queue.")

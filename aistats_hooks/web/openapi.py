@@ -228,7 +228,12 @@ SPEC: dict = {
         "/healthz": {"get": {"summary": "Liveness", "security": [],
                              "responses": {"200": {"description": "The process is up"}}}},
         "/readyz": {"get": {"summary": "Readiness: Redis answers and the queue is writable", "security": [],
-                            "responses": {"200": {"description": "Ready"}, "503": _error("Not ready")}}},
+                            "responses": {"200": {"description": "Ready; also the queue depth, the replicas, and "
+                                                                 "`upstream`: the gateway as the workers last met it "
+                                                                 "(`state` ok, failing or unknown; `last_success`, "
+                                                                 "`last_error`, `reason`: unreachable, key_refused, "
+                                                                 "rate_limited or upstream_error)"},
+                                          "503": _error("Not ready")}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (bearer token unless METRICS_PUBLIC=1)",
                              "security": [{"bearer": []}, {}],
                              "responses": {"200": {"description": "Prometheus text",

@@ -8,7 +8,7 @@ from flask import redirect, render_template, request, url_for
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from ... import dead_letters, forwarding, handler_runs, queries
+from ... import dead_letters, forwarding, handler_runs, queries, upstream_health
 from ...overview import overview as read_overview
 from ...status import BatchStatus
 from ..context import get_settings, get_store
@@ -41,7 +41,8 @@ def redis_down(exc: RedisError):
 @access.login_required
 def overview():
     """Every number on one page, each linking to the list behind it."""
-    data = read_overview(get_store())
+    store = get_store()
+    data = read_overview(store)
     spend = data["spend"]
     days = spend["last_30_days"]["days"]
     peak_model = max((g["total_nanos"] for g in spend["by_model"]["groups"]), default=0)
@@ -50,6 +51,7 @@ def overview():
         "dashboard/overview.html", data=data, statuses=STATUSES, chart=charts.spend_per_day(days),
         days_with_spend=[d for d in days if d["total_nanos"]], share_bar=charts.share_bar,
         peak_model=peak_model, peak_provider=peak_provider, outcomes=OUTCOMES,
+        upstream=upstream_health.read(store.redis, store.keys),
     )
 
 
