@@ -31,10 +31,18 @@ SNAPSHOTS = "hourly"  # counter-hash name: {p}:m:hourly, hour -> JSON of the cou
 WINDOW = timedelta(hours=24)
 KEEP = timedelta(hours=48)
 SPEND_DAYS = 30
+# The overview's time ranges and the days of the per-day ledger each covers (24 h: yesterday and today,
+# the finest the ledger keeps).
+RANGES = {"24h": 2, "7d": 7, "30d": 30, "90d": 90}
+DEFAULT_RANGE = "30d"
 
 
-def overview(store: Store, *, now: float | None = None) -> dict[str, Any]:
-    """Return the overview's numbers (see the module docstring for where each comes from)."""
+def overview(store: Store, *, now: float | None = None, span: str = DEFAULT_RANGE) -> dict[str, Any]:
+    """Return the overview's numbers (see the module docstring for where each comes from).
+
+    ``span`` (one of ``RANGES``) is the spend chart's range; an unknown one is the default.
+    """
+    span = span if span in RANGES else DEFAULT_RANGE
     now = time.time() if now is None else now
     today = datetime.fromtimestamp(now, tz=timezone.utc).date()
     queue = store.queue
@@ -53,7 +61,7 @@ def overview(store: Store, *, now: float | None = None) -> dict[str, Any]:
     *by_status, total, open_count, queued, scheduled, started, delivered, rejected, snaps = pipe.execute()
     counters = {"deliveries": _ints(delivered), "rejected": _ints(rejected)}
     recent = _recent(store, counters, snaps, now)
-    days = spend_per_day(store, today)
+    days = spend_per_day(store, today, RANGES[span])
     return {
         "generated_at": iso(now),
         "batches": {"total": total, "by_status": dict(zip(statuses, by_status)), "open": open_count},
@@ -61,7 +69,8 @@ def overview(store: Store, *, now: float | None = None) -> dict[str, Any]:
                   "failed": dead_letters.count(queue)},
         "spend": {
             "all_time": queries.billing_summary(store, "day"),
-            "last_30_days": days,
+            "range": span,
+            "per_day": days,
             "by_model": queries.billing_summary(store, "model"),
             "by_provider": queries.billing_summary(store, "provider"),
         },

@@ -42,16 +42,24 @@ def list_batches(
     model: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    created_from: int | None = None,
+    created_to: int | None = None,
+    oldest_first: bool = False,
 ) -> dict:
-    """Return a page of records, newest first, and the cursor of the next page."""
+    """Return a page of records, newest first (or oldest first), and the cursor of the next page.
+
+    ``created_from`` / ``created_to`` (unix ms, inclusive) keep batches created in that window;
+    ``total`` is how many the narrowest index holds in it (exact for one filter or none).
+    """
     records = store.records
     index = records.index_key(status=BatchStatus(status).value if status else None, session_id=session_id,
                               model=model)
-    offset = _offset_after(records, index, cursor) if cursor else 0
+    window = {"low": created_from, "high": created_to, "oldest_first": oldest_first}
+    offset = _offset_after(records, index, cursor, **window) if cursor else 0
     page: list[tuple[int, str, dict]] = []
     step = limit + 1
     for _ in range(20):  # bounded work when filters are sparse
-        chunk = records.newest(index, offset, step)
+        chunk = records.window(index, offset, step, **window)
         for (batch_id, score), record in zip(chunk, records.get_many([b for b, _ in chunk])):
             if record is not None and _matches(record, status, session_id, model):
                 page.append((score, batch_id, record))
@@ -62,17 +70,23 @@ def list_batches(
     more = len(page) > limit
     page = page[:limit]
     next_cursor = encode_cursor(page[-1][0], page[-1][1]) if more else None
-    return {"data": [record for _, _, record in page], "next_cursor": next_cursor}
+    return {"data": [record for _, _, record in page], "next_cursor": next_cursor,
+            "total": records.count_between(index, created_from, created_to)}
 
 
-def _offset_after(records: Records, index: str, cursor: str) -> int:
-    """Return the index position just after the cursor's row."""
+def _offset_after(records: Records, index: str, cursor: str, *, low: int | None = None, high: int | None = None,
+                  oldest_first: bool = False) -> int:
+    """Return the position just after the cursor's row, within the window and its order."""
     score, member = decode_cursor(cursor)
-    rank = records.position(index, member)
-    if rank is not None:
-        return rank + 1
-    # The row left this index (its status changed): resume at its score.
-    return records.count_newer(index, score)
+    if low is None and high is None and not oldest_first:
+        rank = records.position(index, member)
+        if rank is not None:
+            return rank + 1
+        # The row left this index (its status changed): resume at its score.
+        return records.count_newer(index, score)
+    if oldest_first:
+        return records.count_between(index, low, score)
+    return records.count_between(index, score, high)
 
 
 def _matches(record: dict, status: str | None, session_id: str | None, model: str | None) -> bool:

@@ -41,6 +41,20 @@ class Records:
             return self.keys.index("status", status)
         return self.keys.index_all
 
+    def window(self, index: str, offset: int, count: int, *, low: int | None = None, high: int | None = None,
+               oldest_first: bool = False) -> list[tuple[str, int]]:
+        """Return ``count`` (batch id, created ms) of ``index`` created within [low, high], from ``offset``."""
+        lo, hi = ("-inf" if low is None else low), ("+inf" if high is None else high)
+        if oldest_first:
+            rows = self.redis.zrangebyscore(index, lo, hi, start=offset, num=count, withscores=True)
+        else:
+            rows = self.redis.zrevrangebyscore(index, hi, lo, start=offset, num=count, withscores=True)
+        return [(text(member), int(score)) for member, score in rows]
+
+    def count_between(self, index: str, low: int | str | None = None, high: int | str | None = None) -> int:
+        """Return how many of ``index`` were created within [low, high] (either end open when None)."""
+        return self.redis.zcount(index, "-inf" if low is None else low, "+inf" if high is None else high)
+
     def newest(self, index: str, offset: int, count: int) -> list[tuple[str, int]]:
         """Return ``count`` (batch id, created ms) of ``index`` from ``offset``, newest first."""
         rows = self.redis.zrevrange(index, offset, offset + count - 1, withscores=True)

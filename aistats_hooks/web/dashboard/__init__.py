@@ -29,7 +29,7 @@ root = Blueprint("dashboard_root", __name__)
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Register the dashboard on ``app`` (off, with a page saying why, until its settings are set)."""
-    from . import actions, pages  # noqa: F401 - they add their views to bp
+    from . import actions, pages, results  # noqa: F401 - they add their views to bp
 
     access.init_app(app, settings)
     app.register_blueprint(bp)

@@ -8,6 +8,8 @@ allows no inline style). Every text is escaped; every mark carries a
 
 from __future__ import annotations
 
+import math
+
 from markupsafe import Markup, escape
 
 from ...billing import nanos_to_usd
@@ -38,22 +40,34 @@ def usd(nanos: int) -> str:
     return f"${nanos_to_usd(nanos).rstrip('0')}"
 
 
+def axis_usd(nanos: int) -> str:
+    """A short dollar label for an axis: three significant digits at most, never cut to nothing."""
+    dollars = nanos / 1_000_000_000
+    if nanos == 0:
+        return "$0"
+    if abs(dollars) >= 1:
+        return f"${dollars:,.0f}" if abs(dollars) >= 100 else f"${dollars:,.2f}"
+    digits = min(2 - math.floor(math.log10(abs(dollars))), 9)
+    return f"${dollars:.{digits}f}"
+
+
 def spend_per_day(days: list[dict], *, width: int = 720, height: int = 220) -> Markup:
     """Return a bar chart of spend per day: one ``<rect class="bar">`` per day that has spend."""
-    left, right, top, bottom = 56, 8, 12, 28
-    plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((d["total_nanos"] for d in days), default=0)
+    labels = [axis_usd(int(peak * frac)) for frac in (0, 0.5, 1)]
+    # Room for the longest value label (about 7 units per character at the axis font), so none is clipped.
+    left, right, top, bottom = max(56, 7 * max(len(t) for t in labels) + 12), 8, 12, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(len(days), 1)
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="spend-chart-title" preserveAspectRatio="xMidYMid meet">',
         '<title id="spend-chart-title">Spend per day, last %d days</title>' % len(days),
     ]
-    for frac in (0, 0.5, 1):  # grid lines with their values
+    for frac, label in zip((0, 0.5, 1), labels):  # grid lines with their values
         y = top + plot_h - frac * plot_h
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                     f'{escape(usd(int(peak * frac)))}</text>')
+        parts.append(f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>')
     for i, day in enumerate(days):
         x = left + i * step
         nanos = day["total_nanos"]
@@ -64,8 +78,9 @@ def spend_per_day(days: list[dict], *, width: int = 720, height: int = 220) -> M
                 f'y="{top + plot_h - h:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" rx="2">'
                 f'<title>{escape(day["day"])}: {escape(usd(nanos))}</title></rect>')
         last = len(days) - 1
-        # A date label every week, and on the last day unless a weekly one sits too close.
-        if (i % 7 == 0 and last - i >= 3) or i == last:
+        # About ten date labels whatever the range, and one on the last day unless another sits too close.
+        every = max(1, -(-len(days) // 10))
+        if (i % every == 0 and last - i >= max(1, every // 2)) or i == last:
             parts.append(f'<text class="axis" x="{x + step / 2:.1f}" y="{height - 8}" text-anchor="middle">'
                          f'{escape(day["day"][5:])}</text>')
     parts.append(f'<line class="baseline" x1="{left}" x2="{width - right}" y1="{top + plot_h}" '

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 
 from flask import redirect, render_template, request, url_for
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from ... import dead_letters, forwarding, handler_runs, queries, upstream_health
+from ...overview import RANGES
 from ...overview import overview as read_overview
 from ...status import BatchStatus
 from ..context import get_settings, get_store
@@ -42,16 +44,16 @@ def redis_down(exc: RedisError):
 def overview():
     """Every number on one page, each linking to the list behind it."""
     store = get_store()
-    data = read_overview(store)
+    data = read_overview(store, span=request.args.get("range", ""))
     spend = data["spend"]
-    days = spend["last_30_days"]["days"]
+    days = spend["per_day"]["days"]
     peak_model = max((g["total_nanos"] for g in spend["by_model"]["groups"]), default=0)
     peak_provider = max((g["total_nanos"] for g in spend["by_provider"]["groups"]), default=0)
     return render_template(
         "dashboard/overview.html", data=data, statuses=STATUSES, chart=charts.spend_per_day(days),
         days_with_spend=[d for d in days if d["total_nanos"]], share_bar=charts.share_bar,
         peak_model=peak_model, peak_provider=peak_provider, outcomes=OUTCOMES,
-        upstream=upstream_health.read(store.redis, store.keys),
+        upstream=upstream_health.read(store.redis, store.keys), ranges=list(RANGES),
     )
 
 
@@ -75,13 +77,33 @@ def batches():
             queries.decode_cursor(cursor)
     except (ValueError, UnicodeDecodeError):
         cursor = None
-    page = queries.list_batches(get_store(), limit=PAGE, cursor=cursor, **filters)
+    window = _window(args)
+    page = queries.list_batches(get_store(), limit=PAGE, cursor=cursor, **filters, created_from=window["low"],
+                                created_to=window["high"], oldest_first=window["order"] == "oldest")
     active = {k: v for k, v in filters.items() if v}
+    active.update({k: window[k] for k in ("from", "to") if window[k]})
+    if window["order"] == "oldest":
+        active["order"] = "oldest"
     return render_template("dashboard/batches.html", page=page, filters=filters, statuses=STATUSES,
                            next_url=url_for("dashboard.batches", cursor=page["next_cursor"], **active)
                            if page["next_cursor"] else None,
                            first_url=url_for("dashboard.batches", **active) if cursor else None,
-                           searched=wanted, progress=charts.progress)
+                           searched=wanted, progress=charts.progress, window=window)
+
+
+def _window(args) -> dict:
+    """The Batches page's date window (``from`` / ``to``, YYYY-MM-DD, UTC days, inclusive) and order."""
+    def day(name: str, end: bool) -> tuple[str | None, int | None]:
+        raw = (args.get(name) or "").strip()
+        try:
+            start = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None, None  # empty or not a date: no bound
+        return raw, int((start + timedelta(days=1 if end else 0)).timestamp() * 1000) - (1 if end else 0)
+
+    (frm, low), (to, high) = day("from", False), day("to", True)
+    return {"from": frm, "to": to, "low": low, "high": high,
+            "order": "oldest" if args.get("order") == "oldest" else "newest"}
 
 
 @bp.get("/batches/<batch_id>")
