@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.job import Job
 
-from . import job_queues
+from . import job_queues, tracing
 from .config import Settings
 from .keys import Keys
 from .store.process_lock import hold
@@ -97,7 +97,7 @@ def enqueue(redis: Redis, keys: Keys, settings: Settings, batch_id: str) -> bool
     Queue(queue_name(settings), connection=redis).enqueue(
         ARCHIVE_FUNC, args=(batch_id,), job_id=jid, job_timeout=JOB_TIMEOUT, result_ttl=86400,
         failure_ttl=FAILURE_TTL, retry=Retry(max=len(BACKOFF), interval=BACKOFF),
-        description=f"archive {batch_id}",
+        description=f"archive {batch_id}", meta=tracing.job_meta(),
     )
     state = read_state(redis, keys, batch_id) or {}
     write_state(redis, keys, settings, batch_id, **{**state, "status": state.get("status") or "queued"})

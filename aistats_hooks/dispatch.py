@@ -21,7 +21,7 @@ from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.job import Job
 
-from . import job_queues
+from . import job_queues, tracing
 from .config import Settings
 from .handlers import Registered, for_transition
 from .keys import Keys
@@ -125,7 +125,7 @@ def _enqueue_one(redis: Redis, keys: Keys, queue: Queue, settings: Settings, ent
         depends_on=[previous] if previous else None,
         retry=Retry(max=retries, interval=_intervals(retries)) if retries else None,
         job_timeout=settings.handler_timeout, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-        description=f"{handler.name} on {transition} of {batch_id}",
+        description=f"{handler.name} on {transition} of {batch_id}", meta=tracing.job_meta(),
     )
     pipe = redis.pipeline(transaction=False)
     pipe.hset(keys.handler_last(batch_id), handler.name, jid)

@@ -27,7 +27,7 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from . import job_queues
+from . import job_queues, tracing
 from .config import Settings
 from .keys import Keys
 from .store.process_lock import hold
@@ -87,7 +87,8 @@ def request_dispatch(redis: Redis, keys: Keys, queue: Queue, settings: Settings)
     if not settings.forward_urls or not redis.set(keys.forward("wake"), "1", nx=True, ex=WAKE_TTL):
         return False  # nothing to forward, or a dispatch is waiting already: it takes these entries too
     job_queues.of(queue, "forward").enqueue(DISPATCH_FUNC, at_front=True, result_ttl=0, failure_ttl=86400,
-                                            job_timeout=LOCK_MS // 1000, description="forward dispatch")
+                                            job_timeout=LOCK_MS // 1000, description="forward dispatch",
+                                            meta=tracing.job_meta())
     return True
 
 
@@ -161,7 +162,7 @@ def enqueue_job(queue: Queue, mid: str, *, job_id: str, depends_on: list[str] | 
     return queue.enqueue(
         DELIVER_FUNC, args=(mid,), kwargs={"force": force}, job_id=job_id, depends_on=depends_on,
         retry=Retry(max=len(BACKOFF), interval=list(BACKOFF)), job_timeout=int(TIMEOUT) + 30,
-        result_ttl=2 * 86400, failure_ttl=7 * 86400, description=f"forward {mid}",
+        result_ttl=2 * 86400, failure_ttl=7 * 86400, description=f"forward {mid}", meta=tracing.job_meta(),
     )
 
 

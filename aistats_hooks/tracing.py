@@ -23,6 +23,7 @@ destinations) and redis. What they cannot see is the queue, so:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Mapping
 
@@ -159,6 +160,23 @@ def reconcile_span(redis, keys, batch_id: str) -> Iterator[None]:
                                         attributes={"aistats.batch_id": batch_id,
                                                     "aistats.deliveries": len(parents)}):
         yield
+
+
+def traced_job(name: str):
+    """Decorate an RQ job function: its run is a span continuing the trace its job's ``meta`` carries."""
+    def wrap(func):
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            if not ENABLED:
+                return func(*args, **kwargs)
+            from rq import get_current_job
+
+            job = get_current_job()
+            first = args[0] if args and isinstance(args[0], str) else None
+            with job_span(name, job.meta if job is not None else None, subject=first):
+                return func(*args, **kwargs)
+        return run
+    return wrap
 
 
 def job_meta() -> dict[str, str]:

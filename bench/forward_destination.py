@@ -49,7 +49,7 @@ class Destination:
             answer = 503 if failing else self.status
             self.requests.append({"id": headers.get("webhook-id"), "type": payload.get("type"),
                                   "batch_id": (payload.get("data") or {}).get("id"), "verified": verified,
-                                  "answered": answer, "payload": payload})
+                                  "answered": answer, "payload": payload, "traceparent": headers.get("traceparent")})
         # A redirect points back here: a sender that followed it would send a second request.
         return "", answer, ({"Location": self.url} if 300 <= answer < 400 else {})
 

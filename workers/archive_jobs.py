@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from aistats_hooks import archiving
+from aistats_hooks import archiving, tracing
 from aistats_hooks.archive import Archive, archive_batch as write_archive, wanted_files
 
 from . import context
@@ -20,6 +20,7 @@ from . import context
 log = logging.getLogger("workers.archive")
 
 
+@tracing.traced_job("archive")
 def archive_batch(batch_id: str) -> str:
     """Archive ``batch_id``'s output and error files once; return what happened."""
     ctx = context.current()

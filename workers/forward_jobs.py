@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from rq import get_current_job
 from standardwebhooks import Webhook
 
-from aistats_hooks import bounded_post, forwarding
+from aistats_hooks import bounded_post, forwarding, tracing
 from aistats_hooks.urls import masked
 from aistats_hooks.timestamps import iso
 
@@ -62,6 +62,7 @@ def signed_headers(secret: str, mid: str, body: str, now: datetime | None = None
     }
 
 
+@tracing.traced_job("forward dispatch")
 def dispatch_messages() -> int:
     """Turn new feed entries into messages and their jobs (asked for by ``forwarding.request_dispatch``)."""
     ctx = context.current()
@@ -70,6 +71,7 @@ def dispatch_messages() -> int:
     return forwarding.dispatch(redis, keys, ctx.store.queue, ctx.settings)
 
 
+@tracing.traced_job("forward")
 def deliver(mid: str, force: bool = False) -> str:
     """Send message ``mid`` once (RQ retries it); return what happened."""
     ctx = context.current()
@@ -100,6 +102,9 @@ def deliver(mid: str, force: bool = False) -> str:
         raise DeliveryFailed(f"{mid}: {forwarding.PAUSED}")
     body = body_of(message, ctx.store.get(message["batch_id"]))
     headers = signed_headers(settings.forward_secret, mid, body)
+    parent = tracing.current_traceparent()
+    if parent:  # the receiver can join this delivery to the trace that caused it
+        headers["traceparent"] = parent
     attempt: dict = {"at": iso(time.time())}
     # Recorded first: if the job's timeout or a kill ends this attempt, it stays listed as interrupted.
     forwarding.record_attempt(redis, keys, mid, {**attempt, "error": forwarding.INTERRUPTED}, message["status"])

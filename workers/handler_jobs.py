@@ -18,7 +18,7 @@ import time
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import handler_runs, handlers
+from aistats_hooks import handler_runs, handlers, tracing
 from aistats_hooks.dispatch import job_id
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.sdk import iter_results_file
@@ -30,6 +30,7 @@ from .jobs import count_failure
 log = logging.getLogger("workers.handlers")
 
 
+@tracing.traced_job("handler")
 def run_handler(batch_id: str, transition: str, handler_name: str, entry_id: str) -> str:
     """Run ``handler_name`` on ``transition`` of ``batch_id`` (a change-feed entry); return what happened."""
     ctx = context.current()

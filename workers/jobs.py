@@ -18,7 +18,8 @@ import time
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import alerts, archiving, discovery, dispatch, forwarding, handlers, reconcile, telemetry
+from aistats_hooks import (alerts, archiving, discovery, dispatch, forwarding, handlers, reconcile, telemetry,
+                           tracing)
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 
@@ -35,7 +36,8 @@ def reconcile_batch(batch_id: str, force: bool = False) -> str:
     concurrency = ctx.settings.reconcile_concurrency if get_current_job() is not None else 1
     ahead = drain.Ahead()
     try:
-        with drain.alongside(ctx.store.redis, ctx.store.keys, concurrency, run_ahead, ahead, own=batch_id):
+        with drain.alongside(ctx.store.redis, ctx.store.keys, concurrency, run_ahead, ahead, own=batch_id), \
+                tracing.reconcile_span(ctx.store.redis, ctx.store.keys, batch_id):
             return _reconcile_batch(batch_id, force)
     except Exception:
         count_failure(get_current_job())
@@ -50,7 +52,10 @@ def run_ahead(batch_id: str, job_id: str) -> str:
     ctx = context.current()
     started = time.monotonic()
     try:
-        return reconcile.reconcile_batch(ctx.store, ctx.client, batch_id, job_id=job_id).value
+        with tracing.reconcile_span(ctx.store.redis, ctx.store.keys, batch_id):
+            outcome = reconcile.reconcile_batch(ctx.store, ctx.client, batch_id, job_id=job_id).value
+            tracing.annotate(outcome=outcome, ran_ahead=True)
+            return outcome
     finally:
         with contextlib.suppress(RedisError):
             telemetry.observe_reconcile(ctx.store, time.monotonic() - started)
@@ -61,7 +66,10 @@ def _reconcile_batch(batch_id: str, force: bool) -> str:
     job = get_current_job()
     started = time.monotonic()
     try:
-        return reconcile.reconcile_batch(ctx.store, ctx.client, batch_id, job_id=job.id if job else "", force=force).value
+        outcome = reconcile.reconcile_batch(ctx.store, ctx.client, batch_id, job_id=job.id if job else "",
+                                            force=force).value
+        tracing.annotate(outcome=outcome, attempt=int(job.meta.get("failures") or 0) + 1 if job else None)
+        return outcome
     except NotFoundYet as exc:
         if job is not None:
             _wait_at_least(job, NOT_FOUND_DELAYS[min(exc.misses, len(NOT_FOUND_DELAYS)) - 1])

@@ -29,7 +29,7 @@ import logging.config
 
 from redis.exceptions import RedisError
 
-from aistats_hooks import handlers, job_queues, logs, redis_conn
+from aistats_hooks import handlers, job_queues, logs, redis_conn, tracing
 from aistats_hooks.config import Settings, exit_config_error
 from aistats_hooks.errors import ConfigError
 from workers.log_filter import OneLinePerJob, QuietTicks
@@ -41,6 +41,7 @@ def _load() -> tuple[Settings, str, int]:
     try:
         settings = Settings.from_env()
         settings.require_api_key()
+        tracing.configure("aistats-hooks-worker")  # off unless OTEL_TRACES_EXPORTER names an exporter
         handlers.load(settings.handler_modules)  # an import error is a setting to fix: one line, exit 2
         return settings, logs.level_from_env(), settings.sweep_interval
     except ConfigError as exc:

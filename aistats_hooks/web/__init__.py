@@ -13,7 +13,7 @@ from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
 
-from .. import endpoint_secrets, logs
+from .. import endpoint_secrets, logs, tracing
 from ..config import Settings
 from ..redis_conn import connect, warn_if_lossy
 from ..store import Store
@@ -37,7 +37,9 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
             "AISTATS_ALLOW_UNSIGNED=1 and no AISTATS_WEBHOOK_SECRET: accepting UNSIGNED webhooks. "
             "Anyone who can reach this endpoint can inject events. Do not run this in production."
         )
+    tracing.configure("aistats-hooks-web")  # off unless OTEL_TRACES_EXPORTER names an exporter
     app = Flask(__name__)
+    tracing.instrument_app(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
 

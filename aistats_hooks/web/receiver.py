@@ -16,6 +16,7 @@ from flask import Blueprint, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .. import tracing
 from ..delivery import parse_event
 from ..endpoint_secrets import SecretRing
 from ..errors import PayloadError, SignatureError
@@ -68,6 +69,9 @@ def accept(body: bytes | None, content_length: int | None, headers: Mapping, sto
         # The gateway's retry finds it (a duplicate) and WAITs again.
         _count(store, "not_replicated")
         return _refuse(503, "store_unavailable", "not_replicated")
+    tracing.annotate(batch_id=event.batch_id, event_id=event.id, event_type=event.type, outcome=outcome)
+    if outcome in ("queued", "coalesced"):
+        tracing.remember(store.redis, store.keys, event.batch_id)  # the reconcile's span continues this one
     if outcome == "duplicate":
         return 200, {"status": "duplicate", "event_id": event.id}
     if outcome == "ignored":
