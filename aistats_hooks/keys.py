@@ -116,6 +116,10 @@ class Keys:
         """Set when a run took the batch of waiting job ``job_id`` ahead of it."""
         return self._key("ahead", job_id)
 
+    def trace_contexts(self, batch_id: str) -> str:
+        """W3C traceparents of the deliveries waiting for the batch's reconcile (tracing), TTL 1 day."""
+        return self._key("tp", batch_id)
+
     def lock(self, batch_id: str) -> str:
         """A worker's token while it reconciles the batch."""
         return self._key("lock", batch_id)

@@ -10,8 +10,9 @@ The instrumentations come from the OpenTelemetry packages: Flask (the web
 app's requests), httpx (calls to the gateway and to forwarding
 destinations) and redis. What they cannot see is the queue, so:
 
-- the receiver's span context is kept beside the batch (``remember``: a
-  short list of W3C ``traceparent`` values, ``{p}:tp:<batch_id>``), because
+- the receiver's span context is kept beside the batch, in the acknowledgement's
+  own Lua step (``store.ingest(traceparent=...)``; ``remember`` for other callers):
+  a short list of W3C ``traceparent`` values, ``{p}:tp:<batch_id>``, because
   several deliveries may coalesce into one reconcile;
 - the reconcile job takes that list (``reconcile_span``): its span is a child
   of the first delivery's and links to every one of them;
@@ -47,10 +48,13 @@ def wanted(env: Mapping[str, str] | None = None) -> list[str]:
     return names
 
 
-def configure(default_service: str, env: Mapping[str, str] | None = None, *, exporters: list | None = None) -> bool:
+def configure(default_service: str, env: Mapping[str, str] | None = None, *, exporters: list | None = None,
+              redis_spans: bool = True) -> bool:
     """Set up the tracer provider and the httpx and redis instrumentations once per process; True when on.
 
     ``exporters``: span exporters to use instead of the ones the environment names (tests pass an in-memory one).
+    ``redis_spans=False`` (the web process): a span per Redis command would double an acknowledgement's cost
+    (bench/RESULTS.md, tracing); the request span carries the outcome instead.
     """
     global ENABLED
     names = wanted(env)
@@ -79,7 +83,8 @@ def configure(default_service: str, env: Mapping[str, str] | None = None, *, exp
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     HTTPXClientInstrumentor().instrument()
-    RedisInstrumentor().instrument()
+    if redis_spans:
+        RedisInstrumentor().instrument()
     ENABLED = True
     return True
 
@@ -148,7 +153,7 @@ def reconcile_span(redis, keys, batch_id: str) -> Iterator[None]:
         return
     from opentelemetry import trace
 
-    key = f"{keys.prefix}:tp:{batch_id}"
+    key = keys.trace_contexts(batch_id)
     pipe = redis.pipeline(transaction=True)
     pipe.lrange(key, 0, -1)
     pipe.delete(key)

@@ -12,7 +12,7 @@ import time
 import traceback
 
 from . import (archive_memory, dashboard, economy, ingest, isolation, latency, loadgen, machine, polling, reconcile,
-               report, scale, slowclients)
+               report, scale, slowclients, tracing_cost)
 from .causes import CAUSES
 from .context import Bench, Row
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not results")
     parser.add_argument("--only", action="append",
                         choices=["ingest", "slowclients", "reconcile", "latency", "isolation", "economy", "polling", "scale",
-                                 "dashboard", "archive"],
+                                 "dashboard", "archive", "tracing"],
                         help="run only these phases (repeatable)")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
     args = parser.parse_args(argv)
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": lambda: scale.run(bench, large=5_000 if quick else 100_000, samples=20 if quick else 150),
         "dashboard": lambda: dashboard.run(bench, large=5_000 if quick else 100_000, samples=20 if quick else 200),
         "archive": lambda: archive_memory.run(bench, megabytes=10 if quick else archive_memory.MB),
+        "tracing": lambda: tracing_cost.run(bench, seconds=3 if quick else 6, rounds=1 if quick else 2),
     }
     failed = []
     try:

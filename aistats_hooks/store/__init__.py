@@ -67,9 +67,13 @@ class Store:
         self.counter_hashes = Counters(redis, self.keys)
 
     # -- the acknowledgement path and reconcile requests ---------------------
-    def ingest(self, event: Event, body: bytes, headers: Mapping[str, str], *, ignore: bool = False) -> str:
-        """Record a verified event and ensure its batch's reconcile job; return the outcome."""
-        return self._ingest.ingest(event, body, headers, ignore=ignore)
+    def ingest(self, event: Event, body: bytes, headers: Mapping[str, str], *, ignore: bool = False,
+               traceparent: str | None = None) -> str:
+        """Record a verified event and ensure its batch's reconcile job; return the outcome.
+
+        ``traceparent`` (tracing on) is kept beside the batch in the same step, for its reconcile's span.
+        """
+        return self._ingest.ingest(event, body, headers, ignore=ignore, traceparent=traceparent)
 
     def request_reconcile(self, batch_id: str, *, debounce: bool = True, max_pending_age: int = 0) -> str:
         """Queue a reconcile of ``batch_id`` unless one is waiting; return 'queued' or 'coalesced'."""

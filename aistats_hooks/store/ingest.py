@@ -32,6 +32,10 @@ from .coalesce import TAKE_SLOT_LUA, SlotArgs, follow_up
 from .script import Script, text
 
 
+# Deliveries a reconcile's span links to (tracing.reconcile_span reads them); more are rare and add nothing to read.
+MAX_TRACE_CONTEXTS = 16
+
+
 class NotReplicated(Exception):
     """The delivery is on the primary but fewer than ``wanted`` replicas confirmed it in time."""
 
@@ -50,9 +54,11 @@ class IngestScript(Script):
 -- KEYS[4] delivery counters   {p}:m:deliveries
 -- KEYS[5] open batches zset   {p}:open (so the sweep finds the batch even if its job dies)
 -- KEYS[6..8] take_slot()'s keys (coalesce.SlotArgs)
+-- KEYS[9] trace contexts      {p}:tp:{batch_id} (tracing: the deliveries a reconcile continues and links)
 -- ARGV[1] event field, ARGV[2] packed event, ARGV[3] received at (ms), ARGV[4] retention (s),
 -- ARGV[5] 'batch' or 'ignore', ARGV[6] most events per batch, ARGV[7] most stored bytes per batch,
--- ARGV[8..12] take_slot()'s arguments (ARGV[8] the batch id).
+-- ARGV[8..12] take_slot()'s arguments (ARGV[8] the batch id), ARGV[13] the delivery's traceparent ('' = none),
+-- ARGV[14] how many trace contexts a batch keeps.
 -- Returns {outcome}: 'limited', 'ignored', 'final' or 'coalesced'; {'queued', job id, wait ms}
 -- (the caller enqueues that job); or {'duplicate', the job id the batch's slot names, or false}.
 -- Outcomes-hash fields starting with '#' are bookkeeping: no event field does (delivery_codec).
@@ -76,6 +82,11 @@ else
   reply = take_slot(slot_args(6, 8))
   -- NX: a known open batch keeps its last-reconciled score.
   redis.call('ZADD', KEYS[5], 'NX', math.floor(tonumber(received) / 1000), ARGV[8])
+  if ARGV[13] ~= '' then
+    redis.call('RPUSH', KEYS[9], ARGV[13])
+    redis.call('LTRIM', KEYS[9], -tonumber(ARGV[14]), -1)
+    redis.call('EXPIRE', KEYS[9], 86400)
+  end
 end
 local outcome = reply[1]
 redis.call('HSET', KEYS[1], field, ARGV[2])
@@ -89,13 +100,13 @@ return reply
 
     def call(self, keys: Keys, *, event_field: str, packed: bytes, received_ms: int, retention: int,
              ignore: bool, slot: SlotArgs, replicas: int = 0, replica_timeout_ms: int = 500,
-             max_events: int = 100, max_bytes: int = 256 * 1024) -> list:
+             max_events: int = 100, max_bytes: int = 256 * 1024, traceparent: str | None = None) -> list:
         """Run INGEST; return its reply. With ``replicas``, WAIT for them or raise ``NotReplicated``."""
         batch_id = slot.batch_id
         keys_ = [keys.events(batch_id), keys.outcomes(batch_id), keys.record(batch_id), keys.counters("deliveries"),
-                 keys.open, *slot.key_list()]
+                 keys.open, *slot.key_list(), keys.trace_contexts(batch_id)]
         args = [event_field, packed, received_ms, retention, "ignore" if ignore else "batch", max_events, max_bytes,
-                *slot.arg_list()]
+                *slot.arg_list(), traceparent or "", MAX_TRACE_CONTEXTS]
         if not replicas:
             return self.run(keys_, args)
         return self._run_and_wait(keys_, args, replicas, replica_timeout_ms)
@@ -136,7 +147,8 @@ class Ingest:
         self.new_job_id = new_job_id
         self._ingest = IngestScript(redis)
 
-    def ingest(self, event: Event, body: bytes, headers: Mapping[str, str], *, ignore: bool = False) -> str:
+    def ingest(self, event: Event, body: bytes, headers: Mapping[str, str], *, ignore: bool = False,
+               traceparent: str | None = None) -> str:
         """Record a verified event, then make sure its batch's reconcile job exists; return the outcome."""
         received = int(time.time() * 1000)
         reply = self._ingest.call(
@@ -151,6 +163,7 @@ class Ingest:
             replica_timeout_ms=self.replica_timeout_ms,
             max_events=self.max_events,
             max_bytes=self.max_bytes,
+            traceparent=traceparent,
         )
         outcome = text(reply[0])
         if outcome == "duplicate":

@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, redis: Redis | None = None) 
             "AISTATS_ALLOW_UNSIGNED=1 and no AISTATS_WEBHOOK_SECRET: accepting UNSIGNED webhooks. "
             "Anyone who can reach this endpoint can inject events. Do not run this in production."
         )
-    tracing.configure("aistats-hooks-web")  # off unless OTEL_TRACES_EXPORTER names an exporter
+    tracing.configure("aistats-hooks-web", redis_spans=False)  # off unless OTEL_TRACES_EXPORTER names one
     app = Flask(__name__)
     tracing.instrument_app(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

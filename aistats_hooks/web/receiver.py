@@ -63,15 +63,14 @@ def accept(body: bytes | None, content_length: int | None, headers: Mapping, sto
         return _refuse(400, "invalid_payload", exc.reason)
     ignore = not event.is_batch_event
     try:
-        outcome = store.ingest(event, body, headers, ignore=ignore)
+        outcome = store.ingest(event, body, headers, ignore=ignore, traceparent=tracing.current_traceparent())
     except NotReplicated:
         # Recorded on the primary, not yet on AISTATS_MIN_REPLICAS replicas: not acknowledged.
         # The gateway's retry finds it (a duplicate) and WAITs again.
         _count(store, "not_replicated")
         return _refuse(503, "store_unavailable", "not_replicated")
+    # The traceparent went beside the batch in INGEST itself: the reconcile's span continues this one.
     tracing.annotate(batch_id=event.batch_id, event_id=event.id, event_type=event.type, outcome=outcome)
-    if outcome in ("queued", "coalesced"):
-        tracing.remember(store.redis, store.keys, event.batch_id)  # the reconcile's span continues this one
     if outcome == "duplicate":
         return 200, {"status": "duplicate", "event_id": event.id}
     if outcome == "ignored":
