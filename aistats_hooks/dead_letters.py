@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.results import Result
 
 from . import job_queues
-from .timestamps import iso
+from .rules.timestamps import iso
 
 # What a person does about a failed reconcile, by the kind of its error (``kind_of``).
 NEXT_STEPS = {

@@ -48,12 +48,12 @@ from typing import Any
 
 from . import upstream_health
 from .errors import AIStatsError
-from .merge import is_final
+from .rules.merge import is_final
 from .sdk import AIStats
-from .status import normalize_status
+from .rules.status import normalize_status
 from .store import Store
 from .store.process_lock import hold
-from .timestamps import parse_time
+from .rules.timestamps import parse_time
 
 log = logging.getLogger("aistats_hooks.discovery")
 

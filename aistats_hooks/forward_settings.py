@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .urls import masked
-from .transitions import NAMES, Transition
+from .rules.transitions import NAMES, Transition
 
 # The default: what a batch ended as, and its settled bill.
 DEFAULT_EVENTS = (Transition.COMPLETED.value, Transition.FAILED.value, Transition.CANCELLED.value,

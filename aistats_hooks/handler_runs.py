@@ -15,7 +15,7 @@ import time
 from redis import Redis
 
 from .keys import Keys
-from .timestamps import iso
+from .rules.timestamps import iso
 
 ERROR_CHARS = 300
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .transitions import NAMES, Transition
+from .rules.transitions import NAMES, Transition
 
 Handler = Callable[[dict, "HandlerContext"], Any]
 

@@ -22,10 +22,10 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from . import dead_letters, queries
-from .status import BatchStatus
+from .rules.status import BatchStatus
 from .store import Store
 from .store.script import text
-from .timestamps import iso
+from .rules.timestamps import iso
 
 SNAPSHOTS = "hourly"  # counter-hash name: {p}:m:hourly, hour -> JSON of the counters then
 WINDOW = timedelta(hours=24)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 from datetime import date, timedelta
 
-from .billing import nanos_to_usd
-from .status import BatchStatus
+from .rules.billing import nanos_to_usd
+from .rules.status import BatchStatus
 from .store import Store
 from .store.ledger import Ledger
 from .store.records import Records

@@ -25,14 +25,15 @@ import time
 import uuid
 from enum import Enum
 
-from . import not_found, upstream_health
-from .delivery import TERMINAL_EVENT_TYPES
+from . import upstream_health
+from .rules import not_found
+from .rules.delivery import TERMINAL_EVENT_TYPES
 from .errors import AIStatsError, BatchLocked, InvalidRequestError, NotFoundError
-from .merge import is_final, merge
+from .rules.merge import is_final, merge
 from .sdk import AIStats
-from .status import BatchStatus, Source, normalize_status
+from .rules.status import BatchStatus, Source, normalize_status
 from .store import Begun, Store
-from .timestamps import iso
+from .rules.timestamps import iso
 
 log = logging.getLogger("aistats_hooks.reconcile")
 # Seconds a run waits for another worker's run of the same batch before

@@ -12,7 +12,7 @@ from pathlib import Path
 from rq import SimpleWorker
 from werkzeug.serving import make_server
 
-from aistats_hooks.signatures import sign_headers
+from aistats_hooks.rules.signatures import sign_headers
 
 FIXTURES = Path(__file__).resolve().with_name("fixtures")
 # A batch.completed delivery body as the gateway sends it (docs/protocol.md, "Payload").

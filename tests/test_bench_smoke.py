@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from werkzeug.datastructures import Headers
 
-from aistats_hooks.delivery import parse_event
-from aistats_hooks.signatures import verify_signature
+from aistats_hooks.rules.delivery import parse_event
+from aistats_hooks.rules.signatures import verify_signature
 from bench import deliveries, loadgen, report
 from bench.context import Row
 from bench.redis_server import RedisServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aistats_hooks.billing import InvalidAmount, contribution, is_settled_or_void, normalize_billing
+from aistats_hooks.rules.billing import InvalidAmount, contribution, is_settled_or_void, normalize_billing
 
 RETRIEVE_FINAL = {"billed": True, "charged": True, "reason": "charged", "cost_nanos": 20250, "cost_usd": 2.025e-05,
                   "finalized_at": "2026-06-17T16:00:59.500Z", "pricing_breakdown": {"lines": 2}}
@@ -63,7 +63,7 @@ def test_amounts_in_range_are_read(amount, nanos):
 
 def test_already_billed_and_blocked_finalisations_read_right():
     """core/batch-finalization.ts: later finalisations say already_billed; a blocked one billed: false."""
-    from aistats_hooks.billing import normalize_billing
+    from aistats_hooks.rules.billing import normalize_billing
 
     later = normalize_billing({"billed": True, "charged": False, "reason": "already_billed", "cost_nanos": 20250})
     assert (later["state"], later["total_nanos"]) == ("settled", 20250)

@@ -11,7 +11,7 @@ import re
 import httpx
 import pytest
 
-from aistats_hooks.merge import merge
+from aistats_hooks.rules.merge import merge
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.web.dashboard.charts import axis_usd, spend_per_day
 from tests.helpers import make_event, wait_for

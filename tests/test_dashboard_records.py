@@ -11,7 +11,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from aistats_hooks.merge import merge
+from aistats_hooks.rules.merge import merge
 from tests.helpers import make_event
 
 SECRET = "session-secret-for-tests-0123456789"

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from aistats_hooks.signatures import sign_headers
+from aistats_hooks.rules.signatures import sign_headers
 from aistats_hooks.web import create_app
 
 WEBHOOK_ANSWERS = {200, 202, 400, 401, 413}

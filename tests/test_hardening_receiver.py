@@ -19,7 +19,7 @@ def post(client, event=None, *, body=None, headers=None):
 
 
 def signed_raw(body: bytes, event_id: str = "evt_raw", event_type: str = "batch.completed"):
-    from aistats_hooks.signatures import sign_headers
+    from aistats_hooks.rules.signatures import sign_headers
 
     return body, sign_headers("whsec_test_secret", body, event_id=event_id, event_type=event_type,
                               delivery_key=event_type, attempt=1)

@@ -134,7 +134,7 @@ def test_commit_checks_every_value_before_its_first_write(store):
 
 
 def reconcile_record(obj: dict) -> dict:
-    from aistats_hooks.merge import merge
+    from aistats_hooks.rules.merge import merge
 
     return merge(None, obj)
 

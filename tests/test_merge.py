@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from aistats_hooks.billing import contribution, nanos_to_usd
-from aistats_hooks.merge import is_final, merge
-from aistats_hooks.status import BatchStatus, Source, normalize_status
-from aistats_hooks.timestamps import parse_time
+from aistats_hooks.rules.billing import contribution, nanos_to_usd
+from aistats_hooks.rules.merge import is_final, merge
+from aistats_hooks.rules.status import BatchStatus, Source, normalize_status
+from aistats_hooks.rules.timestamps import parse_time
 from tests.helpers import fixture_event
 
 

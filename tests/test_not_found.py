@@ -1,6 +1,6 @@
 """A 404 is believed after misses spread over minutes, never after a burst of deliveries.
 
-The rule (aistats_hooks/not_found.py) with a clock the tests move; then the
+The rule (aistats_hooks/rules/not_found.py) with a clock the tests move; then the
 whole path: the receiver, a real RQ worker and a gateway answering 404 over
 real HTTP (tests/upstream.py).
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from aistats_hooks import not_found, reconcile
-from aistats_hooks.not_found import count_miss
+from aistats_hooks import reconcile
+from aistats_hooks.rules import not_found
+from aistats_hooks.rules.not_found import count_miss
 from aistats_hooks.reconcile import NotFoundYet, Outcome
 from aistats_hooks.sdk import AIStats
 from aistats_hooks.web import create_app

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from aistats_hooks.merge import normalize
-from aistats_hooks.provider_shapes import openai_view
+from aistats_hooks.rules.merge import normalize
+from aistats_hooks.rules.provider_shapes import openai_view
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.sandbox.clock import SimClock
 from aistats_hooks.sandbox.providers import normalize as gateway_normalize

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aistats_hooks.merge import merge
+from aistats_hooks.rules.merge import merge
 from aistats_hooks.web import create_app
 from tests.helpers import make_event
 

@@ -126,7 +126,7 @@ def test_oversize_body_is_refused_without_reading_it(client, store, settings):
     (json.dumps({"id": "x" * 300, "type": "batch.completed", "data": {"id": "b"}}).encode(), "invalid_id"),
 ])
 def test_malformed_bodies_get_400_with_reason(client, store, body, reason):
-    from aistats_hooks.signatures import sign_headers
+    from aistats_hooks.rules.signatures import sign_headers
 
     headers = sign_headers("whsec_test_secret", body)
     resp = post(client, body, headers)

@@ -25,7 +25,7 @@ from aistats_hooks.errors import SignatureError
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.sandbox.auth import default_management_key
 from aistats_hooks.sandbox.notifications import event_id
-from aistats_hooks.signatures import verify_signature
+from aistats_hooks.rules.signatures import verify_signature
 from tests import helpers
 
 API_KEY = "sk_sandbox_test"

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Request, Response
 from aistats_hooks.errors import InvalidRequestError, NotFoundError, RateLimitError, ResultsNotReady, SignatureError
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.sdk import AIStats, iter_results_file
-from aistats_hooks.signatures import verify_signature
+from aistats_hooks.rules.signatures import verify_signature
 from tests import helpers
 
 API_KEY = "sk_sdk_sandbox"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import EnvironHeaders, Headers
 
 from aistats_hooks.errors import SignatureError
-from aistats_hooks.signatures import compute_signature, sign_headers, verify_signature
+from aistats_hooks.rules.signatures import compute_signature, sign_headers, verify_signature
 from tests import helpers
 
 FIXTURE = helpers.FIXTURE

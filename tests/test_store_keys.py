@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aistats_hooks.keys import Keys
-from aistats_hooks.billing import billing_day
-from aistats_hooks.merge import merge
+from aistats_hooks.rules.billing import billing_day
+from aistats_hooks.rules.merge import merge
 from aistats_hooks.store import Store
 from tests.helpers import make_event, signed
 

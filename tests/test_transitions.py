@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from aistats_hooks.transitions import Transition as T, transitions
+from aistats_hooks.rules.transitions import Transition as T, transitions
 
 
 def rec(status="pending", done=0, billing=None, source="retrieve", announced=None):

@@ -109,7 +109,7 @@ def test_a_404_is_believed_only_after_three_answers_over_minutes(app, store, ups
     upstream.answer("ghost", (404, {"error": {"message": "No such batch"}}))
     deliver(app, make_event("ghost"))
     before = time.time()
-    # The misses must be minutes apart (aistats_hooks/not_found.py): date them as the scheduled retries would.
+    # The misses must be minutes apart (aistats_hooks/rules/not_found.py): date them as the scheduled retries would.
     monkeypatch.setattr(reconcile, "clock", lambda: before + (0, 60, 300)[upstream.calls["ghost"] - 1])
     run_worker(store)
     record = store.get("ghost")
@@ -253,8 +253,8 @@ def test_two_workers_never_reconcile_one_batch_at_once(app, store, upstream, set
 
 
 def test_concurrent_saves_never_double_count(app, store):
-    from aistats_hooks.merge import merge
-    from aistats_hooks.status import Source
+    from aistats_hooks.rules.merge import merge
+    from aistats_hooks.rules.status import Source
 
     record = merge(None, completed("b8"), source=Source.RETRIEVE)
 
@@ -273,7 +273,7 @@ def test_concurrent_saves_never_double_count(app, store):
 
 
 def test_rereconcile_adds_only_the_difference(app, store):
-    from aistats_hooks.merge import merge
+    from aistats_hooks.rules.merge import merge
 
     first = merge(None, completed("b9"))
     store.save(first)

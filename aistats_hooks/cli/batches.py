@@ -9,8 +9,8 @@ from redis.exceptions import RedisError
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..billing import nanos_to_usd
-from ..timestamps import iso, parse_time
+from ..rules.billing import nanos_to_usd
+from ..rules.timestamps import iso, parse_time
 from ..reconcile import track_batch
 from .core import CommandError, Resources, emit, event_type, json_option, pass_res
 

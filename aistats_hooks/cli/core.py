@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from .. import logs
 from ..config import EXIT_CONFIG, Settings, config_error_message
 from ..urls import masked as mask_url
-from ..delivery import EVENT_FAMILIES, EVENT_KINDS
+from ..rules.delivery import EVENT_FAMILIES, EVENT_KINDS
 from ..errors import AIStatsError, ConfigError, HooksError
 
 EXIT_ERROR = 1

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from ..signatures import sign_headers
+from ..rules.signatures import sign_headers
 
 PREVIEW_CHARS = 500
 # The gateway's delivery timeout (core/async-notifications.ts DEFAULT_WEBHOOK_DELIVERY_TIMEOUT_MS).

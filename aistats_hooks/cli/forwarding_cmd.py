@@ -11,9 +11,9 @@ import time
 import click
 
 from .. import forwarding as fwd
-from ..timestamps import iso
+from ..rules.timestamps import iso
 from ..urls import masked
-from ..timestamps import parse_time
+from ..rules.timestamps import parse_time
 from .core import CommandError, Resources, emit, json_option, pass_res
 
 

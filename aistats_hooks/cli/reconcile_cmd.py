@@ -7,7 +7,7 @@ import json
 import click
 
 from ..errors import AIStatsError, NotFoundError
-from ..timestamps import iso
+from ..rules.timestamps import iso
 from .core import CommandError, Resources, emit, json_option, pass_res
 
 

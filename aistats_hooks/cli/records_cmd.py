@@ -7,9 +7,9 @@ from datetime import date
 import click
 
 from .. import queries
-from ..billing import nanos_to_usd
+from ..rules.billing import nanos_to_usd
 from ..errors import NotFoundError
-from ..status import BatchStatus
+from ..rules.status import BatchStatus
 from .core import CommandError, Resources, emit, json_option, pass_res
 
 _STATUSES = sorted(s.value for s in BatchStatus)

@@ -13,8 +13,8 @@ import click
 from redis.exceptions import RedisError
 
 from ..config import Settings
-from ..delivery import KIND_STATUS
-from ..timestamps import iso
+from ..rules.delivery import KIND_STATUS
+from ..rules.timestamps import iso
 from .core import WEBHOOK_PATH, CommandError, Resources, emit, event_type, json_option, pass_res, webhook_url
 
 # Made-up batches of `trigger` carry this prefix: recognisable, and forgotten after the run.
@@ -95,7 +95,7 @@ def signing_secret(res: Resources) -> str:
 
 def _headers(settings: Settings, event: dict, body: bytes, secret: str = "") -> dict[str, str]:
     """Return the gateway's delivery headers, signed with ``secret`` (unsigned only when allowed)."""
-    from ..signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_headers
+    from ..rules.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_headers
 
     if not secret:
         settings.require_webhook_secret()  # raises unless AISTATS_ALLOW_UNSIGNED=1

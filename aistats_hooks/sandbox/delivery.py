@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ..signatures import SIGNATURE_HEADER, USER_AGENT, compute_signature, sign_headers
+from ..rules.signatures import SIGNATURE_HEADER, USER_AGENT, compute_signature, sign_headers
 from .notifications import MAX_ATTEMPTS, Event
 from .faults import DELAY_SECONDS, REPLAY_SECONDS
 from .state import Gateway

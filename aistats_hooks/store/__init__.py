@@ -26,7 +26,7 @@ from redis.client import Pipeline
 
 from .. import queueing
 from ..config import Settings
-from ..delivery import Event
+from ..rules.delivery import Event
 from ..keys import Keys
 from .coalesce import Requests
 from .commit import CommitScript, RecordRow

@@ -24,11 +24,11 @@ from redis.exceptions import ResponseError
 
 from . import compression
 from ..keys import Keys
-from ..billing import MAX_NANOS, InvalidAmount, contribution
-from ..merge import is_final
-from ..status import BatchStatus
-from ..timestamps import iso, parse_time
-from ..transitions import transitions
+from ..rules.billing import MAX_NANOS, InvalidAmount, contribution
+from ..rules.merge import is_final
+from ..rules.status import BatchStatus
+from ..rules.timestamps import iso, parse_time
+from ..rules.transitions import transitions
 from .script import Script
 
 

@@ -19,7 +19,7 @@ import json
 from collections.abc import Collection, Mapping
 
 from . import compression
-from ..delivery import Event, phaseo_headers
+from ..rules.delivery import Event, phaseo_headers
 
 # One encoder for the metadata line: json.dumps with separators builds a new one per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))

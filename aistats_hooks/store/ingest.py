@@ -25,7 +25,7 @@ from redis.exceptions import NoScriptError
 from rq import Queue
 
 from . import delivery_codec
-from ..delivery import Event
+from ..rules.delivery import Event
 from ..keys import Keys
 from .. import queueing
 from .coalesce import TAKE_SLOT_LUA, SlotArgs, follow_up

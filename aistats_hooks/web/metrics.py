@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from .. import upstream_health
-from ..status import BatchStatus
+from ..rules.status import BatchStatus
 from ..store import Store
 from ..telemetry import HISTOGRAM_KEY, RECONCILE_BUCKETS
 from .auth import require_token

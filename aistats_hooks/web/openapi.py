@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from ..status import BatchStatus, Source
-from ..signatures import MAX_SIGNATURE_HEADER
+from ..rules.status import BatchStatus, Source
+from ..rules.signatures import MAX_SIGNATURE_HEADER
 
 # A UTC day; an empty value means "no bound", like an absent one.
 DAY = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]}

@@ -8,7 +8,7 @@ from datetime import date
 from flask import Blueprint, jsonify, request
 
 from .. import archiving, queries
-from ..status import BatchStatus
+from ..rules.status import BatchStatus
 from . import params
 from .auth import require_token
 from .context import get_store

@@ -17,10 +17,10 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import tracing
-from ..delivery import parse_event
+from ..rules.delivery import parse_event
 from ..endpoint_secrets import SecretRing
 from ..errors import PayloadError, SignatureError
-from ..signatures import verify_signature
+from ..rules.signatures import verify_signature
 from ..store.ingest import NotReplicated
 from .context import get_secret_ring, get_store
 

@@ -30,10 +30,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aistats_hooks.merge import merge
+from aistats_hooks.rules.merge import merge
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.sdk import AIStats
-from aistats_hooks.status import Source
+from aistats_hooks.rules.status import Source
 from aistats_hooks.web import create_app, get_store
 from tests.helpers import FIXTURES, Served, spawn_worker, wait_for
 

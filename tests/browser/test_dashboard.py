@@ -9,7 +9,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from aistats_hooks import dead_letters
-from aistats_hooks.status import BatchStatus
+from aistats_hooks.rules.status import BatchStatus
 from tests.helpers import wait_for
 
 from tests.browser.driving import login, screenshot

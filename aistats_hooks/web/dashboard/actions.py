@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from ... import dead_letters
-from ...merge import is_final
+from ...rules.merge import is_final
 from ..context import get_store
 from . import access, bp
 

@@ -12,7 +12,7 @@ import math
 
 from markupsafe import Markup, escape
 
-from ...billing import nanos_to_usd
+from ...rules.billing import nanos_to_usd
 
 
 def whole(value) -> int | None:

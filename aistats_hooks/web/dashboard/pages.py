@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from ... import dead_letters, forwarding, handler_runs, queries, upstream_health
 from ...overview import RANGES
 from ...overview import overview as read_overview
-from ...status import BatchStatus
+from ...rules.status import BatchStatus
 from ..context import get_settings, get_store
 from . import access, bp, charts
 

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import PayloadError
+from ..errors import PayloadError
 
 # Event types are "<family>.<kind>": the gateway names batch events `batch.*`,
 # and subscriptions may use the generic `job.*` form. Every place that needs

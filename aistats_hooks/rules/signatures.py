@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 
-from .errors import SignatureError
+from ..errors import SignatureError
 
 SIGNATURE_HEADER = "x-phaseo-signature"
 TIMESTAMP_HEADER = "x-phaseo-timestamp"
