@@ -15,7 +15,7 @@ import os
 import time
 
 from aistats_hooks.handlers import on
-from aistats_hooks.transitions import NAMES
+from aistats_hooks.rules.transitions import NAMES
 
 
 def _redis():

@@ -17,9 +17,9 @@ import secrets
 import time
 from datetime import datetime, timedelta, timezone
 
-from aistats_hooks.merge import merge
+from aistats_hooks.rules.merge import merge
 from aistats_hooks.overview import overview
-from aistats_hooks.status import Source
+from aistats_hooks.rules.status import Source
 from aistats_hooks.store import Store
 from aistats_hooks.web import create_app
 

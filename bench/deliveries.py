@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from aistats_hooks.signatures import sign_headers
+from aistats_hooks.rules.signatures import sign_headers
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = (ROOT / "tests" / "fixtures" / "batch_completed.json",)

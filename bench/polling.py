@@ -23,8 +23,8 @@ import random
 import statistics
 import time
 
-from aistats_hooks.merge import merge
-from aistats_hooks.status import Source
+from aistats_hooks.rules.merge import merge
+from aistats_hooks.rules.status import Source
 from aistats_hooks.store import Store
 
 from . import deliveries, drive, procs

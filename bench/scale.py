@@ -19,8 +19,8 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from aistats_hooks.merge import merge
-from aistats_hooks.status import Source
+from aistats_hooks.rules.merge import merge
+from aistats_hooks.rules.status import Source
 from aistats_hooks.store import Store
 
 from . import deliveries, procs

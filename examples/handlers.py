@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from aistats_hooks.billing import nanos_to_usd
+from aistats_hooks.rules.billing import nanos_to_usd
 from aistats_hooks.handlers import on
 
 RESULTS_DIR = Path(os.environ.get("AISTATS_EXAMPLE_RESULTS_DIR", "results"))

@@ -33,7 +33,7 @@ from standardwebhooks import Webhook
 
 from aistats_hooks import bounded_post, forwarding, tracing
 from aistats_hooks.urls import masked
-from aistats_hooks.timestamps import iso
+from aistats_hooks.rules.timestamps import iso
 
 from . import context
 

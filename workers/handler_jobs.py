@@ -22,7 +22,7 @@ from aistats_hooks import handler_runs, handlers, tracing
 from aistats_hooks.dispatch import job_id
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.sdk import iter_results_file
-from aistats_hooks.timestamps import iso
+from aistats_hooks.rules.timestamps import iso
 
 from . import context
 from .jobs import count_failure

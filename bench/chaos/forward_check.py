@@ -24,7 +24,7 @@ from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobReg
 from aistats_hooks.forward_settings import DEFAULT_EVENTS, generate_secret
 from aistats_hooks import forwarding, job_queues
 from aistats_hooks.forwarding import GROUP
-from aistats_hooks.transitions import Transition
+from aistats_hooks.rules.transitions import Transition
 from aistats_hooks.keys import Keys
 from bench.forward_destination import Destination
 from bench.hostile_destinations import Hostile

@@ -17,7 +17,7 @@ import time
 
 import httpx
 
-from aistats_hooks.signatures import sign_headers
+from aistats_hooks.rules.signatures import sign_headers
 
 from .record import Record
 from .signed_attacks import SignedAttacks

@@ -18,7 +18,7 @@ import httpx
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from aistats_hooks.errors import SignatureError
-from aistats_hooks.signatures import verify_signature
+from aistats_hooks.rules.signatures import verify_signature
 
 from .record import Record
 
