@@ -3,7 +3,7 @@
 A file server (its own process) streams a generated JSONL output file of ``MB``
 megabytes as the gateway's ``GET /v1/files/{id}/content`` would; a fresh Python
 process (a worker's imports, the SDK, fsspec) archives one batch naming it to a
-``file://`` archive through ``aistats_hooks.archive.archive_batch``, exactly as the
+``file://`` archive through ``aistats_hooks.effects.archive.archive_batch``, exactly as the
 archive job does, and reports its resident memory before the job and its peak
 (``VmHWM``) after. The archived file's sha256 is checked against what was served.
 """
@@ -56,7 +56,7 @@ ARCHIVER = textwrap.dedent("""
                 return int(line.split()[1])
 
     import workers.archive_jobs  # a worker's imports, before the baseline
-    from aistats_hooks.archive import Archive, archive_batch
+    from aistats_hooks.effects.archive import Archive, archive_batch
     from aistats_hooks.sdk import AIStats
 
     base_url, folder = sys.argv[1], sys.argv[2]

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from aistats_hooks import forwarding
+from aistats_hooks.effects import forwarding
 from aistats_hooks.forward_settings import generate_secret
 from aistats_hooks.keys import Keys
 

@@ -10,7 +10,9 @@ import pytest
 from flask import Flask, request
 from standardwebhooks import Webhook
 
-from aistats_hooks import alerts, dead_letters
+from aistats_hooks import dead_letters
+
+from aistats_hooks.effects import alerts
 from aistats_hooks.config import Settings
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.keys import Keys

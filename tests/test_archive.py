@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aistats_hooks.archive import Archive, ArchiveError, archive_batch, digest_chunks, verify
+from aistats_hooks.effects.archive import Archive, ArchiveError, archive_batch, digest_chunks, verify
 
 RECORD = {"id": "batch_arch_1", "status": "completed", "output_file_id": "file-out-1", "error_file_id": "file-err-1",
           "finalized_at": "2026-11-30T23:59:58Z"}

@@ -7,7 +7,7 @@ import json
 import pytest
 from rq import Queue, SimpleWorker
 
-from aistats_hooks import archiving
+from aistats_hooks.effects import archiving
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.sdk import AIStats
 from tests.helpers import wait_for

@@ -122,7 +122,7 @@ def test_generated_records_never_500(dash, record):
 
 
 def test_the_batch_page_lists_handler_runs_and_failed_work_says_what_to_do(dash, settings):
-    from aistats_hooks import handler_runs
+    from aistats_hooks.effects import handler_runs
 
     client, store = dash
     store.save(record_from("b_runs"))

@@ -20,7 +20,9 @@ import pytest
 from click.testing import CliRunner
 from rq import SimpleWorker
 
-from aistats_hooks import bounded_post, forwarding, job_queues
+from aistats_hooks import job_queues
+
+from aistats_hooks.effects import bounded_post, forwarding
 from aistats_hooks.forward_settings import generate_secret
 from bench.forward_destination import Destination
 from bench.hostile_destinations import Hostile

@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 from standardwebhooks import Webhook
 
-from aistats_hooks import dispatch, forwarding, job_queues
+from aistats_hooks import job_queues
+
+from aistats_hooks.effects import dispatch, forwarding
 from aistats_hooks.config import Settings
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.forward_settings import generate_secret

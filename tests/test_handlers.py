@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 from rq.registry import FailedJobRegistry
 
-from aistats_hooks import dispatch, handler_runs, handlers, job_queues
+from aistats_hooks import handlers, job_queues
+
+from aistats_hooks.effects import dispatch, handler_runs
 from bench.counting_handlers import attempts_key, runs_key
 from tests.helpers import make_event, run_worker, signed, wait_for
 from workers import context

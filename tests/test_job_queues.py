@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from rq import SimpleWorker
 
-from aistats_hooks import dead_letters, dispatch, forwarding, job_queues
+from aistats_hooks import dead_letters, job_queues
+
+from aistats_hooks.effects import dispatch, forwarding
 from aistats_hooks.config import Settings
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.forward_settings import generate_secret

@@ -12,7 +12,9 @@ import fnmatch
 
 import pytest
 
-from aistats_hooks import dispatch, keys as keys_module
+from aistats_hooks import keys as keys_module
+
+from aistats_hooks.effects import dispatch
 from bench.counting_handlers import attempts_key, runs_key
 from tests.helpers import make_event, run_worker, signed
 from workers import context

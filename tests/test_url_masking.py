@@ -14,7 +14,9 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from aistats_hooks import forwarding, logs
+from aistats_hooks import logs
+
+from aistats_hooks.effects import forwarding
 from aistats_hooks.forward_settings import generate_secret
 from aistats_hooks.urls import masked
 from tests.helpers import make_event

@@ -1,6 +1,6 @@
 """The alert tick (every 30 s from the cron): look at what failed for good, send folded alerts and resolves.
 
-One process at a time (a lock). Each condition of ``aistats_hooks.alerts`` is
+One process at a time (a lock). Each condition of ``aistats_hooks.effects.alerts`` is
 read from what the service already keeps: RQ's failed-job registries (dead
 letters), the disabled forwarding destinations, the last successful run of
 discovery and the sweep, the change feed (batches that settled above the
@@ -24,7 +24,9 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from standardwebhooks import Webhook
 
-from aistats_hooks import alerts, forwarding, job_queues
+from aistats_hooks import job_queues
+
+from aistats_hooks.effects import alerts, forwarding
 from aistats_hooks.store.process_lock import hold
 from aistats_hooks.urls import masked
 

@@ -1,6 +1,6 @@
-"""The RQ job that archives one ended batch's files (``aistats_hooks.archive``), on the archive queue.
+"""The RQ job that archives one ended batch's files (``aistats_hooks.effects.archive``), on the archive queue.
 
-Enqueued by ``aistats_hooks.archiving`` (a terminal transition on the change
+Enqueued by ``aistats_hooks.effects.archiving`` (a terminal transition on the change
 feed, or the CLI's ``archive``). The gateway's file is downloaded through the
 SDK's ``download_file`` (to a temporary file: bounded memory whatever its
 size), then copied to the archive while it is hashed. Any failure raises, and
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 
-from aistats_hooks import archiving, tracing
-from aistats_hooks.archive import Archive, archive_batch as write_archive, wanted_files
+from aistats_hooks import tracing
+
+from aistats_hooks.effects import archiving
+from aistats_hooks.effects.archive import Archive, archive_batch as write_archive, wanted_files
 
 from . import context
 

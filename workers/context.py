@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from aistats_hooks import archiving, dispatch, forwarding, handlers
+from aistats_hooks import handlers
+
+from aistats_hooks.effects import archiving, dispatch, forwarding
 from aistats_hooks.config import Settings
 from aistats_hooks.keys import Keys
 from aistats_hooks.redis_conn import connect

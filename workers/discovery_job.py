@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aistats_hooks import alerts, converge, discovery
+from aistats_hooks import converge, discovery
+
+from aistats_hooks.effects import alerts
 
 from . import context
 

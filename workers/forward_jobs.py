@@ -2,7 +2,7 @@
 
 ``dispatch_messages`` fans new feed entries out into messages, on the forward
 queue's worker (a reconcile only asks for it). ``deliver`` sends one: enqueued
-by ``aistats_hooks.forwarding.dispatch`` on the forward queue. A 2xx
+by ``aistats_hooks.effects.forwarding.dispatch`` on the forward queue. A 2xx
 is success; any other answer, a timeout or a connection error raises, and RQ
 retries on ``forwarding.BACKOFF`` (more than a day); 410 Gone disables the
 destination and is not retried. Redirects are not followed (a receiver that
@@ -31,7 +31,9 @@ from datetime import datetime, timezone
 from rq import get_current_job
 from standardwebhooks import Webhook
 
-from aistats_hooks import bounded_post, forwarding, tracing
+from aistats_hooks import tracing
+
+from aistats_hooks.effects import bounded_post, forwarding
 from aistats_hooks.urls import masked
 from aistats_hooks.rules.timestamps import iso
 

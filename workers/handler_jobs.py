@@ -1,6 +1,6 @@
 """The RQ job that runs one handler on one transition of one batch.
 
-Enqueued by ``aistats_hooks.dispatch`` (never on the acknowledgement path),
+Enqueued by ``aistats_hooks.effects.dispatch`` (never on the acknowledgement path),
 retried by RQ with backoff when the handler raises, then left in RQ's failed
 registry, where ``failed`` / ``requeue`` find it like a failed reconcile. A
 run that already succeeded (``{p}:hdone:{job id}`` exists) is skipped, so a
@@ -18,8 +18,10 @@ import time
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import handler_runs, handlers, tracing
-from aistats_hooks.dispatch import job_id
+from aistats_hooks import handlers, tracing
+
+from aistats_hooks.effects import handler_runs
+from aistats_hooks.effects.dispatch import job_id
 from aistats_hooks.errors import ConfigError
 from aistats_hooks.sdk import iter_results_file
 from aistats_hooks.rules.timestamps import iso

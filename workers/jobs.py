@@ -18,8 +18,8 @@ import time
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from aistats_hooks import (alerts, archiving, discovery, dispatch, forwarding, handlers, reconcile, telemetry,
-                           tracing)
+from aistats_hooks import discovery, handlers, reconcile, telemetry, tracing
+from aistats_hooks.effects import alerts, archiving, dispatch, forwarding
 from aistats_hooks.errors import AIStatsError, AuthenticationError, RateLimitError
 from aistats_hooks.reconcile import NotFoundYet, Outcome, apply_fallback
 

@@ -78,7 +78,7 @@ _redis = redis_conn.connect(SETTINGS)
 redis_conn.warn_if_lossy(_redis)
 if handlers.registered():
     # Handlers see every transition stored from this start on (a CLI-tracked batch's first too).
-    from aistats_hooks.dispatch import ensure_group
+    from aistats_hooks.effects.dispatch import ensure_group
     from aistats_hooks.keys import Keys
 
     with contextlib.suppress(RedisError):  # the first reconcile creates it then

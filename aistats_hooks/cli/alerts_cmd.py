@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from .. import alerts as alert_state
+from ..effects import alerts as alert_state
 from .core import Resources, emit, json_option, pass_res
 
 

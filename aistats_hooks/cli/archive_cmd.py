@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import archiving
+from ..effects import archiving
 from .core import CommandError, Resources, emit, json_option, pass_res
 
 
@@ -35,7 +35,7 @@ def archive(res: Resources, batch_id: str | None, missing: bool, verify_: bool) 
 
 
 def _verify(res: Resources) -> None:
-    from ..archive import Archive, verify
+    from ..effects.archive import Archive, verify
 
     store, settings = res.store, res.settings
     target = Archive(settings.archive_url, endpoint_url=settings.archive_endpoint_url)

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from .. import forwarding as fwd
+from ..effects import forwarding as fwd
 from ..rules.timestamps import iso
 from ..urls import masked
 from ..rules.timestamps import parse_time

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .. import changes as feed
+from ..effects import changes as feed
 from .. import handlers as registry
 from .core import CommandError, Resources, emit, json_option, pass_res
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from .. import changes
+from ..effects import changes
 from . import params
 from .auth import require_token
 from .context import get_store

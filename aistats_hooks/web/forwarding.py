@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from .. import forwarding
+from ..effects import forwarding
 from ..urls import masked
 from . import params
 from .auth import require_token

@@ -7,7 +7,9 @@ from datetime import date
 
 from flask import Blueprint, jsonify, request
 
-from .. import archiving, queries
+from .. import queries
+
+from ..effects import archiving
 from ..rules.status import BatchStatus
 from . import params
 from .auth import require_token

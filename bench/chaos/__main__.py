@@ -34,7 +34,7 @@ from .slow import SlowClients
 from .report import build_result, print_table, write_json
 from .stack import ROOT, Stack
 from .traffic import Creator
-from aistats_hooks import forwarding
+from aistats_hooks.effects import forwarding
 
 from . import handler_runs
 from .verify import Reader, converge, final_pass

@@ -18,7 +18,7 @@ from rq import Queue
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from aistats_hooks import job_queues
-from aistats_hooks.archive import FILES
+from aistats_hooks.effects.archive import FILES
 from aistats_hooks.sdk import AIStats
 
 

@@ -22,8 +22,9 @@ from rq import Queue
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from aistats_hooks.forward_settings import DEFAULT_EVENTS, generate_secret
-from aistats_hooks import forwarding, job_queues
-from aistats_hooks.forwarding import GROUP
+from aistats_hooks import job_queues
+from aistats_hooks.effects import forwarding
+from aistats_hooks.effects.forwarding import GROUP
 from aistats_hooks.rules.transitions import Transition
 from aistats_hooks.keys import Keys
 from bench.forward_destination import Destination

@@ -16,7 +16,7 @@ from rq import Queue
 from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from aistats_hooks import job_queues
-from aistats_hooks.dispatch import GROUP
+from aistats_hooks.effects.dispatch import GROUP
 from bench.counting_handlers import runs_key
 
 HANDLERS = "bench.counting_handlers"

@@ -9,7 +9,9 @@ from flask import redirect, render_template, request, url_for
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from ... import dead_letters, forwarding, handler_runs, queries, upstream_health
+from ... import dead_letters, queries, upstream_health
+
+from ...effects import forwarding, handler_runs
 from ...overview import RANGES
 from ...overview import overview as read_overview
 from ...rules.status import BatchStatus

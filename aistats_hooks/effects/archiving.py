@@ -26,12 +26,12 @@ from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.job import Job
 
-from . import job_queues, tracing
-from .config import Settings
-from .keys import Keys
-from .store.process_lock import hold
+from .. import job_queues, tracing
+from ..config import Settings
+from ..keys import Keys
+from ..store.process_lock import hold
 
-log = logging.getLogger("aistats_hooks.archiving")
+log = logging.getLogger("aistats_hooks.effects.archiving")
 GROUP = "archive"
 CONSUMER = "archiver"
 ARCHIVE_FUNC = "workers.archive_jobs.archive_batch"

@@ -16,7 +16,7 @@ from typing import Any
 
 from redis import Redis
 
-from .keys import Keys
+from ..keys import Keys
 
 FIELDS = ("batch_id", "transition", "status", "settled_nanos", "at")
 MAX_PAGE = 1000

@@ -14,8 +14,8 @@ import time
 
 from redis import Redis
 
-from .keys import Keys
-from .rules.timestamps import iso
+from ..keys import Keys
+from ..rules.timestamps import iso
 
 ERROR_CHARS = 300
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from redis import Redis
 
-from .keys import Keys
+from ..keys import Keys
 
 FOLD_SECONDS = 15 * 60
 STALLED_AFTER = 10 * 60

@@ -27,11 +27,11 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from . import job_queues, tracing
-from .config import Settings
-from .keys import Keys
-from .store.process_lock import hold
-from .urls import masked
+from .. import job_queues, tracing
+from ..config import Settings
+from ..keys import Keys
+from ..store.process_lock import hold
+from ..urls import masked
 
 GROUP = "forwarding"
 CONSUMER = "forwarder"
@@ -254,7 +254,7 @@ def redeliver(redis: Redis, keys: Keys, queue: Queue, mid: str) -> bool:
     if not redis.exists(keys.forward("msg", mid)):
         return False
     redis.hset(keys.forward("msg", mid), "status", "pending")
-    from . import dead_letters  # the failed registry: a requeued job keeps the batch's order
+    from .. import dead_letters  # the failed registry: a requeued job keeps the batch's order
 
     if dead_letters.requeue(queue, mid):
         return True

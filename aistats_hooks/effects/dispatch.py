@@ -21,13 +21,13 @@ from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.job import Job
 
-from . import job_queues, tracing
-from .config import Settings
-from .handlers import Registered, for_transition
-from .keys import Keys
-from .store.process_lock import hold
+from .. import job_queues, tracing
+from ..config import Settings
+from ..handlers import Registered, for_transition
+from ..keys import Keys
+from ..store.process_lock import hold
 
-log = logging.getLogger("aistats_hooks.dispatch")
+log = logging.getLogger("aistats_hooks.effects.dispatch")
 GROUP = "handlers"
 CONSUMER = "dispatcher"
 HANDLER_FUNC = "workers.handler_jobs.run_handler"
