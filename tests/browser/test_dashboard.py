@@ -157,3 +157,31 @@ def test_state_changing_forms_need_the_csrf_token(stack):
         for secret in (stack["settings"].query_api_token, stack["settings"].session_secret,
                        stack["settings"].webhook_secrets[0], stack["settings"].api_key):
             assert secret not in page.text
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_pages_fit_the_window_and_show_what_happened(browser, stack, shots, width):
+    from aistats_hooks.effects import handler_runs
+
+    store, batch_id = stack["store"], stack["batch_ids"][0]
+    handler_runs.record(store.redis, store.keys, batch_id, "job_browser", handler="hooks.notify",
+                        transition="batch.completed", status="done", attempt=1, ms=5, retention=600)
+    login(browser, stack)
+    browser.set_window_size(width, 900)
+    for path in ("/dashboard/", "/dashboard/?range=90d", "/dashboard/?range=24h", "/dashboard/batches",
+                 f"/dashboard/batches/{batch_id}", "/dashboard/failed"):
+        browser.get(stack["url"] + path)
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 1, (path, width, overflow)  # no sideways scroll
+    browser.get(stack["url"] + f"/dashboard/batches/{batch_id}")
+    runs = browser.find_elements(By.CSS_SELECTOR, "#handler-runs tbody tr")
+    assert any("hooks.notify" in r.text and "done" in r.text for r in runs)
+    assert browser.find_element(By.ID, "results-link").get_attribute("href").endswith(f"/batches/{batch_id}/results")
+    screenshot(browser, shots, "batch-runs", width=width)
+    browser.get(stack["url"] + "/dashboard/batches?order=oldest")
+    assert "batches" in browser.find_element(By.ID, "batches-total").text
+    browser.get(stack["url"] + "/dashboard/?range=7d")
+    assert browser.find_element(By.CSS_SELECTOR, "#ranges a.current").text == "7d"
+    assert csp_violations(browser) == []
+    screenshot(browser, shots, "overview-7d", width=width)
