@@ -19,7 +19,7 @@ from .context import Bench, Row
 
 TARGET_PER_EVENT = 0.3
 # Retrieves per batch lifecycle against the gateway's own events (created + terminal): one per event.
-TARGET_PER_LIFECYCLE = 2.0
+TARGET_PER_LIFECYCLE = 1.1  # the physical floor is one: the terminal truth (created starts a provisional record)
 LIFECYCLE_S = 600
 POLL_INTERVAL_S = 5
 MEMORY_TARGET = 4096
