@@ -170,3 +170,29 @@ def test_a_closed_stdout_leaves_the_whole_stack_running_until_sigint(tmp_path):
                 except OSError:
                     pass
             proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_sandbox_that_dies_is_reported_and_started_again(tmp_path):
+    port = free_port()
+    env = fresh_env(tmp_path, PORT=str(port))
+    data = tmp_path / "data"
+    run = Launched(env)
+    try:
+        wait_for(lambda: ready(f"http://127.0.0.1:{port}"), 90, "/readyz answered 200", run)
+        kept = json.loads((data / "sandbox.json").read_text())
+        sandbox_url = f"http://127.0.0.1:{kept['port']}/v1/batches"
+        key = {"Authorization": f"Bearer {kept['api_key']}"}
+        assert httpx.get(sandbox_url, headers=key, timeout=5).status_code == 200
+        os.kill(run.sandbox_pid(), signal.SIGKILL)
+        wait_for(lambda: "the sandbox gateway exited with status -9: restarting it" in run.output, 20,
+                 "the launcher reported the dead sandbox", run)
+        wait_for(lambda: httpx.get(sandbox_url, headers=key, timeout=2).status_code == 200, 30,
+                 "the sandbox answered again on its port", run)
+        assert run.proc.poll() is None
+        stop(run)
+        with pytest.raises(httpx.TransportError):  # the restarted sandbox was stopped with the rest
+            httpx.get(sandbox_url, headers=key, timeout=2)
+    finally:
+        if run.proc.poll() is None:
+            os.killpg(run.proc.pid, signal.SIGKILL)

@@ -74,9 +74,13 @@ def run(args: argparse.Namespace) -> int:
     except lock.Locked as exc:
         return _error(str(exc))
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    watchdog = None
     try:
         stack.prepare()
         manager = stack.manager(procfile)
+        if stack.sandbox is not None:  # a sandbox that dies is reported and started again
+            watchdog = sandbox.Watchdog(stack.sandbox, stack.env, stack.data_dir, stack.sandbox_port, SANDBOX_SPEED,
+                                        on_restart=manager.spared.add).start()
         _restore(previous)
         code = manager.loop()  # the formation handles SIGINT/SIGTERM from here: it stops every process
         # Stopped by Ctrl-C or SIGTERM, as asked: that is a clean exit.
@@ -87,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"could not start: {type(exc).__name__}: {exc}")
     finally:
         _restore(previous)
+        if watchdog is not None:
+            watchdog.stop()
+            stack.sandbox = watchdog.proc
         sandbox.stop(stack.sandbox)
         stack.stop_redis()
         os.close(owner)

@@ -21,6 +21,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from .environ import ROOT, free_port, port_in_use, write_private
@@ -92,3 +93,38 @@ def stop(proc: subprocess.Popen | None) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class Watchdog:
+    """Report and restart a sandbox that died while ``make run`` runs (its state file keeps its batches).
+
+    Checked once a second from its own thread; ``on_restart(new_pid)`` lets the formation spare the new
+    process at stop. ``stop()`` first, then ``sandbox.stop(watchdog.proc)``.
+    """
+
+    def __init__(self, proc: subprocess.Popen, env: dict[str, str], data_dir: Path, port: int, speed: float,
+                 *, say=print, on_restart=lambda pid: None, every: float = 1.0) -> None:
+        self.proc, self.env, self.data_dir, self.port, self.speed = proc, env, data_dir, port, speed
+        self.say, self.on_restart, self.every = say, on_restart, every
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sandbox-watchdog", daemon=True)
+
+    def start(self) -> "Watchdog":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            code = self.proc.poll()
+            if code is None or self._stop.is_set():
+                continue
+            self.restarts += 1
+            self.say(f"aistats-hooks | the sandbox gateway exited with status {code}: restarting it "
+                     f"(log {self.data_dir / LOG_FILE})", flush=True)
+            self.proc = start(self.env, self.data_dir, self.port, self.speed)
+            self.on_restart(self.proc.pid)
