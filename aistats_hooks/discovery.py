@@ -103,32 +103,25 @@ class ViewState:
             return cls()
 
 
-def fresh(items: list[dict[str, Any]], state: ViewState,
-          echoes: frozenset[str] = frozenset()) -> tuple[int, bool, float, tuple[str, ...]]:
-    """Count the items new since ``state``; say if the page may have lost some; return the new watermark.
-
-    ``echoes`` (batches already final here in the listed status: moved to the top by our own retrieve
-    or a later pass of the gateway's) move the watermark and can fill the page, but are no news:
-    they do not count as new, so they do not speed polling up.
-    """
-    new, newest, at_newest, moved = 0, state.newest, set(state.at_newest), 0
+def fresh(items: list[dict[str, Any]], state: ViewState) -> tuple[int, bool, float, tuple[str, ...]]:
+    """Count the items new since ``state``; say if the page may have lost some; return the new watermark."""
+    new, newest, at_newest = 0, state.newest, set(state.at_newest)
     for item in items:
         at = parse_time(item.get("updated_at")) or 0.0
         if at > state.newest or (at == state.newest and item["id"] not in state.at_newest):
-            moved += 1
-            new += item["id"] not in echoes
+            new += 1
         if at > newest:
             newest, at_newest = at, {item["id"]}
         elif at == newest:
             at_newest.add(item["id"])
-    overflow = state.polled_at > 0 and len(items) >= PAGE and moved == len(items)
+    overflow = state.polled_at > 0 and len(items) >= PAGE and new == len(items)
     return new, overflow, newest, tuple(sorted(at_newest))
 
 
 def next_state(state: ViewState, items: list[dict[str, Any]], now: float, *, adaptive: bool,
-               longest: float, echoes: frozenset[str] = frozenset()) -> tuple[ViewState, int, bool]:
+               longest: float) -> tuple[ViewState, int, bool]:
     """The view's state after a poll at ``now`` that listed ``items``: (state, new items, overflow). Pure."""
-    new, overflow, newest, at_newest = fresh(items, state, echoes)
+    new, overflow, newest, at_newest = fresh(items, state)
     rate, gap = state.rate, longest
     if adaptive:
         if state.polled_at <= 0:
@@ -181,8 +174,7 @@ def _poll_view(store: Store, client: AIStats, view: str, state: ViewState, now: 
     try:
         items = _page(client, statuses)
         counts["polls"] += 1
-        state, _, overflow = next_state(state, items, now, adaptive=adaptive, longest=quiet,
-                                        echoes=_echoes(store, items))
+        state, _, overflow = next_state(state, items, now, adaptive=adaptive, longest=quiet)
         if overflow and view == "ended":
             counts["overflow"] += 1
             log.warning("more than %d batches ended between two polls: reading each group's first page", PAGE)
@@ -212,14 +204,6 @@ def _page(client: AIStats, statuses: str) -> list[dict[str, Any]]:
     """The first page of a statuses= filter: items with an id only."""
     page = client.list_batches(statuses=statuses, limit=PAGE)
     return [i for i in page.get("data") or [] if isinstance(i, dict) and isinstance(i.get("id"), str)]
-
-
-def _echoes(store: Store, items: list[dict[str, Any]]) -> frozenset[str]:
-    """Listed batches already final here in the listed status: no news (see ``fresh``)."""
-    ids = list(dict.fromkeys(item["id"] for item in items))
-    listed = {item["id"]: item for item in items}
-    return frozenset(b for b, record in zip(ids, store.get_many(ids) if ids else [])
-                     if record is not None and is_final(record) and _same(record, listed[b]))
 
 
 def _queue_moved(store: Store, items: list[dict[str, Any]], counts: dict[str, int]) -> None:

@@ -96,18 +96,6 @@ def test_a_page_of_only_new_items_is_an_overflow_and_polls_again_soon():
                           adaptive=True, longest=60)[2]
 
 
-def test_our_own_retrieves_echoing_at_the_top_are_no_news():
-    # The gateway moves a batch to the top of its list on every retrieve: the ended batches we just
-    # reconciled come back above the watermark. They move it, but do not speed polling up.
-    state = ViewState(newest=10.0, polled_at=100.0, rate=0.01, due=160.0)
-    page = _items(20, 20.0)
-    echoes = frozenset(item["id"] for item in page[:15])
-    after, new, overflow = next_state(state, page, 110.0, adaptive=True, longest=60, echoes=echoes)
-    assert new == 5 and not overflow and after.newest == pytest.approx(20.019)
-    counted, all_new, _ = next_state(state, page, 110.0, adaptive=True, longest=60)
-    assert all_new == 20 and after.rate < counted.rate and after.due > counted.due
-
-
 def test_a_stored_state_that_cannot_be_read_starts_afresh():
     assert ViewState.loads(b"{not json") == ViewState()
     assert ViewState.loads(ViewState(1.5, ("a",), 2.0, 3.0, 4.0).dumps()) == ViewState(1.5, ("a",), 2.0, 3.0, 4.0)
