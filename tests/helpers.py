@@ -101,3 +101,16 @@ def spawn_worker(queue_name: str, env: dict, *, burst: bool = True):
 
     return subprocess.Popen(args + job_queues.names(queue_name), env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
+
+
+def dashboard_login(client, token: str) -> None:
+    """Log ``client`` (a Flask test client) in to the dashboard with the query token, CSRF included."""
+    import re
+
+    page = client.get("/dashboard/login").get_data(as_text=True)
+    form = {"token": token}
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    if csrf:
+        form["csrf_token"] = csrf.group(1)
+    answer = client.post("/dashboard/login", data=form)
+    assert answer.status_code == 302, answer.get_data(as_text=True)[:300]

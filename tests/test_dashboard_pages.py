@@ -14,7 +14,7 @@ import pytest
 from aistats_hooks.rules.merge import merge
 from aistats_hooks.sandbox import SandboxServer
 from aistats_hooks.web.dashboard.charts import axis_usd, spend_per_day
-from tests.helpers import make_event, wait_for
+from tests.helpers import dashboard_login, make_event, wait_for
 
 SECRET = "s" * 32
 API_KEY = "sk_sandbox_dashboard_pages"
@@ -22,12 +22,7 @@ API_KEY = "sk_sandbox_dashboard_pages"
 
 def login(app, settings):
     client = app.test_client()
-    page = client.get("/dashboard/login").get_data(as_text=True)
-    form = {"token": settings.query_api_token}
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    if token:
-        form["csrf_token"] = token.group(1)
-    assert client.post("/dashboard/login", data=form).status_code == 302
+    dashboard_login(client, settings.query_api_token)
     return client
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from aistats_hooks import upstream_health
 from aistats_hooks.errors import AuthenticationError, NotFoundError, RateLimitError, UpstreamUnavailable
-from tests.helpers import make_event, run_worker, signed
+from tests.helpers import dashboard_login, make_event, run_worker, signed
 
 SECRET = "s" * 32
 
@@ -73,12 +73,7 @@ def test_a_refused_key_shows_then_clears(web, settings, upstream):
 def test_the_dashboard_says_the_gateway_refused_the_key(web, settings):
     client, store = web
     upstream_health.failed(store.redis, store.keys, AuthenticationError("bad key", status=401))
-    page = client.get("/dashboard/login").get_data(as_text=True)
-    form = {"token": settings.query_api_token}
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    if token:
-        form["csrf_token"] = token.group(1)
-    assert client.post("/dashboard/login", data=form).status_code == 302
+    dashboard_login(client, settings.query_api_token)
     html = client.get("/dashboard/").get_data(as_text=True)
     tile = html[html.index('id="tile-upstream"'):]
     tile = tile[:tile.index("</div>")]
