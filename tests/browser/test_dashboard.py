@@ -163,13 +163,30 @@ def test_state_changing_forms_need_the_csrf_token(stack):
 def test_pages_fit_the_window_and_show_what_happened(browser, stack, shots, width):
     from aistats_hooks.effects import handler_runs
 
+    from aistats_hooks.effects import forwarding
+    from aistats_hooks.rules.merge import merge
+    from tests.helpers import make_event
+
     store, batch_id = stack["store"], stack["batch_ids"][0]
     handler_runs.record(store.redis, store.keys, batch_id, "job_browser", handler="hooks.notify",
                         transition="batch.completed", status="done", attempt=1, ms=5, retention=600)
+    # A forwarded message of that batch, delivered (what a forwarding job writes), to a URL with a secret in it.
+    url = "https://user:hunter2@hooks.example.com/in?token=abc"
+    forwarding._store_message(store.redis, store.keys, stack["settings"], "msg_browser", "1-0",
+                              {"batch_id": batch_id, "transition": "batch.completed"}, url)
+    forwarding.record_attempt(store.redis, store.keys, "msg_browser", {"at": "2026-12-05T12:00:00Z", "status_code": 200},
+                              "delivered")
+    # A pending and an in-progress batch, as the service holds them before any bill.
+    for bid, status, counts in (("b_browser_pending", "validating", {"total": 3, "completed": 0, "failed": 0}),
+                                ("b_browser_running", "in_progress", {"total": 10, "completed": 4, "failed": 1})):
+        data = make_event(bid)["data"]
+        data.update(status=status, billing=None, request_counts=counts, output_file_id=None)
+        store.save(merge(None, data))
     login(browser, stack)
     browser.set_window_size(width, 900)
     for path in ("/dashboard/", "/dashboard/?range=90d", "/dashboard/?range=24h", "/dashboard/batches",
-                 f"/dashboard/batches/{batch_id}", "/dashboard/failed"):
+                 f"/dashboard/batches/{batch_id}", "/dashboard/batches/b_browser_pending",
+                 "/dashboard/batches/b_browser_running", "/dashboard/failed"):
         browser.get(stack["url"] + path)
         overflow = browser.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
@@ -177,6 +194,9 @@ def test_pages_fit_the_window_and_show_what_happened(browser, stack, shots, widt
     browser.get(stack["url"] + f"/dashboard/batches/{batch_id}")
     runs = browser.find_elements(By.CSS_SELECTOR, "#handler-runs tbody tr")
     assert any("hooks.notify" in r.text and "done" in r.text for r in runs)
+    forwarded = browser.find_element(By.ID, "forwarded-messages").text
+    assert "delivered" in forwarded and "hooks.example.com" in forwarded and "hunter2" not in forwarded
+    assert "abc" not in forwarded  # the query string's value is masked too
     assert browser.find_element(By.ID, "results-link").get_attribute("href").endswith(f"/batches/{batch_id}/results")
     screenshot(browser, shots, "batch-runs", width=width)
     browser.get(stack["url"] + "/dashboard/batches?order=oldest")
